@@ -1,0 +1,117 @@
+"""The ``lbconvert`` command line: parses, calls a stage, renders. Nothing heavy here.
+
+``lbconvert MODEL ...`` means ``lbconvert convert MODEL ...``: :class:`DefaultCommandGroup`
+puts ``convert`` in front of a first word that is not a command name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from lbconvert import __version__
+from lbconvert.errors import LbconvertError
+
+DEFAULT_COMMAND = "convert"
+
+
+def _debug_requested() -> bool:
+    return os.environ.get("LBCONVERT_DEBUG", "") not in ("", "0")
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A Typer group whose default subcommand is ``convert``.
+
+    Typer ≥ 0.26 vendors Click, so click-default-group cannot plug in; overriding
+    ``resolve_command`` is the pattern the ``hf`` CLI uses too. We never inject on empty
+    args (that breaks shell completion) and a near-miss of a command name that is not a
+    path fails with "Did you mean ...?" instead of being treated as a model.
+    """
+
+    def resolve_command(self, ctx, args):  # noqa: D401 - click API
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            first = args[0]
+            looks_like_spec = (
+                os.path.exists(first) or ":" in first or "." in first or os.sep in first
+            )
+            if not looks_like_spec:
+                close = difflib.get_close_matches(first, list(self.commands), n=1, cutoff=0.6)
+                if close:
+                    ctx.fail(f"No such command '{first}'. Did you mean '{close[0]}'?")
+            args = [DEFAULT_COMMAND, *args]
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LbconvertError as exc:
+            if _debug_requested():
+                raise
+            typer.echo(f"lbconvert: error: {exc}", err=True)
+            typer.echo("  (run with --debug or LBCONVERT_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(exc.exit_code)
+
+
+app = typer.Typer(
+    cls=DefaultCommandGroup,
+    name="lbconvert",
+    no_args_is_help=True,
+    subcommand_metavar="MODEL [OPTIONS] | COMMAND [ARGS]...",
+    help=(
+        "Make a PyTorch model and its training config ready for a large batch.\n\n"
+        "`lbconvert MODEL --target-batch N` is short for `lbconvert convert MODEL "
+        "--target-batch N` (convert is the default command)."
+    ),
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lbconvert {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version_callback, is_eager=True,
+                     help="Show the version and exit."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for errors (also LBCONVERT_DEBUG=1); "
+                           "accepted anywhere on the line.")
+    ] = False,
+) -> None:
+    """Large-batch conversion and audits for PyTorch training runs."""
+
+
+def _register() -> None:
+    # Imported here so each command lives in its own module; none of them imports torch.
+    from lbconvert.cli import audit_cmd, check_cmd, convert_cmd, plan_cmd
+
+    app.command("convert", help=convert_cmd.HELP)(convert_cmd.convert)
+    app.command("plan", help=plan_cmd.HELP)(plan_cmd.plan)
+    app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
+    app.command("check", help=check_cmd.HELP)(check_cmd.check)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: ``lbconvert`` and ``python -m lbconvert``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        # --debug is accepted anywhere on the line, so strip it before Click routes.
+        args = [a for a in args if a != "--debug"]
+        os.environ["LBCONVERT_DEBUG"] = "1"
+    app(args=args, prog_name="lbconvert")

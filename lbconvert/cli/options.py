@@ -1,0 +1,65 @@
+"""Option declarations shared by several commands (plan, convert, audit, check).
+
+Declared once so ``plan`` and ``convert`` accept the same spelling of every flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Training config: YAML/TOML/JSON (timm args.yaml, HF "
+                 "TrainingArguments JSON, Lightning hparams.yaml, or a plain file)."),
+]
+TargetBatchOpt = Annotated[
+    int, typer.Option("--target-batch", "-b", help="Global batch size to plan for.", min=1)
+]
+RuleOpt = Annotated[
+    str, typer.Option("--rule", help="LR scaling: sqrt (Hoffer 2017), linear (Goyal 2017), none.")
+]
+RegimeOpt = Annotated[
+    str,
+    typer.Option("--regime", help="adapt = same number of updates (epochs × M, Hoffer 2017); "
+                 "budget = same epochs; or a number = epochs factor."),
+]
+WarmupOpt = Annotated[
+    Optional[str],
+    typer.Option("--warmup", help="Warmup epochs (number), 'none', or default: Goyal's gradual "
+                 "5 epochs, scaled for the regime."),
+]
+GhostBatchOpt = Annotated[
+    Optional[int], typer.Option("--ghost-batch", help="Ghost batch size (default 128, Hoffer 2017).",
+                                min=1)
+]
+DevicesOpt = Annotated[
+    Optional[int], typer.Option("--devices", help="Number of data-parallel devices (processes).",
+                                min=1)
+]
+MaxPerDeviceOpt = Annotated[
+    Optional[int], typer.Option("--max-per-device", help="Largest batch one device holds; the "
+                                "rest is reached by gradient accumulation.", min=1)
+]
+BatchSizeOpt = Annotated[
+    Optional[int], typer.Option("--batch-size", help="Current batch size (overrides the config).",
+                                min=1)
+]
+LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Current learning rate (overrides the config).")]
+EpochsOpt = Annotated[
+    Optional[float], typer.Option("--epochs", help="Current number of epochs (overrides the config).")
+]
+DatasetSizeOpt = Annotated[
+    Optional[int], typer.Option("--dataset-size", help="Training samples per epoch.", min=1)
+]
+BatchIsOpt = Annotated[
+    Optional[str],
+    typer.Option("--batch-is", help="Whether the config's batch size is 'global' or 'per-device' "
+                 "(default: the format's own convention, printed)."),
+]
+OptimizerOpt = Annotated[
+    str, typer.Option("--optimizer", help="lars (You 2017) or keep (the original optimizer, LR scaled).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")]
