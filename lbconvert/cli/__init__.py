@@ -64,10 +64,10 @@ app = typer.Typer(
     subcommand_metavar="MODEL [OPTIONS] | COMMAND [ARGS]...",
     help=(
         "Make a PyTorch model and its training config ready for a large batch.\n\n"
-        "`lbconvert MODEL --target-batch N` is short for `lbconvert convert MODEL "
-        "--target-batch N` (convert is the default command)."
+        "[bold]lbconvert MODEL --target-batch N[/] is short for [bold]lbconvert convert MODEL "
+        "--target-batch N[/] (convert is the default command)."
     ),
-    rich_markup_mode="markdown",
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -1,9 +1,15 @@
-"""``lbconvert audit RUN_DIR...``: read finished runs and flag large-batch mistakes."""
+"""``lbconvert audit RUN_DIR...``: read finished runs and flag large-batch mistakes.
+
+Parses, calls :func:`lbconvert.audit.report.audit_runs`, renders. No torch import on the
+logs-only path (checkpoint series import it inside their reader).
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,8 +17,95 @@ from lbconvert.errors import LbconvertError
 
 HELP = "Audit finished or running training runs for large-batch mistakes (no torch for logs)."
 
+OUTPUT_FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github")
 
-def audit(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories.")]) -> None:
-    """Audit run directories."""
-    raise LbconvertError("lbconvert audit is not yet available in this version",
-                         hint="use `lbconvert plan` to check a config")
+
+def write_output(text: str, output: Optional[Path]) -> None:
+    """Write ``text`` atomically to ``output``, or to stdout."""
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, output)
+
+
+def emit(report, fmt: str, output: Optional[Path]) -> None:
+    """Render the report in ``fmt``; the github format also fills $GITHUB_STEP_SUMMARY."""
+    from lbconvert.audit.formats import github_step_summary, render
+
+    if fmt not in OUTPUT_FORMATS:
+        raise LbconvertError(f"--format {fmt!r} is not an output format",
+                             hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    width = 120 if output is not None or not sys.stdout.isatty() else \
+        os.get_terminal_size().columns
+    write_output(render(report, fmt, width=width), output)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt == "github" and summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(github_step_summary(report))
+
+
+def list_rules_text() -> str:
+    """The rule table printed by ``--list-rules``."""
+    from lbconvert.audit.rules import RULES
+
+    lines = [f"{r.id}  {r.name:<20} {r.severity:<8} {r.title}\n{'':7}{r.rationale}"
+             for r in RULES]
+    return "\n".join(lines) + "\n"
+
+
+def audit(
+    run_dirs: Annotated[Optional[list[Path]], typer.Argument(
+        help="Run directories (TensorBoard, Lightning CSV, HF Trainer, timm, MLflow, "
+             "checkpoint series).", show_default=False)] = None,
+    baseline: Annotated[Optional[Path], typer.Option(
+        "--baseline", help="A small-batch baseline run to compare with.")] = None,
+    reference_batch: Annotated[Optional[int], typer.Option(
+        "--reference-batch", min=1, help="Small reference batch size (same epochs) when there "
+        "is no baseline run.")] = None,
+    reference_lr: Annotated[Optional[float], typer.Option(
+        "--reference-lr",
+        help="The reference batch's learning rate (enables the LR rule).")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="Training config for values the run's own files lack.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="Global batch size, when the run's files lack it.")] = None,
+    devices: Annotated[Optional[int], typer.Option(
+        "--devices", min=1, help="Data-parallel devices (timm and HF do not save it).")] = None,
+    dataset_size: Annotated[Optional[int], typer.Option(
+        "--dataset-size", min=1, help="Training samples per epoch.")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f",
+        help="table, json, markdown, sarif, junit, gitlab or github.")] = "table",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the output to this file (atomically).")] = None,
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on",
+        help="Exit 1 on findings at or above: error, warning, note, never.")] = "error",
+    format_in: Annotated[Optional[str], typer.Option(
+        "--format-in", help="Force a reader: hf, lightning, timm, tensorboard, mlflow, "
+        "checkpoints.")] = None,
+    logs_only: Annotated[bool, typer.Option(
+        "--logs-only", help="Ignore checkpoint files (no torch import).")] = False,
+    list_rules: Annotated[bool, typer.Option(
+        "--list-rules", help="Print the rules and exit.")] = False,
+) -> None:
+    """Audit run directories; exit 0 clean, 1 findings at or above --fail-on, 2 input error."""
+    if list_rules:
+        typer.echo(list_rules_text(), nl=False)
+        return
+    if not run_dirs:
+        raise LbconvertError("no run directory given", hint="pass RUN_DIR... (or --list-rules)")
+    if fmt not in OUTPUT_FORMATS:
+        raise LbconvertError(f"--format {fmt!r} is not an output format",
+                             hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    from lbconvert.audit.report import audit_runs
+
+    report = audit_runs(run_dirs, baseline_dir=baseline, reference_batch=reference_batch,
+                        reference_lr=reference_lr, config_file=config, batch_size=batch_size,
+                        devices=devices, dataset_size=dataset_size, format_in=format_in,
+                        logs_only=logs_only, fail_on=fail_on)
+    emit(report, fmt, output)
+    raise typer.Exit(report.exit_code)

@@ -1,4 +1,4 @@
-"""``lbconvert check [REPO]``: CI gate for a model repository."""
+"""``lbconvert check [REPO]``: CI gate for a model repository (see :mod:`lbconvert.check`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,36 @@ from typing import Annotated, Optional
 
 import typer
 
+from lbconvert.cli.audit_cmd import OUTPUT_FORMATS, emit
 from lbconvert.errors import LbconvertError
 
 HELP = "CI gate: convert+verify each model declared in [tool.lbconvert] and audit its runs."
 
 
-def check(repo: Annotated[Optional[Path], typer.Argument(help="Repository root.")] = None) -> None:
-    """Check a model repository."""
-    raise LbconvertError("lbconvert check is not yet available in this version",
-                         hint="run `lbconvert MODEL --target-batch N` per model")
+def check(
+    repo: Annotated[Optional[Path], typer.Argument(help="Repository root (default: .).")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f",
+        help="table, json, markdown, sarif, junit, gitlab or github.")] = "table",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the output to this file (atomically).")] = None,
+    fail_on: Annotated[Optional[str], typer.Option(
+        "--fail-on", help="error, warning, note or never (default: the repo's fail-on, "
+        "else error).")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Also run the smoke training.")] = False,
+    runs_only: Annotated[bool, typer.Option(
+        "--runs-only",
+        help="Audit the declared runs only (no model conversion, no torch).")] = False,
+    logs_only: Annotated[bool, typer.Option(
+        "--logs-only", help="Ignore checkpoint files in run directories.")] = False,
+) -> None:
+    """Check a model repository; exit 0 clean, 1 failures/findings, 2 input error."""
+    if fmt not in OUTPUT_FORMATS:
+        raise LbconvertError(f"--format {fmt!r} is not an output format",
+                             hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    from lbconvert.check import run_check
+
+    report = run_check(repo or Path("."), smoke=smoke, fail_on=fail_on, logs_only=logs_only,
+                       models=not runs_only)
+    emit(report, fmt, output)
+    raise typer.Exit(report.exit_code)

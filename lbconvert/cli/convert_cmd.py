@@ -1,9 +1,131 @@
-"""``lbconvert convert MODEL``: the main job (load, plan, rewrite, verify, smoke, export, report)."""
+"""``lbconvert convert MODEL``: the main job (load, plan, rewrite, verify, smoke, export, report).
+
+Parses options, calls :func:`lbconvert.api.convert`, and renders each stage's result as it
+arrives. Torch is imported only once the command runs, never at ``--help``.
+"""
 
 from __future__ import annotations
 
-HELP = "Convert MODEL for --target-batch (default command: `lbconvert MODEL ...`)."
+import re
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lbconvert.cli import options as o
+from lbconvert.errors import LbconvertError
+
+HELP = (
+    "Convert MODEL for --target-batch: plan the schedule, swap BatchNorm for GhostBatchNorm, "
+    "verify, smoke-test weight diffusion, export and report. `lbconvert MODEL ...` is the same."
+)
 
 
-def convert() -> None:
-    """Placeholder until the convert command lands."""
+def _out_dir(out: Path | None, model: str) -> Path:
+    if out is not None:
+        return out
+    tail = model.split(":")[-1] if ":" in model and not model.endswith(".py") else model
+    name = Path(tail.split(":")[0]).stem or "model"
+    return Path("lbconvert-out") / re.sub(r"[^\w.-]", "_", name)
+
+
+def convert(
+    model: Annotated[str, typer.Argument(
+        help="path/to/model.py[:factory], package.module:attr, torchvision:<name> or "
+        "timm:<name>.", show_default=False)],
+    target_batch: o.TargetBatchOpt,
+    config: o.ConfigOpt = None,
+    rule: o.RuleOpt = "sqrt",
+    regime: o.RegimeOpt = "adapt",
+    warmup: o.WarmupOpt = None,
+    ghost_batch: o.GhostBatchOpt = None,
+    devices: o.DevicesOpt = None,
+    max_per_device: o.MaxPerDeviceOpt = None,
+    batch_size: o.BatchSizeOpt = None,
+    lr: o.LrOpt = None,
+    epochs: o.EpochsOpt = None,
+    dataset_size: o.DatasetSizeOpt = None,
+    batch_is: o.BatchIsOpt = None,
+    optimizer: o.OptimizerOpt = "lars",
+    weights: Annotated[Optional[Path], typer.Option(
+        "--weights", help="State dict to load first (torch.load weights_only=True; Lightning "
+        ".ckpt accepted).")] = None,
+    input_shape: Annotated[Optional[str], typer.Option(
+        "--input-shape", help="Per-sample input shape, e.g. 3,32,32 (default: config, model, "
+        "or probed).")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option(
+        "--skip", help="Leave BatchNorms matching this qualified-name glob alone "
+        "(repeatable).")] = None,
+    keep_syncbn: Annotated[bool, typer.Option(
+        "--keep-syncbn", help="Keep SyncBatchNorm (default: convert, giving up cross-device "
+        "sync on purpose).")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip verification.")] = False,
+    no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the diffusion smoke "
+                                           "test.")] = False,
+    smoke_only: Annotated[bool, typer.Option(
+        "--smoke-only", help="Only rerun the smoke test (no verify, export or report).")] = False,
+    smoke_time: Annotated[float, typer.Option(
+        "--smoke-time", help="Smoke-test time budget in seconds (all three arms).",
+        min=1.0)] = 60.0,
+    smoke_batch: Annotated[Optional[int], typer.Option(
+        "--smoke-batch", help="Proxy small batch for the smoke test; the large one keeps "
+        "M = target/current.", min=1)] = None,
+    data: Annotated[str, typer.Option(
+        "--data", help="Smoke data: synthetic, module:factory, or torchvision:FakeData.")
+    ] = "synthetic",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the smoke test.")] = 0,
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", help="Smoke PASS band for the slope ratio (0.2 = ±20%).")] = 0.2,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate", help="Search the LR multiplier whose curve matches the original.")
+    ] = False,
+    sharpness: Annotated[bool, typer.Option(
+        "--sharpness", help="Also measure Keskar et al. 2017 ε-sharpness (reported only).")
+    ] = False,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output folder (default lbconvert-out/<model-name>/).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")
+                     ] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also export model.onnx for "
+                                       "inference.")] = False,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset.")] = None,
+    safetensors: Annotated[bool, typer.Option(
+        "--safetensors", help="Also write model.safetensors.")] = False,
+    no_export: Annotated[bool, typer.Option(
+        "--no-export", help="Do not write the output folder.")] = False,
+    fmt: o.FormatOpt = "table",
+) -> None:
+    """Run the conversion pipeline and render what each stage did."""
+    from rich.console import Console
+
+    if fmt not in ("table", "json"):
+        raise LbconvertError(f"--format {fmt!r} is not known", hint="use table or json")
+    console = Console(stderr=fmt == "json")
+    overrides: dict[str, Any] = {k: v for k, v in {
+        "batch_size": batch_size, "lr": lr, "epochs": epochs, "dataset_size": dataset_size,
+    }.items() if v is not None}
+    smoke = not no_smoke
+    smoke_options = dict(data=data, device=device, time_budget=smoke_time,
+                         smoke_batch=smoke_batch, seed=seed, tolerance=tolerance,
+                         calibrate=calibrate, sharpness=sharpness,
+                         progress=console.is_terminal)
+    export = not (no_export or smoke_only)
+    out_dir = _out_dir(out, model)
+
+    from lbconvert.api import convert as run_convert
+    from lbconvert.cli.render_convert import StageRenderer
+
+    renderer = StageRenderer(console, config_path=config)
+    result = run_convert(
+        model, config, target_batch=target_batch, rule=rule, regime=regime, warmup=warmup,
+        ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
+        optimizer=optimizer, overrides=overrides, batch_is=batch_is, weights=weights,
+        input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
+        verify=not (no_verify or smoke_only), smoke=smoke or smoke_only,
+        smoke_options=smoke_options, export=export, out_dir=out_dir, onnx=onnx, opset=opset,
+        safetensors=safetensors, force=force, on_stage=renderer,
+    )
+    renderer.finish(result, json_output=fmt == "json")
+    if not result.ok:
+        raise typer.Exit(1)

@@ -2,8 +2,95 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lbconvert.cli.options import (
+    BatchIsOpt,
+    BatchSizeOpt,
+    ConfigOpt,
+    DatasetSizeOpt,
+    DevicesOpt,
+    EpochsOpt,
+    FormatOpt,
+    GhostBatchOpt,
+    LrOpt,
+    MaxPerDeviceOpt,
+    OptimizerOpt,
+    RegimeOpt,
+    RuleOpt,
+    TargetBatchOpt,
+    WarmupOpt,
+)
+from lbconvert.errors import LbconvertError
+
 HELP = "Plan the large-batch schedule for a config (pure arithmetic, no torch import)."
 
+WriteOpt = Annotated[
+    Optional[Path],
+    typer.Option("--write", "-w", help="Write the rewritten config here, in the input's format "
+                 "and key names (never over the input)."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --write file.")]
 
-def plan() -> None:
-    """Placeholder until the plan command lands."""
+
+def plan(
+    target_batch: TargetBatchOpt,
+    config: ConfigOpt = None,
+    rule: RuleOpt = "sqrt",
+    regime: RegimeOpt = "adapt",
+    warmup: WarmupOpt = None,
+    ghost_batch: GhostBatchOpt = None,
+    devices: DevicesOpt = None,
+    max_per_device: MaxPerDeviceOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    epochs: EpochsOpt = None,
+    dataset_size: DatasetSizeOpt = None,
+    batch_is: BatchIsOpt = None,
+    optimizer: OptimizerOpt = "lars",
+    output_format: FormatOpt = "table",
+    write: WriteOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Plan LR, epochs, warmup, ghost batch and LARS settings for --target-batch."""
+    from lbconvert.config import load_config
+    from lbconvert.plan import make_plan
+
+    if output_format not in ("table", "json"):
+        raise LbconvertError(f"--format {output_format!r} is not known",
+                             hint="use --format table or --format json")
+    overrides = {"batch_size": batch_size, "lr": lr, "epochs": epochs,
+                 "dataset_size": dataset_size, "devices": devices}
+    cfg = load_config(config, overrides=overrides, batch_is=batch_is)
+    result = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
+                       ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
+                       optimizer=optimizer)
+    written = rewrite_notes = None
+    if write is not None:
+        from lbconvert.config_writer import rewrite_document, write_config
+
+        rewrite_notes = rewrite_document(cfg, result).notes
+        written = write_config(cfg, result, write, force=force)
+
+    if output_format == "json":
+        payload = {"config": cfg.to_dict(), "plan": result.to_dict()}
+        if written is not None:
+            payload["written"] = {"path": str(written), "notes": rewrite_notes}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+
+    from rich.console import Console
+
+    from lbconvert.cli.render_plan import render_plan
+
+    console = Console()
+    render_plan(result, cfg, console)
+    if written is not None:
+        console.print()
+        console.print(f"wrote {written} ({cfg.file_type}, {cfg.format} keys)", highlight=False)
+        for note in rewrite_notes or []:
+            console.print(f"[dim]note:[/dim] {note}", highlight=False)

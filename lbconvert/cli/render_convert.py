@@ -1,0 +1,63 @@
+"""Renders the convert pipeline stage by stage as results arrive (rich, on the terminal)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+
+class StageRenderer:
+    """``on_stage`` callback for :func:`lbconvert.api.convert` that prints each stage."""
+
+    def __init__(self, console: Console, *, config_path: Path | None = None):
+        self.console = console
+        self.config_path = config_path
+        self.config = None
+
+    def __call__(self, stage: str, value: Any) -> None:
+        getattr(self, f"_{stage}", lambda v: None)(value)
+
+    def _config(self, config: Any) -> None:
+        self.config = config
+
+    def _load(self, loaded: Any) -> None:
+        if loaded is not None:
+            extra = f" ← weights {loaded.weights}" if loaded.weights else ""
+            self.console.print(f"[bold]model[/] {loaded.spec} ({loaded.source}: "
+                               f"{loaded.factory}){extra}")
+
+    def _plan(self, plan: Any) -> None:
+        from lbconvert.cli.render_plan import render_plan
+
+        render_plan(plan, self.config, self.console)
+
+    def _rewrite(self, surgery: Any) -> None:
+        from lbconvert.cli.render_surgery import render_surgery
+
+        render_surgery(surgery, self.console)
+
+    def _verify(self, verification: Any) -> None:
+        from lbconvert.cli.render_surgery import render_verification
+
+        render_verification(verification, self.console)
+
+    def _smoke(self, smoke: Any) -> None:
+        from lbconvert.cli.render_smoke import render_smoke
+
+        render_smoke(smoke, self.console)
+
+    def finish(self, result: Any, *, json_output: bool = False) -> None:
+        """Print the closing summary panel (or the report JSON with ``--format json``)."""
+        if json_output:
+            from lbconvert.report import build_report
+
+            print(json.dumps(build_report(result, result.export), indent=2))
+            return
+        for note in result.notes:
+            self.console.print(f"[dim]note: {note}[/]")
+        from lbconvert.cli.render_summary import render_summary
+
+        render_summary(result, result.report_files, self.console)

@@ -1,0 +1,394 @@
+"""Model loading: turn a model spec (and optional weights) into an ``nn.Module``.
+
+Specs, as a user types them:
+
+- ``path/to/model.py`` — a factory named ``build_model`` / ``create_model`` /
+  ``get_model`` / ``model`` (or an ``nn.Module`` instance named ``model``), else the one
+  ``nn.Module`` subclass defined in the file that builds without arguments;
+  ``path/to/model.py:name`` picks an attribute.
+- ``package.module:attr`` — an importable factory, class or instance.
+- ``torchvision:<name>`` — ``torchvision.models.get_model(name, weights=None)``; no download.
+- ``timm:<name>`` — ``timm.create_model(name, pretrained=False)`` when timm is installed.
+
+Every problem a user can cause raises :class:`~lbconvert.errors.LbconvertError` naming the
+spec and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lbconvert.errors import LbconvertError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+FACTORY_NAMES = ("build_model", "create_model", "get_model", "model")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and how it was found (printed and written to the report)."""
+
+    module: nn.Module
+    spec: str
+    name: str
+    source: str  # file | module | torchvision | timm | object
+    factory: str | None = None
+    weights: str | None = None
+    input_shape: tuple[int, ...] | None = None  # per sample, when the source knows it
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (without the module)."""
+        return {
+            "spec": self.spec,
+            "name": self.name,
+            "source": self.source,
+            "factory": self.factory,
+            "weights": self.weights,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "notes": list(self.notes),
+        }
+
+
+def load_model(spec: str, *, weights: str | Path | None = None,
+               num_classes: int | None = None) -> LoadedModel:
+    """Build the model a spec names; load ``weights`` (a state dict) when given.
+
+    ``num_classes`` is passed to factories that accept it (e.g. from the training config),
+    so a CIFAR config gets a 10-class head without editing the user's file.
+    """
+    import torch.nn as nn
+
+    if spec.startswith("torchvision:"):
+        loaded = _load_torchvision(spec, num_classes)
+    elif spec.startswith("timm:"):
+        loaded = _load_timm(spec, num_classes)
+    else:
+        path_part, _, attr = _split_spec(spec)
+        if path_part.endswith(".py") or Path(path_part).exists():
+            module = _import_file(spec, Path(path_part))
+            loaded = _from_module(spec, module, attr or None, num_classes, source="file",
+                                  name=Path(path_part).stem)
+        elif attr:
+            try:
+                module = importlib.import_module(path_part)
+            except ModuleNotFoundError as exc:
+                raise LbconvertError(
+                    f"model spec {spec!r}: cannot import module {path_part!r} ({exc})",
+                    hint="check the name, install the package, or give a path/to/model.py",
+                ) from None
+            except Exception as exc:  # user code raising on import
+                raise _import_failed(spec, exc) from exc
+            loaded = _from_module(spec, module, attr, num_classes, source="module",
+                                  name=attr)
+        else:
+            raise LbconvertError(
+                f"model spec {spec!r} names nothing lbconvert can load",
+                hint="use path/to/model.py[:factory], package.module:factory, "
+                "torchvision:<name> or timm:<name>",
+            )
+    if not isinstance(loaded.module, nn.Module):
+        raise LbconvertError(
+            f"model spec {spec!r} gave a {type(loaded.module).__name__}, not a torch.nn.Module",
+            hint="point the spec at a factory or class that returns an nn.Module",
+        )
+    if weights is not None:
+        load_weights(loaded.module, weights)
+        loaded.weights = str(weights)
+    return loaded
+
+
+def _split_spec(spec: str) -> tuple[str, str, str]:
+    # Windows drive letters are not a concern here; "a.py:fn" and "pkg.mod:attr" split once.
+    head, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    return head, sep, attr
+
+
+def _import_failed(spec: str, exc: BaseException) -> LbconvertError:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        line = tb.tb_lineno
+        tb = tb.tb_next
+    where = f" (line {line})" if line else ""
+    return LbconvertError(
+        f"importing the model {spec!r} raised {type(exc).__name__}: {exc}{where}",
+        hint="fix the file, or run with --debug to see the traceback",
+    )
+
+
+def _import_file(spec: str, path: Path) -> Any:
+    if not path.is_file():
+        raise LbconvertError(f"model file {str(path)!r} does not exist",
+                             hint="check the path (relative to the current directory)")
+    mod_name = "lbconvert_user_" + re.sub(r"\W", "_", str(path.resolve()))
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise LbconvertError(f"model file {str(path)!r} cannot be imported as Python",
+                             hint="give a .py file")
+    module = importlib.util.module_from_spec(module_spec)
+    # The file may import its siblings (models/blocks.py); make its folder importable.
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise _import_failed(spec, exc) from exc
+    finally:
+        if added:
+            sys.path.remove(folder)
+    return module
+
+
+def _from_module(spec: str, module: Any, attr: str | None, num_classes: int | None, *,
+                 source: str, name: str) -> LoadedModel:
+    import torch.nn as nn
+
+    if attr:
+        if not hasattr(module, attr):
+            available = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
+            raise LbconvertError(
+                f"model spec {spec!r}: {attr!r} not found in {getattr(module, '__name__', '?')}",
+                hint=f"choose one of {', '.join(available)}",
+            )
+        target, factory = getattr(module, attr), attr
+    else:
+        target = factory = None
+        for cand in FACTORY_NAMES:
+            obj = getattr(module, cand, None)
+            if obj is not None and (callable(obj) or isinstance(obj, nn.Module)):
+                target, factory = obj, cand
+                break
+        if target is None:
+            own = [
+                obj for obj in vars(module).values()
+                if inspect.isclass(obj) and issubclass(obj, nn.Module)
+                and obj.__module__ == module.__name__ and _buildable_without_args(obj)
+            ]
+            if len(own) != 1:
+                found = ", ".join(o.__name__ for o in own) or "none"
+                raise LbconvertError(
+                    f"model spec {spec!r}: no factory named {'/'.join(FACTORY_NAMES)} and "
+                    f"{'several' if own else 'no'} nn.Module classes buildable without "
+                    f"arguments ({found})",
+                    hint=f"name one explicitly: {spec}:<name>",
+                )
+            target, factory = own[0], own[0].__name__
+    module_obj = _call_factory(spec, target, factory, num_classes)
+    notes = [f"built by {factory}()"] if factory else []
+    return LoadedModel(module=module_obj, spec=spec, name=name if source == "file" else
+                       factory or name, source=source, factory=factory, notes=notes)
+
+
+def _buildable_without_args(cls: type) -> bool:
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not inspect.Parameter.empty
+        or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in sig.parameters.values()
+    )
+
+
+def _call_factory(spec: str, target: Any, factory: str | None, num_classes: int | None) -> Any:
+    import torch.nn as nn
+
+    if isinstance(target, nn.Module):
+        return target
+    if not callable(target):
+        raise LbconvertError(f"model spec {spec!r}: {factory!r} is not callable",
+                             hint="point it at a factory function, class or module instance")
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        sig = None
+    kwargs: dict[str, Any] = {}
+    if sig is not None:
+        required = [
+            p.name for p in sig.parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if required:
+            raise LbconvertError(
+                f"model spec {spec!r}: {factory}() needs arguments ({', '.join(required)})",
+                hint="give them defaults, or add a zero-argument factory and name it "
+                "with path.py:factory",
+            )
+        if num_classes is not None and "num_classes" in sig.parameters:
+            kwargs["num_classes"] = num_classes
+    try:
+        return target(**kwargs)
+    except Exception as exc:
+        raise LbconvertError(
+            f"model spec {spec!r}: {factory}() raised {type(exc).__name__}: {exc}",
+            hint="fix the factory, or run with --debug for the traceback",
+        ) from exc
+
+
+def _load_torchvision(spec: str, num_classes: int | None) -> LoadedModel:
+    import torchvision
+
+    name = spec.split(":", 1)[1]
+    available = torchvision.models.list_models()
+    if name not in available:
+        import difflib
+
+        close = difflib.get_close_matches(name, available, n=3)
+        raise LbconvertError(
+            f"torchvision has no model {name!r}",
+            hint=f"did you mean {', '.join(close)}?" if close
+            else "see torchvision.models.list_models()",
+        )
+    kwargs: dict[str, Any] = {"weights": None}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if name in ("googlenet", "inception_v3"):
+        # Their default init uses scipy's truncnorm over every weight: slow and pointless here.
+        kwargs["init_weights"] = False
+    model = torchvision.models.get_model(name, **kwargs)
+    shape = (3, 299, 299) if name == "inception_v3" else None
+    if shape is None and not any(k in name for k in ("raft", "rcnn", "retinanet", "ssd",
+                                                     "fcos", "keypoint", "deeplab", "fcn",
+                                                     "lraspp", "r3d", "mc3", "r2plus1d",
+                                                     "s3d", "mvit", "swin3d")):
+        shape = (3, 224, 224)
+    return LoadedModel(module=model, spec=spec, name=name, source="torchvision",
+                       factory=f"torchvision.models.get_model({name!r}, weights=None)",
+                       input_shape=shape)
+
+
+def _load_timm(spec: str, num_classes: int | None) -> LoadedModel:
+    try:
+        import timm
+    except ImportError:
+        raise LbconvertError(
+            f"model spec {spec!r} needs timm, which is not installed",
+            hint="pip install 'lbconvert[timm]' (or pip install timm)",
+        ) from None
+    name = spec.split(":", 1)[1]
+    kwargs: dict[str, Any] = {"pretrained": False}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        model = timm.create_model(name, **kwargs)
+    except RuntimeError as exc:
+        raise LbconvertError(f"timm cannot build {name!r}: {exc}",
+                             hint="see timm.list_models()") from None
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    shape = tuple(cfg["input_size"]) if "input_size" in cfg else None
+    return LoadedModel(module=model, spec=spec, name=name, source="timm",
+                       factory=f"timm.create_model({name!r}, pretrained=False)",
+                       input_shape=shape)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict into ``model`` with ``torch.load(weights_only=True)``, strictly.
+
+    Accepts a bare state dict, ``{"state_dict": ...}`` (Lightning ``.ckpt``),
+    ``{"model": ...}`` / ``{"model_state_dict": ...}``, and strips a common key prefix
+    (Lightning's ``model.``, DDP's ``module.``) when that makes the keys match.
+    Pickled Python objects are refused: unpickling runs arbitrary code.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise LbconvertError(f"weights file {str(path)!r} does not exist", hint="check --weights")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise LbconvertError(
+            f"weights file {str(path)!r} holds pickled Python objects, which lbconvert will "
+            f"not unpickle (it can run arbitrary code): {first}",
+            hint="re-save it with torch.save(model.state_dict(), path)",
+        ) from None
+    except Exception as exc:
+        raise LbconvertError(f"weights file {str(path)!r} cannot be read: {exc}",
+                             hint="give a file written by torch.save") from None
+    state = obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                state = obj[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LbconvertError(f"weights file {str(path)!r} is not a state dict",
+                             hint="save model.state_dict() (a dict of tensors)")
+    wanted = set(model.state_dict())
+    state = _strip_prefix(state, wanted)
+    missing = sorted(wanted - set(state))
+    unexpected = sorted(set(state) - wanted)
+    if missing or unexpected:
+        raise LbconvertError(
+            f"weights file {str(path)!r} does not match the model: missing "
+            f"{missing[:4]}{'...' if len(missing) > 4 else ''}, unexpected "
+            f"{unexpected[:4]}{'...' if len(unexpected) > 4 else ''}",
+            hint="check that --weights belongs to this model spec",
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _strip_prefix(state: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
+    if set(state) & wanted:
+        return state
+    for prefix in ("model.", "module.", "net.", "_orig_mod."):
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if stripped and set(stripped) & wanted:
+            return stripped
+    return state
+
+
+def infer_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """Guess a per-sample input shape from the first layer, confirmed by a forward pass.
+
+    The first Conv{1,2,3}d gives the channels; the spatial size is the smallest of a few
+    usual sizes (32, 64, 224, 299) the model accepts. Linear first layers give
+    ``(in_features,)``. Returns None when nothing fits; callers then ask for --input-shape.
+    """
+    import torch
+    import torch.nn as nn
+
+    first = next((m for m in model.modules()
+                  if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))), None)
+    if first is None:
+        return None
+    if isinstance(first, nn.Linear):
+        candidates = [(first.in_features,)]
+    else:
+        dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(first)] if type(first) in (
+            nn.Conv1d, nn.Conv2d, nn.Conv3d) else 2
+        sizes = (32, 64, 224, 299) if dims == 2 else (16, 32, 112) if dims == 3 else (
+            64, 256, 1024)
+        candidates = [(first.in_channels, *([s] * dims)) for s in sizes]
+    was_training = model.training
+    model.eval()
+    try:
+        for shape in candidates:
+            try:
+                with torch.no_grad():
+                    model(torch.zeros(2, *shape))
+                return shape
+            except Exception:  # noqa: BLE001 - a rejected size is the signal we probe for
+                continue
+    finally:
+        model.train(was_training)
+    return None

@@ -1,0 +1,149 @@
+"""Every output format, validated: SARIF against the 2.1.0 rules we rely on, JUnit as XML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import jsonschema
+import pytest
+
+from lbconvert.audit.formats import escape_data, escape_property, render, render_github
+from lbconvert.audit.report import audit_runs
+from lbconvert.audit.rules import RULES
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = ROOT / "fixtures" / "runs"
+# The SARIF 2.1.0 constraints (OASIS spec, sections 3.13-3.33) on every object we emit,
+# written from the spec as a JSON schema: required properties, enums and bounds that GitHub
+# code scanning checks on upload. No network at test time, so the full schema is not fetched.
+_MESSAGE = {"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["id"]}],
+            "properties": {"text": {"type": "string"}, "markdown": {"type": "string"}}}
+_LOCATION = {
+    "type": "object",
+    "properties": {
+        "physicalLocation": {
+            "type": "object",
+            "anyOf": [{"required": ["artifactLocation"]}, {"required": ["address"]}],
+            "properties": {
+                "artifactLocation": {"type": "object", "required": ["uri"],
+                                     "properties": {"uri": {"type": "string",
+                                                            "format": "uri-reference"}}},
+                "region": {"type": "object", "properties": {
+                    "startLine": {"type": "integer", "minimum": 1},
+                    "startColumn": {"type": "integer", "minimum": 1},
+                    "endLine": {"type": "integer", "minimum": 1}}},
+            },
+        },
+    },
+}
+SARIF_SCHEMA = {
+    "type": "object",
+    "required": ["version", "runs"],
+    "properties": {
+        "version": {"const": "2.1.0"},
+        "$schema": {"type": "string", "format": "uri"},
+        "runs": {"type": "array", "items": {
+            "type": "object",
+            "required": ["tool"],
+            "properties": {
+                "tool": {"type": "object", "required": ["driver"], "properties": {
+                    "driver": {"type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string"},
+                        "version": {"type": "string"},
+                        "informationUri": {"type": "string", "format": "uri"},
+                        "rules": {"type": "array", "uniqueItems": True, "items": {
+                            "type": "object", "required": ["id"], "properties": {
+                                "id": {"type": "string"},
+                                "shortDescription": _MESSAGE,
+                                "fullDescription": _MESSAGE,
+                                "defaultConfiguration": {"type": "object", "properties": {
+                                    "level": {"enum": ["none", "note", "warning", "error"]}}},
+                            }}},
+                    }}}},
+                "results": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["message"],
+                    "properties": {
+                        "ruleId": {"type": "string"},
+                        "ruleIndex": {"type": "integer", "minimum": -1},
+                        "level": {"enum": ["none", "note", "warning", "error"]},
+                        "message": _MESSAGE,
+                        "locations": {"type": "array", "items": _LOCATION},
+                        "partialFingerprints": {"type": "object",
+                                                "additionalProperties": {"type": "string"}},
+                    }}},
+            }}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def report():
+    return audit_runs([RUNS / "undertrained-bs4096", RUNS / "timm-lars-nowarmup",
+                       RUNS / "adapted-bs4096"], baseline_dir=RUNS / "baseline-bs128")
+
+
+def test_sarif_validates_and_anchors_at_config_lines(report):
+    doc = json.loads(render(report, "sarif"))
+    jsonschema.Draft7Validator(SARIF_SCHEMA,
+                               format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+                               ).validate(doc)
+    run = doc["runs"][0]
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == [r.id for r in RULES]
+    assert len(run["results"]) == len(report.findings)
+    lars = next(r for r in run["results"] if r["ruleId"] == "LB008")
+    loc = lars["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"].endswith("timm-lars-nowarmup/args.yaml")
+    line = (RUNS / "timm-lars-nowarmup" / "args.yaml").read_text().splitlines()[
+        loc["region"]["startLine"] - 1]
+    assert line.startswith("warmup_epochs:")
+    assert {r["level"] for r in run["results"]} <= {"error", "warning", "note"}
+
+
+def test_junit_one_testcase_per_rule_per_run(report):
+    root = ET.fromstring(render(report, "junit"))
+    suites = root.findall("testsuite")
+    assert len(suites) == 3
+    for s in suites:
+        assert len(s.findall("testcase")) == len(RULES)
+        assert int(s.get("failures")) == len(s.findall("testcase/failure"))
+    adapted = suites[2]
+    assert adapted.get("failures") == "0"
+
+
+def test_json_round_trips_with_counts(report):
+    doc = json.loads(render(report, "json"))
+    assert doc["exit_code"] == 1
+    assert sum(doc["counts"].values()) == len(report.findings)
+    assert doc["runs"][0]["run"]["config"]["batch_size"]["value"] == 4096
+
+
+def test_gitlab_code_quality_fields(report):
+    issues = json.loads(render(report, "gitlab"))
+    assert len(issues) == len(report.findings)
+    for i in issues:
+        assert set(i) >= {"description", "check_name", "fingerprint", "severity", "location"}
+        assert i["severity"] in ("info", "minor", "major", "critical", "blocker")
+        assert i["location"]["lines"]["begin"] >= 1
+    assert len({i["fingerprint"] for i in issues}) == len(issues)
+
+
+def test_markdown_and_table_name_every_finding(report):
+    md = render(report, "markdown")
+    table = render(report, "table", width=200)
+    for f in report.findings:
+        assert f.rule_id in md and f.rule_id in table
+
+
+def test_github_escaping_and_ten_per_level(report):
+    assert escape_data("50%\nnext\r") == "50%25%0Anext%0D"
+    assert escape_property("a:b,c") == "a%3Ab%2Cc"
+    many = audit_runs([RUNS / "undertrained-bs4096"] * 3, baseline_dir=RUNS / "baseline-bs128")
+    text = render_github(many)
+    lines = text.splitlines()
+    assert sum(line.startswith("::warning ") for line in lines) == 10
+    assert lines[-1].startswith("::notice title=lbconvert audit::")
+    assert all("\n" not in line for line in lines)
+    assert "::error file=" in text and ",line=" in text

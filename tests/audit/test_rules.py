@@ -1,0 +1,196 @@
+"""Each rule firing and not firing, on small histories built here; trend maths vs numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lbconvert.audit.findings import Baseline, RuleContext
+from lbconvert.audit.history import RunHistory
+from lbconvert.audit.report import analyze
+from lbconvert.audit.rules import RULES_BY_ID
+from lbconvert.audit.trend import fit, fit_log
+
+
+def run(batch=4096, lr=None, updates=2000, **cfg) -> RunHistory:
+    h = RunHistory(path="run", format="test")
+    h.set("batch_size", batch, "test")
+    if lr is not None:
+        h.set("lr", lr, "test", file="cfg.yaml", line=3)
+    for k, v in cfg.items():
+        h.set(k, v, "test")
+    h.total_updates = updates
+    return h
+
+
+def series(h: RunHistory, tag: str, steps, values) -> None:
+    for s, v in zip(steps, values):
+        h.add_scalar(tag, float(s), float(v))
+
+
+def check(rule, h, base=None):
+    return RULES_BY_ID[rule].check(RuleContext(h, base))
+
+
+BASE = Baseline(batch_size=128, source="b", lr=0.1, epochs=90, updates=64000)
+
+
+def test_updates_rule_fires_with_plan_fix_and_not_when_adapted():
+    r = check("LB001", run(updates=2000, epochs=90.0), BASE)
+    f = r.findings[0]
+    assert f.severity == "error" and f.evidence["M"] == 32
+    assert f.evidence["updates_ratio"] == pytest.approx(2000 / 64000, rel=1e-3)
+    assert "90 → 2880 (×32" in f.fix
+    assert check("LB001", run(updates=64000), BASE).findings == []
+    assert check("LB001", run(updates=50000), BASE).findings[0].severity == "warning"
+    assert check("LB001", run()).skipped
+
+
+def test_reference_batch_means_same_epochs():
+    base = Baseline(batch_size=256, source="--reference-batch 256")
+    f = check("LB001", run(batch=2048, updates=1000), base).findings[0]
+    assert f.evidence["baseline_updates"] == 8000
+
+
+def test_lr_rule_bounds_sqrt_half_and_twice_linear():
+    M = 32
+    lo, hi = 0.5 * math.sqrt(M) * 0.1, 2 * M * 0.1
+    assert check("LB002", run(lr=lo * 0.99), BASE).findings
+    assert not check("LB002", run(lr=lo * 1.01), BASE).findings
+    assert not check("LB002", run(lr=hi * 0.99), BASE).findings
+    f = check("LB002", run(lr=hi * 1.01), BASE).findings[0]
+    assert f.line == 3 and f.file == "cfg.yaml"
+    assert "0.5657" in check("LB002", run(lr=0.1), BASE).findings[0].fix  # 0.1·√32
+
+
+def test_warmup_rule_uses_logged_lr_ramp_or_config():
+    h = run(lr=0.5)
+    series(h, "lr", range(1, 11), [0.5] * 10)
+    h.finalize()
+    f = check("LB003", h, BASE).findings[0]
+    assert "160 epochs" in f.fix  # Goyal's 5 epochs × M=32 (regime), from make_plan
+    ramp = run(lr=0.5)
+    series(ramp, "lr", range(1, 11), [0.05 * i for i in range(1, 11)])
+    ramp.finalize()
+    assert not check("LB003", ramp, BASE).findings
+    assert not check("LB003", run(warmup_epochs=5.0), BASE).findings
+    assert not check("LB003", run(batch=512, warmup_epochs=0.0)).findings  # not large
+
+
+def _diffusing(h, steps, drop, rate):
+    lr = [1.0 if s < drop else 0.1 for s in steps]
+    series(h, "lr", steps, lr)
+    series(h, "weight_distance", steps, [rate * math.log(1 + s) for s in steps])
+
+
+def test_lr_drop_rule_distance_vs_baseline():
+    steps = list(range(10, 5000, 10))
+    h = run()
+    _diffusing(h, steps, 1000, 0.5)
+    h.finalize()
+    b = run(batch=128)
+    _diffusing(b, steps, 3000, 1.0)
+    b.finalize()
+    base = Baseline(128, "b", 0.1, 90, 5000, history=b)
+    f = check("LB004", h, base).findings[0]
+    assert f.severity == "warning" and f.evidence_strength == "direct"
+    assert f.evidence["lr_drop_update"] == 1000
+    assert f.evidence["slope_per_ln_t_late"] == pytest.approx(0.5, rel=0.05)
+    # no baseline: still growing → a note only
+    assert check("LB004", h).findings[0].severity == "note"
+    # saturated distance before the drop: nothing
+    sat = run()
+    series(sat, "lr", steps, [1.0 if s < 1000 else 0.1 for s in steps])
+    series(sat, "weight_distance", steps, [1 - math.exp(-s / 50) for s in steps])
+    sat.finalize()
+    assert not check("LB004", sat).findings
+
+
+def test_lr_drop_rule_loss_fallback_is_labelled_weaker():
+    steps = list(range(10, 3000, 10))
+    h = run()
+    series(h, "lr", steps, [1.0 if s < 1000 else 0.1 for s in steps])
+    series(h, "train_loss", steps, [3 - 0.3 * math.log(s) for s in steps])
+    h.finalize()
+    f = check("LB004", h).findings[0]
+    assert f.evidence_strength == "weaker" and "weaker evidence" in f.message
+
+
+def test_loss_still_falling_fires_on_log_decline_not_on_plateau():
+    steps = list(range(1, 1001))
+    rng = np.random.default_rng(0)
+    h = run(updates=1000)
+    series(h, "train_loss", steps, 2 - 0.2 * np.log(steps) + rng.normal(0, 0.005, 1000))
+    h.finalize()
+    f = check("LB005", h).findings[0]
+    assert f.evidence["slope_per_ln_t"] == pytest.approx(-0.2, rel=0.1)
+    flat = run(updates=1000)
+    series(flat, "train_loss", steps, 0.5 + rng.normal(0, 0.005, 1000))
+    flat.finalize()
+    assert not check("LB005", flat).findings
+
+
+def test_bn_batch_rule_threshold_and_ghost():
+    assert check("LB006", run(batch=4096, devices=8, grad_accum=2)).findings  # 256/device
+    assert not check("LB006", run(batch=4096, devices=32)).findings  # 128/device
+    assert not check("LB006", run(batch=4096, ghost_batch_size=128)).findings
+
+
+def test_gap_rule():
+    steps = list(range(100, 2100, 100))
+    h = run()
+    series(h, "train_loss", steps, [1.0] * len(steps))
+    series(h, "val_loss", steps, [1.1 + 0.0005 * s for s in steps])
+    h.finalize()
+    f = check("LB007", h).findings[0]
+    assert f.evidence["gap_end"] == pytest.approx(0.1 + 0.0005 * 2000, rel=1e-6)
+    flat = run()
+    series(flat, "train_loss", steps, [1.0] * len(steps))
+    series(flat, "val_loss", steps, [1.1 + 0.001 * (i % 2) for i in range(len(steps))])
+    flat.finalize()
+    assert not check("LB007", flat).findings
+
+
+def test_lars_without_warmup_and_nonfinite():
+    assert check("LB008", run(optimizer="lars", warmup_epochs=0.0)).findings
+    assert not check("LB008", run(optimizer="lars", warmup_epochs=5.0)).findings
+    assert not check("LB008", run(optimizer="sgd", warmup_epochs=0.0)).findings
+    h = run()
+    series(h, "loss", [1, 2, 3], [1.0, float("nan"), float("inf")])
+    h.finalize()
+    f = check("LB009", h).findings[0]
+    assert f.evidence["first_update"] == 2 and f.severity == "error"
+    ok = run()
+    series(ok, "loss", [1, 2], [1.0, 0.5])
+    assert not check("LB009", ok.finalize()).findings
+
+
+def test_analyze_records_skipped_rules():
+    a = analyze(run(batch=128))
+    assert "LB001" in a.skipped and a.findings == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-100, 100), min_size=3, max_size=40),
+       st.floats(-5, 5), st.floats(-5, 5))
+def test_fit_matches_numpy_polyfit(noise, a, b):
+    xs = [float(i) for i in range(len(noise))]
+    ys = [a + b * x + 0.01 * n for x, n in zip(xs, noise)]
+    s = fit(xs, ys)
+    coef = np.polyfit(xs, ys, 1)
+    assert s.slope == pytest.approx(coef[0], abs=1e-7)
+    assert s.intercept == pytest.approx(coef[1], abs=1e-6)
+
+
+def test_fit_log_stderr_matches_scipy():
+    from scipy import stats
+
+    steps = [1, 2, 5, 10, 20, 50, 100]
+    vals = [3.0, 2.7, 2.4, 2.1, 1.95, 1.6, 1.4]
+    s = fit_log(steps, vals)
+    ref = stats.linregress(np.log(steps), vals)
+    assert s.slope == pytest.approx(ref.slope) and s.stderr == pytest.approx(ref.stderr)

@@ -1,0 +1,117 @@
+"""The smoke result's terminal rendering: every arm, the ratios, the verdict and calibration."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+
+from lbconvert.cli.render_smoke import render_smoke
+from lbconvert.diffusion import (
+    Arm,
+    Calibration,
+    DiffusionResult,
+    Mark,
+    decide,
+    fit_log_slope,
+    log_spaced_steps,
+)
+
+
+def _arm(name, scale, optimizer="sgd"):
+    arm = Arm(
+        name=name,
+        description="",
+        batch=4 if name == "original" else 64,
+        micro_batch=32,
+        accumulation=2,
+        lr=0.1,
+        optimizer=optimizer,
+        steps=500,
+    )
+    for t in log_spaced_steps(500):
+        arm.marks.append(Mark(t, scale * (1 + math.log(t)), {"fc": 0.1}, 2.0, t * arm.batch, 0.1))
+    arm.fit = fit_log_slope([m.t for m in arm.marks], [m.distance for m in arm.marks], (50, 500))
+    return arm
+
+
+def _result(by_samples, calibration=None):
+    arms = {
+        "original": _arm("original", 1.0),
+        "naive": _arm("naive", 0.7),
+        "converted": _arm("converted", 0.25, "lars (γ 0.8, η 0.001)"),
+    }
+    arms["original"].sharpness = {"sharpness": 1.5, "loss": 2.0, "max_loss": 2.045, "epsilon": 1e-3}
+    verdict = decide(arms["original"], arms["naive"], arms["converted"], (50, 500))
+    return DiffusionResult(
+        arms=arms,
+        window=(50, 500),
+        ratios={},
+        by_updates=[
+            {
+                "t": 500,
+                "d_original": 7.2,
+                "d_naive": 5.0,
+                "d_converted": 1.8,
+                "converted/original": 0.25,
+                "naive/original": 0.7,
+            }
+        ],
+        by_samples=by_samples,
+        verdict=verdict,
+        proxy={
+            "small_batch": 4,
+            "large_batch": 64,
+            "plan_ratio": 64.0,
+            "ghost_batch_size": 2,
+            "warmup_steps": 5,
+        },
+        device="cpu",
+        timings={"total": 12.5},
+        data="synthetic",
+        seed=0,
+        notes=["CUDA not available"],
+        calibration=calibration,
+    )
+
+
+def _render(result) -> str:
+    console = Console(record=True, width=220)
+    render_smoke(result, console)
+    return console.export_text()
+
+
+def test_render_shows_arms_verdict_and_cause():
+    text = _render(_result([]))
+    for name in ("original", "naive", "converted"):
+        assert name in text
+    slope = _result([]).arms["converted"].fit
+    assert f"{slope.slope:.3g} [{slope.ci_low:.3g}, {slope.ci_high:.3g}]" in text
+    assert "Smoke verdict: FAIL" in text and "LARS trust coefficient" in text
+    assert "No common range of samples seen" in text
+    assert "window t ∈ [50, 500]" in text and "note: CUDA not available" in text
+    assert "Sharpness (Keskar 2017" in text and "1.5%" in text
+
+
+def test_render_samples_table_and_calibration():
+    cal = Calibration(12.0, 9.6, 96.0, 8.0, 8.0, 0.05, 40, [{"multiplier": 1.0}], 3.0)
+    text = _render(
+        _result(
+            [
+                {
+                    "samples": 6400,
+                    "t_original": 1600.0,
+                    "t_large": 100,
+                    "d_original": 5.0,
+                    "d_naive": 3.0,
+                    "d_converted": 4.0,
+                    "converted/original": 0.8,
+                    "naive/original": 0.6,
+                }
+            ],
+            cal,
+        )
+    )
+    assert "6,400" in text and "1600" in text
+    assert "Calibrated LR multiplier: 12× the plan's LR → 9.6, 96× the original LR" in text
+    assert "√M = 8" in text

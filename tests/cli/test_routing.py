@@ -1,0 +1,102 @@
+"""The default command, help, version, near-miss names and completion routing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lbconvert import __version__
+from lbconvert.cli import DefaultCommandGroup, app
+
+
+def test_help_lists_commands_and_default(cli):
+    code, out, _ = cli("--help")
+    assert code == 0
+    for name in ("convert", "plan", "audit", "check"):
+        assert name in out
+    assert "default command" in out
+
+
+def test_no_args_shows_help(cli):
+    code, out, err = cli()
+    assert "Usage" in out + err
+    assert code in (0, 2)  # click exits 2 for no_args_is_help on some versions
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and __version__ in out
+
+
+def test_model_first_routes_to_convert(monkeypatch):
+    """`lbconvert model.py --target-batch 8` resolves to convert with the model as argument."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, DefaultCommandGroup)
+    ctx = group.make_context("lbconvert", ["model.py", "--target-batch", "8"],
+                             resilient_parsing=True)
+    name, cmd, rest = group.resolve_command(ctx, ["model.py", "--target-batch", "8"])
+    assert name == "convert" and rest == ["model.py", "--target-batch", "8"]
+    name, _, rest = group.resolve_command(ctx, ["torchvision:resnet18"])
+    assert name == "convert" and rest == ["torchvision:resnet18"]
+    name, _, rest = group.resolve_command(ctx, ["plan", "--target-batch", "8"])
+    assert name == "plan" and rest == ["--target-batch", "8"]
+
+
+def test_near_miss_suggests_command(cli):
+    code, out, err = cli("audti")
+    assert code == 2
+    assert "Did you mean 'audit'" in out + err
+
+
+def test_model_first_reaches_convert_for_real(cli):
+    # A missing model file must come back as convert's one-line user error, not "No such command".
+    code, out, err = cli("does_not_exist.py", "--target-batch", "256", "--batch-size", "32",
+                         "--no-smoke", "--no-export")
+    assert code == 2
+    assert "does_not_exist.py" in out + err and "No such command" not in out + err
+
+
+def _complete(words: list[str]) -> str:
+    env = dict(os.environ, _LBCONVERT_COMPLETE="complete_bash",
+               COMP_WORDS=" ".join(words), COMP_CWORD=str(len(words) - 1))
+    proc = subprocess.run([sys.executable, "-m", "lbconvert"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    "words, expected",
+    [
+        (["lbconvert", "pl"], "plan"),
+        (["lbconvert", "model.py", "--target-b"], "--target-batch"),
+        (["lbconvert", "plan", "--rul"], "--rule"),
+    ],
+)
+def test_completion(words, expected):
+    assert expected in _complete(words)
+
+
+def test_user_error_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbconvert", "plan", "--config", str(tmp_path / "nope.yaml"),
+         "--target-batch", "1024"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith("lbconvert: error:") and "nope.yaml" in first
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbconvert", "plan", "--config", str(tmp_path / "nope.yaml"),
+         "--target-batch", "1024", "--debug"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
