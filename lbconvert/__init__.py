@@ -26,7 +26,10 @@ _LAZY = {
     "Plan": "lbconvert.plan",
 }
 
-__all__ = ["LbconvertError", "__version__", *_LAZY]
+__all__ = [
+    "LbconvertError", "__version__", "GhostBatchNorm", "LARS", "convert", "ConvertResult",
+    "load_config", "TrainConfig", "make_plan", "Plan",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.api import ConvertResult, convert

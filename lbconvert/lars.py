@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-import torch  # noqa: TID253 - inherently a torch module; torch-free modules never import it
+import torch
 from torch.optim.optimizer import Optimizer
 
 from lbconvert.errors import LbconvertError

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st

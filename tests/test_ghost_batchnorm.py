@@ -17,14 +17,6 @@ from lbconvert.ghost_batchnorm import LazyGhostBatchNorm, ghost_batch_norm
 BN = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on a shared 2-core machine: OpenMP thread sync dominates otherwise.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _pair(c, dims, ghost, momentum=0.1, affine=True, track=True, strategy="loop", dtype=None):
     torch.manual_seed(1)

@@ -14,14 +14,6 @@ from lbconvert.surgery import GhostFunctional, rewrite
 from tests.models.bn_models import Containers, DataDependent, Functional, Lazy, WithSyncAndFrozen
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _rows(result):
     return {r.path: r for r in result.rows}
 

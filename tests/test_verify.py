@@ -15,15 +15,6 @@ from lbconvert.surgery import rewrite
 from lbconvert.verify import verify
 from tests.models.bn_models import Containers, DataDependent, Functional, Lazy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ResNets run at 16x16 (layer4 is then 1x1), the rest at the smallest size they accept.
 ZOO = [
     ("resnet18", {}), ("resnet50", {}), ("resnext50_32x4d", {}), ("wide_resnet50_2", {}),

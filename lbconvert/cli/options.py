@@ -32,8 +32,8 @@ WarmupOpt = Annotated[
                  "5 epochs, scaled for the regime."),
 ]
 GhostBatchOpt = Annotated[
-    Optional[int], typer.Option("--ghost-batch", help="Ghost batch size (default 128, Hoffer 2017).",
-                                min=1)
+    Optional[int],
+    typer.Option("--ghost-batch", help="Ghost batch size (default 128, Hoffer 2017).", min=1)
 ]
 DevicesOpt = Annotated[
     Optional[int], typer.Option("--devices", help="Number of data-parallel devices (processes).",
@@ -47,9 +47,12 @@ BatchSizeOpt = Annotated[
     Optional[int], typer.Option("--batch-size", help="Current batch size (overrides the config).",
                                 min=1)
 ]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Current learning rate (overrides the config).")]
+LrOpt = Annotated[
+    Optional[float], typer.Option("--lr", help="Current learning rate (overrides the config).")
+]
 EpochsOpt = Annotated[
-    Optional[float], typer.Option("--epochs", help="Current number of epochs (overrides the config).")
+    Optional[float],
+    typer.Option("--epochs", help="Current number of epochs (overrides the config)."),
 ]
 DatasetSizeOpt = Annotated[
     Optional[int], typer.Option("--dataset-size", help="Training samples per epoch.", min=1)
@@ -60,6 +63,8 @@ BatchIsOpt = Annotated[
                  "(default: the format's own convention, printed)."),
 ]
 OptimizerOpt = Annotated[
-    str, typer.Option("--optimizer", help="lars (You 2017) or keep (the original optimizer, LR scaled).")
+    str,
+    typer.Option("--optimizer", help="lars (You 2017) or keep (the original optimizer, LR "
+                 "scaled)."),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")]
