@@ -62,7 +62,7 @@ def _compare(bn, gbn, x, ghost, tol):
     momentum=st.sampled_from([0.1, 0.5, None]),
     affine=st.booleans(),
     track=st.booleans(),
-    strategy=st.sampled_from(["loop", "fold", "triton", "auto"]),  # triton: loop off CUDA
+    strategy=st.sampled_from(["loop", "native", "fold", "triton", "auto"]),  # triton: off CUDA
     dtype=st.sampled_from([torch.float32, torch.float64]),
 )
 def test_matches_batchnorm_per_ghost_batch(dims, batch, ghost, c, momentum, affine, track,
@@ -75,7 +75,7 @@ def test_matches_batchnorm_per_ghost_batch(dims, batch, ghost, c, momentum, affi
     _compare(bn, gbn, x, ghost, 1e-5 if dtype == torch.float32 else 1e-10)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "fold"])
+@pytest.mark.parametrize("strategy", ["loop", "native", "fold"])
 def test_remainder_chunk_is_its_own_ghost_batch(strategy):
     bn, gbn = _pair(3, 4, 4, strategy=strategy)
     x = torch.randn(10, 3, 2, 2)  # ghost batches of 4, 4 and 2
@@ -126,7 +126,7 @@ def test_eval_without_running_stats_uses_whole_batch_like_batchnorm():
     torch.testing.assert_close(gbn(x), bn(x), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "fold"])
+@pytest.mark.parametrize("strategy", ["loop", "native", "fold"])
 def test_one_sample_ghost_batch_raises_batchnorms_error(strategy):
     gbn = GhostBatchNorm(3, 2, strategy=strategy)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
@@ -223,3 +223,27 @@ def test_cuda_strategies_match_batchnorm(strategy, momentum):
     gbn = GhostBatchNorm.from_batchnorm(copy.deepcopy(bn), 8)
     gbn.strategy = strategy
     _compare(bn, gbn, torch.randn(70, 16, 9, 9, device="cuda"), 8, 1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_native_strategy_equals_loop_incl_channels_last(channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(22, 3, 5, 4, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(22, 3, 5, 4, dtype=torch.float64).transpose(2, 3).contiguous() \
+        .transpose(2, 3)  # a non-contiguous upstream gradient
+    results = []
+    for strategy in ("loop", "native"):
+        gbn = GhostBatchNorm(3, ghost_batch_size=8, strategy=strategy).double()
+        torch.manual_seed(1)  # the same affine parameters for both strategies
+        with torch.no_grad():
+            gbn.weight.uniform_(0.5, 1.5)
+            gbn.bias.uniform_(-1, 1)
+        xi = x.clone().requires_grad_()
+        y = gbn(xi)
+        y.backward(grad)
+        results.append((y, xi.grad, gbn.weight.grad, gbn.bias.grad, gbn.running_mean,
+                        gbn.running_var, gbn.num_batches_tracked))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
