@@ -564,6 +564,8 @@ def run_smoke(
     out_dim, num_classes, note = _probe_output(original, input_shape, num_classes)
     if note:
         notes.append(note)
+    if steps is None:  # a fixed number of updates was asked for: no budget to protect
+        preflight(original, tuple(input_shape), proxy, dev, time_budget)
     from lbconvert.smoke_data import make_pool
 
     bytes_per = 4 * math.prod(input_shape)
@@ -702,6 +704,46 @@ def run_smoke(
 
 
 ARMS = ("original", "naive", "converted")
+# A smoke run predicted to need more than this many budgets is not started (see preflight).
+OVER_BUDGET_LIMIT = 3.0
+
+
+class SmokeBudgetError(LbconvertError):
+    """The smoke test cannot fit its budget on this device; ``convert`` records it as not run."""
+
+
+def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, device: str,
+              time_budget: float) -> float:
+    """Predict the seconds of the shortest meaningful smoke run from one timed step.
+
+    One forward+backward of a copy of ``model`` on two samples gives a per-sample cost; the
+    three arms process b_s + 2·b_l samples per update for ``MIN_STEPS`` updates plus the step
+    measurement. Per-sample cost falls with batch size, so this overestimates; a prediction
+    above ``OVER_BUDGET_LIMIT`` budgets raises :class:`SmokeBudgetError` instead of running
+    for many times the budget (e.g. ResNet-50 at 224×224 on a CPU).
+    """
+    import torch
+
+    from lbconvert.sharpness import logits_of
+
+    probe = copy.deepcopy(model).to(device).train()
+    x = torch.randn((2, *input_shape), device=device)
+    for _ in range(2):  # the first call pays for allocator and kernel warm-up
+        t0 = time.perf_counter()
+        logits_of(probe(x)).float().sum().backward()
+        _sync(device)
+        per_sample = (time.perf_counter() - t0) / 2
+    samples = (proxy.small_batch + 2 * proxy.large_batch) * (MIN_STEPS + 1)
+    predicted = per_sample * samples
+    if predicted > OVER_BUDGET_LIMIT * time_budget:
+        raise SmokeBudgetError(
+            f"smoke test not run: about {predicted:.0f}s predicted on {device} for "
+            f"{MIN_STEPS} updates of the proxy batches {proxy.small_batch}/{proxy.large_batch} "
+            f"({per_sample * 1e3:.0f} ms per sample), over {OVER_BUDGET_LIMIT:g}× the "
+            f"--smoke-time {time_budget:g}s",
+            hint="run it on a GPU (--device cuda), raise --smoke-time, or lower --smoke-batch",
+        )
+    return predicted
 
 
 def _probe_output(

@@ -48,3 +48,20 @@ def test_convert_module_object_and_scheduler_trajectory():
     assert lrs[0] == pytest.approx(0.1, rel=1e-6)
     assert lrs[-1] == pytest.approx(0.1 * 8 ** 0.5, rel=1e-6)
     assert all(b >= a - 1e-12 for a, b in zip(lrs, lrs[1:]))
+
+
+def test_smoke_that_cannot_fit_its_budget_is_reported_not_run(tmp_path):
+    """A smoke run predicted at many times --smoke-time is skipped with the numbers, and the
+    rest of the job (verify, export, report) still happens."""
+    import json
+
+    import lbconvert
+
+    res = lbconvert.convert(str(EXAMPLE_MODEL), str(EXAMPLE_CONFIG), target_batch=1024,
+                            smoke=True, smoke_options={"time_budget": 1e-4, "progress": False},
+                            export=True, out_dir=tmp_path)
+    assert res.smoke is None
+    note = next(n for n in res.notes if n.startswith("smoke test not run"))
+    assert "predicted" in note and "--smoke-time" in note
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["smoke"]["run"] is False and "predicted" in report["smoke"]["reason"]
