@@ -25,9 +25,10 @@ Semantics, all pinned by tests against ``nn.BatchNorm`` applied chunk by chunk:
 How the ghost batches are computed is a speed choice with identical numbers ("strategy"):
 "loop" calls BatchNorm once per ghost batch; "native" calls BatchNorm's ATen kernels per
 ghost batch writing into slices of one output (no concatenation copies); "fold" folds the
-ghost index into the channel axis for one call and applies the closed form of the sequential running-stat updates; "triton"
-(CUDA) runs fused kernels per (ghost, channel) group. "auto" picks per device and shape
-(:func:`pick_strategy`, rule measured with benchmarks/ghost_batchnorm.py).
+ghost index into the channel axis for one call and applies the closed form of the sequential
+running-stat updates; "triton" (CUDA) runs fused kernels per (ghost, channel) group. "auto"
+picks per device and shape (:func:`pick_strategy`, rule measured with
+benchmarks/ghost_batchnorm.py).
 """
 
 from __future__ import annotations
