@@ -157,6 +157,9 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
         WARN: "converted, with warnings to read",
         FAIL: "not ready: a check failed",
     }.get(level, level)
+    if level == PASS and getattr(result, "smoke", None) is None:
+        # Without the diffusion check, "ready" would claim more than was measured.
+        headline = "converted and verified; smoke test not run"
     plan = result.plan
     if plan is not None:
         headline = (f"{result.model_name}: batch {plan.source_batch} → {plan.target_batch} "
