@@ -25,7 +25,7 @@ def converted(tmp_path_factory):
     out = tmp_path_factory.mktemp("convert") / "out"
     res = CliRunner().invoke(app, [
         str(EXAMPLE_MODEL), "--config", str(EXAMPLE_CONFIG), "--target-batch", "8192",
-        "--onnx", "--smoke-time", "6", "--out", str(out),
+        "--onnx", "--smoke-time", "15", "--out", str(out),
     ], prog_name="lbconvert")
     return res, out
 
@@ -50,7 +50,8 @@ def test_report_json_schema_and_content(converted):
     assert report["surgery"]["converted"] == 21
     assert report["verification"]["passed"] is True
     smoke = report["smoke"]
-    assert smoke["run"] is True
+    # 15 s keeps the preflight's (pessimistic) prediction under 3 budgets on slow CI cores.
+    assert smoke["run"] is True, smoke.get("reason")
     assert set(smoke["arms"]) == {"original", "naive", "converted"}
     assert smoke["verdict"]["level"] in ("PASS", "WARN", "FAIL")
     assert all(arm["fit"]["slope"] is not None for arm in smoke["arms"].values())
