@@ -45,6 +45,11 @@ def test_plan_does_not_import_torch():
 
 def test_lazy_exports_resolve():
     import lbconvert
+    from lbconvert.api import convert
+    from lbconvert.ghost_batchnorm import GhostBatchNorm
+    from lbconvert.lars import LARS
 
-    assert lbconvert.LbconvertError is not None
-    assert callable(lbconvert.convert)
+    assert lbconvert.convert is convert
+    assert lbconvert.GhostBatchNorm is GhostBatchNorm and lbconvert.LARS is LARS
+    assert sorted(lbconvert.__all__) == sorted(
+        ["LbconvertError", "__version__", *lbconvert._LAZY])

@@ -89,17 +89,14 @@ def tiny():
 @pytest.fixture(scope="module")
 def tiny_result(tiny):
     model, conv = tiny
-    return run_smoke(
-        model,
-        conv,
-        _plan(),
-        input_shape=(3, 6, 6),
-        num_classes=4,
-        device="cpu",
-        steps=24,
-        seed=0,
-        progress=False,
-    )
+    return _run(model, conv, _plan(), steps=24, seed=0)
+
+
+def _run(model, conv, plan, **kw):
+    """run_smoke on the tiny model with the settings every test here shares (CPU, 3×6×6,
+    4 classes, no progress bar); keyword arguments override them."""
+    kw = {"input_shape": (3, 6, 6), "num_classes": 4, "device": "cpu", "progress": False, **kw}
+    return run_smoke(model, conv, plan, **kw)
 
 
 def test_proxy_keeps_m_and_scales_ghost_only_when_needed():
@@ -236,32 +233,12 @@ def test_converted_arm_follows_the_plan_schedule(tiny_result):
 
 def test_same_seed_same_curves_other_seed_differs(tiny, tiny_result):
     model, conv = tiny
-    again = run_smoke(
-        model,
-        conv,
-        _plan(),
-        input_shape=(3, 6, 6),
-        num_classes=4,
-        device="cpu",
-        steps=24,
-        seed=0,
-        progress=False,
-    )
+    again = _run(model, conv, _plan(), steps=24, seed=0)
     for name in ("original", "naive", "converted"):
         a = [(m.t, m.distance, m.loss) for m in tiny_result.arms[name].marks]
         b = [(m.t, m.distance, m.loss) for m in again.arms[name].marks]
         assert a == b
-    other = run_smoke(
-        model,
-        conv,
-        _plan(),
-        input_shape=(3, 6, 6),
-        num_classes=4,
-        device="cpu",
-        steps=24,
-        seed=1,
-        progress=False,
-    )
+    other = _run(model, conv, _plan(), steps=24, seed=1)
     assert (
         other.arms["original"].marks[-1].distance != tiny_result.arms["original"].marks[-1].distance
     )
@@ -270,34 +247,14 @@ def test_same_seed_same_curves_other_seed_differs(tiny, tiny_result):
 def test_inputs_are_not_modified(tiny):
     model, conv = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    run_smoke(
-        model,
-        conv,
-        _plan(),
-        input_shape=(3, 6, 6),
-        num_classes=4,
-        device="cpu",
-        steps=6,
-        progress=False,
-    )
+    _run(model, conv, _plan(), steps=6)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
 
 
 def test_calibrate_moves_toward_the_original_curve(tiny):
     model, conv = tiny
-    r = run_smoke(
-        model,
-        conv,
-        _plan(),
-        input_shape=(3, 6, 6),
-        num_classes=4,
-        device="cpu",
-        steps=16,
-        calibrate=True,
-        time_budget=20,
-        progress=False,
-    )
+    r = _run(model, conv, _plan(), steps=16, calibrate=True, time_budget=20)
     cal = r.calibration
     assert cal is not None and cal.multiplier > 0 and len(cal.trials) >= 2
     assert cal.sqrt_m == pytest.approx(4.0) and cal.lr == pytest.approx(0.2 * cal.multiplier)
@@ -310,17 +267,7 @@ def test_calibrate_moves_toward_the_original_curve(tiny):
 
 def test_sharpness_reported_for_original_and_naive(tiny):
     model, conv = tiny
-    r = run_smoke(
-        model,
-        conv,
-        _plan(),
-        input_shape=(3, 6, 6),
-        num_classes=4,
-        device="cpu",
-        steps=6,
-        sharpness=True,
-        progress=False,
-    )
+    r = _run(model, conv, _plan(), steps=6, sharpness=True)
     for name in ("original", "naive"):
         s = r.arms[name].sharpness
         assert s["sharpness"] >= 0 and s["max_loss"] >= s["loss"] and s["epsilon"] == 1e-3
@@ -341,16 +288,7 @@ def test_user_errors(tiny):
             progress=False,
         )
     with pytest.raises(LbconvertError, match="learning rate"):
-        run_smoke(
-            model,
-            conv,
-            _plan(lr_old=None),
-            input_shape=(3, 6, 6),
-            num_classes=4,
-            device="cpu",
-            steps=6,
-            progress=False,
-        )
+        _run(model, conv, _plan(lr_old=None), steps=6)
     with pytest.raises(LbconvertError, match="smoke-time"):
         run_smoke(model, conv, _plan(), input_shape=(3, 6, 6), num_classes=4, time_budget=0)
 
