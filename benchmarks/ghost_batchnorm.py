@@ -4,12 +4,17 @@
     PYTHONPATH=. python benchmarks/ghost_batchnorm.py --device cuda
 
 Prints, per shape, the time of nn.BatchNorm2d and the ratio (GhostBatchNorm / BatchNorm) of
-every strategy ("loop": one BatchNorm call per ghost batch; "fold": ghost batches folded into
-channels for one call, with the closed-form running-stat update; "triton", CUDA only: fused
-kernels per ghost group) and of "auto" (what
-``pick_strategy`` chooses), plus a correctness column: max abs difference of every strategy's
-output, gradients (weight/bias grads per sample) and running statistics against
-nn.BatchNorm2d applied ghost batch by ghost batch.
+every strategy ("loop": one BatchNorm call per ghost batch; "native", CPU: shifted one-pass
+statistics and BatchNorm's CPU kernels per ghost batch writing into one output; "fold": ghost
+batches folded into channels for one call, with the closed-form running-stat update; "triton",
+CUDA only: one fused launch per pass) and of "auto" (what ``pick_strategy`` chooses), plus a
+correctness column: max abs difference of every strategy's output, gradients (weight/bias
+grads per sample) and running statistics against nn.BatchNorm2d applied ghost batch by ghost
+batch.
+
+Each round times BatchNorm and then every strategy once, on the same input; a ratio is the
+median over rounds of (strategy time / BatchNorm time in that round), so a shared machine's
+load slows reference and candidates alike.
 """
 
 from __future__ import annotations
@@ -44,21 +49,29 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_fwd_bwd(module: torch.nn.Module, x: torch.Tensor, gy: torch.Tensor, reps: int,
-                 device: str) -> float:
-    """Median seconds of one forward + backward."""
-    for _ in range(3):
-        x.grad = None
-        module(x).backward(gy)
+def _once(module: torch.nn.Module, x: torch.Tensor, gy: torch.Tensor, device: str) -> float:
+    x.grad = None
     _sync(device)
-    times = []
-    for _ in range(reps):
-        x.grad = None
-        t = time.perf_counter()
-        module(x).backward(gy)
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    t = time.perf_counter()
+    module(x).backward(gy)
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def time_ratios(modules: list[torch.nn.Module], x: torch.Tensor, gy: torch.Tensor, reps: int,
+                device: str) -> tuple[float, list[float]]:
+    """Median seconds of one forward + backward of ``modules[0]`` and, for every module, the
+    median over rounds of its time divided by ``modules[0]``'s time in the same round.
+
+    Rounds interleave the modules, so load from other processes on a shared machine slows
+    the reference and the candidates alike instead of whichever happened to run then.
+    """
+    for module in modules:
+        for _ in range(3):
+            _once(module, x, gy, device)
+    rounds = [[_once(m, x, gy, device) for m in modules] for _ in range(reps)]
+    ratios = [statistics.median(r[i] / r[0] for r in rounds) for i in range(len(modules))]
+    return statistics.median(r[0] for r in rounds), ratios
 
 
 def max_error(x: torch.Tensor, ghost: int, strategy: str) -> float:
@@ -90,15 +103,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer shapes and repetitions")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--reps", type=int, default=0)
+    ap.add_argument("--strategies", default="",
+                    help="comma-separated subset of the strategy columns (default: all)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = args.device
     reps = args.reps or (5 if args.quick else 20) if dev == "cpu" else args.reps or 50
     strategies = [s for s in STRATEGIES if dev == "cuda" or s != "triton"]
+    if args.strategies:
+        strategies = [s for s in strategies if s in args.strategies.split(",")]
     cols = [*strategies, "auto"]
     print(f"device {dev} ({torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}), torch "
-          f"{torch.__version__}, threads {torch.get_num_threads()}, reps {reps}, fwd+bwd median")
+          f"{torch.__version__}, threads {torch.get_num_threads()}, reps {reps}, fwd+bwd, "
+          "median of per-round ratios")
     head = (f"{'batch':>5} {'ghost':>5} {'C':>5} {'HxW':>7} {'dtype':>8} {'BN ms':>8} "
             + " ".join(f"{c:>6}" for c in cols) + f" {'chosen':>6} {'maxerr':>8}")
     print(head)
@@ -110,13 +128,11 @@ def main() -> None:
         x = torch.randn(batch, c, hw, hw, device=dev, dtype=dtype, requires_grad=True)
         gy = torch.randn_like(x)
         bn = torch.nn.BatchNorm2d(c, device=dev)
-        t_bn = time_fwd_bwd(bn, x, gy, reps, dev)
-        ratios = []
-        for strategy in cols:
-            gbn = GhostBatchNorm(c, ghost, device=dev, strategy=strategy)
-            ratio = time_fwd_bwd(gbn, x, gy, reps, dev) / t_bn
+        gbns = [GhostBatchNorm(c, ghost, device=dev, strategy=s) for s in cols]
+        t_bn, ratios = time_ratios([bn, *gbns], x, gy, reps, dev)
+        ratios = ratios[1:]
+        for strategy, ratio in zip(cols, ratios):
             worst[strategy] = max(worst[strategy], ratio)
-            ratios.append(ratio)
         errs = {s: max_error(x, ghost, s) for s in strategies}
         err = max(errs.values())
         for s, e in errs.items():

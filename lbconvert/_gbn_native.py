@@ -1,11 +1,38 @@
-"""GhostBatchNorm's "native" strategy: BatchNorm's own ATen kernels, one call per ghost batch,
-each writing straight into its slice of one preallocated output (and of one input gradient).
+"""GhostBatchNorm's "native" strategy (the CPU default): per ghost batch, BatchNorm's own ATen
+CPU kernels used as vectorized, multi-threaded per-channel primitives, each writing straight
+into its slice of one preallocated output, cache block by cache block.
 
-The chunk loop ("loop") pays for ``torch.cat`` in forward and the split's gradient copy in
-backward: two extra passes over a memory-bound tensor. Here forward and backward each write
-every element once, as BatchNorm does (measured on CPU, fwd+bwd over nn.BatchNorm2d: loop
-0.99-1.79x, native 0.75-1.26x; benchmarks/ghost_batchnorm.py). On CUDA the ``out=`` kernels
-measured slower than the loop (H100: 1.0-14x), so ``auto`` uses this on CPU only.
+Why not simply BatchNorm per ghost batch ("loop")? Three costs, measured on CPU
+(benchmarks/ghost_batchnorm.py):
+
+* ``torch.cat`` in forward and the split's gradient copy in backward are two extra passes
+  over a memory-bound tensor (loop 1.1-1.9x BatchNorm);
+* BatchNorm's CPU forward computes its statistics with two passes accumulating in float64,
+  compute-bound at about half the speed of a plain reduction (a 1.6 MB ghost batch: 540 us,
+  of which 450 us are the statistics);
+
+Here, per ghost batch of n values per channel (Hoffer et al. 2017, Alg. 1):
+
+* forward: shift by K, the ghost batch's first value of each channel (so that |mean - K| is
+  of the order of the standard deviation and the one-pass variance does not cancel), and get
+  Σ(x-K) and Σ(x-K)² in one pass with float64 accumulation from BatchNorm's backward
+  reduction kernel (its grad_bias and grad_weight outputs for dy = x - K, mean 0, invstd 1);
+  mean = K + Σ(x-K)/n, var = Σ(x-K)²/n - (Σ(x-K)/n)². The shifted copy x-K lives in a
+  scratch block that fits the cache, so x is read from memory once for the statistics;
+  then y = (x - mean)·w/sqrt(var + eps) + b with BatchNorm's eval-mode kernel, fed the ghost
+  batch's mean and biased variance (the formula BatchNorm's training forward applies after
+  its statistics);
+* backward (Ioffe & Szegedy 2015, Alg. 1 backward, with each ghost batch's saved mean and
+  invstd): a ghost batch of up to 4 MB goes through BatchNorm's own backward kernel and is
+  copied into its slice of the input gradient; a larger one would make that kernel allocate
+  a temporary the allocator maps fresh (page faults on every call), so it takes Σdy and
+  Σdy·x̂ from BatchNorm's backward reduction kernel and forms
+  dx = a·(dy - Σdy/n) + b·(x - mean) in four vectorized passes over one cache block at a
+  time, straight into the input gradient;
+* running statistics: the sequential BatchNorm updates over the ghost batches in closed
+  form (``ghost_batchnorm._sequential_update``).
+
+On CUDA these primitives measured slower than the loop, so ``auto`` uses this on CPU only.
 """
 
 from __future__ import annotations
@@ -15,13 +42,20 @@ from torch import Tensor
 
 _aten = torch.ops.aten
 
+#: Bytes of one cache block (rows of whole samples) for the passes that reuse a temporary.
+BLOCK_BYTES = 2 << 20
+#: Largest ghost batch whose backward goes through BatchNorm's full kernel and a copy. Its
+#: result is a temporary; glibc serves large ones with fresh mmaps, page-faulted on every call
+#: (measured on a 2-vCPU VM: 12,500 faults, about 25 ms, for 51 MB).
+TEMP_BYTES = 4 << 20
+
 
 def usable(x: Tensor, ghost: int, weight: Tensor | None) -> bool:
-    """True when the per-slice ``out=`` kernels apply: float32/float64 with parameters of the
-    same dtype (half precision keeps float32 statistics, which the ``out=`` kernels handle
-    differently per device), a dense layout, no autocast, not under torch.compile, and no
-    ghost batch with a single value per channel (BatchNorm's own error for that comes from
-    the loop strategy)."""
+    """True when the per-slice kernels apply: float32/float64 with parameters of the same
+    dtype (half precision keeps float32 statistics, which these kernels handle differently
+    per device), a dense layout, no autocast, not under torch.compile, and no ghost batch
+    with a single value per channel (BatchNorm's own error for that comes from the loop
+    strategy)."""
     if torch.compiler.is_compiling() or torch.is_autocast_enabled(x.device.type):
         return False
     if x.dtype not in (torch.float32, torch.float64) or (
@@ -33,53 +67,111 @@ def usable(x: Tensor, ghost: int, weight: Tensor | None) -> bool:
     return dense and last * x[0, 0].numel() > 1
 
 
+def _rows(x: Tensor) -> int:
+    """Samples per cache block."""
+    return max(1, BLOCK_BYTES // max(1, x[0].numel() * x.element_size()))
+
+
+def _first_values(x: Tensor, start: int) -> Tensor:
+    """Sample ``start``'s first value per channel, a (C,) view (the shift K)."""
+    return x[(start, slice(None)) + (0,) * (x.dim() - 2)]
+
+
 class NativeGhostBatchNorm(torch.autograd.Function):
     """Hoffer et al. 2017, Algorithm 1, over ghost batches of ``ghost`` samples along dim 0.
 
-    ``factors`` holds each ghost batch's running-stat update factor (momentum, or 1/t for the
-    cumulative average), so running statistics follow BatchNorm called on each ghost batch in
-    turn.
+    Forward returns the output and, per ghost batch, the mean and unbiased variance
+    (``(2, G, C)``, not differentiable) for the running-statistics update.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, factors, eps, ghost):
+    def forward(ctx, x, weight, bias, eps, ghost):
+        c = x.shape[1]
+        bshape = (c,) + (1,) * (x.dim() - 2)
+        zero, one, none = x.new_zeros(c), x.new_ones(c), x.new_empty(0)
+        rows = _rows(x)
         out = torch.empty_like(x)
-        saved = []
-        for i, start in enumerate(range(0, x.shape[0], ghost)):
-            mean, invstd = x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
-            _aten.native_batch_norm.out(
-                x[start:start + ghost], weight, bias, running_mean, running_var, True,
-                factors[i], eps, out=out[start:start + ghost], save_mean=mean,
-                save_invstd=invstd)
-            saved += [mean, invstd]
-        ctx.save_for_backward(x, weight, running_mean, running_var, *saved)
+        scratch = torch.empty_like(x[:min(rows, ghost)])
+        means, variances, counts = [], [], []
+        for start in range(0, x.shape[0], ghost):
+            chunk = x[start:start + ghost]
+            k = _first_values(x, start)
+            sums = []
+            for b0 in range(0, chunk.shape[0], rows):
+                block = chunk[b0:b0 + rows]
+                d = scratch[:block.shape[0]]
+                torch.sub(block, k.view(bshape), out=d)
+                # grad_weight = Σ d·(d - 0)·1 and grad_bias = Σ d, accumulated in float64.
+                _, sq, s = _aten.native_batch_norm_backward(
+                    d, d, None, None, None, zero, one, True, 0.0, [False, True, True])
+                sums.append((s, sq))
+            s, sq = sums[0] if len(sums) == 1 else (sum(p[0] for p in sums),
+                                                     sum(p[1] for p in sums))
+            n = chunk.numel() // c
+            dm = s.div_(n)
+            var = torch.addcmul(sq.div_(n), dm, dm, value=-1.0).clamp_min_(0.0)
+            mean = dm.add_(k)
+            _aten.native_batch_norm.out(chunk, weight, bias, mean, var, False, 0.0, eps,
+                                        out=out[start:start + ghost], save_mean=none,
+                                        save_invstd=none)
+            means.append(mean)
+            variances.append(var)
+            counts.append(n)
+        means, variances = torch.stack(means), torch.stack(variances)
+        invstds = variances.add(eps).rsqrt_()
+        n = torch.tensor(counts, dtype=x.dtype).unsqueeze(1)
+        stats = torch.stack([means, variances * n / (n - 1).clamp_min_(1)])
+        ctx.save_for_backward(x, weight, means, invstds)
         ctx.eps, ctx.ghost = eps, ghost
-        return out
+        ctx.mark_non_differentiable(stats)
+        return out, stats
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        x, weight, running_mean, running_var, *saved = ctx.saved_tensors
-        affine = weight is not None
+    def backward(ctx, grad_out, _grad_stats):
+        x, weight, means, invstds = ctx.saved_tensors
         grad_in = torch.empty_like(x)
-        grad_w = grad_b = None
         grad_out = grad_out.contiguous(memory_format=_format(x))
+        c = x.shape[1]
+        bshape = (c,) + (1,) * (x.dim() - 2)
+        rows = _rows(x)
+        # Per ghost batch and channel (Ioffe & Szegedy 2015, Alg. 1 backward):
+        # dx = a*(dy - Σdy/n) + b*(x - mean), a = w*invstd, b = -a*invstd*Σ(dy*xhat)/n.
+        # (x - mean) is formed first, as BatchNorm's kernel does, so that |mean| >> std keeps
+        # its precision; the four passes run over one cache block at a time.
+        a_all = invstds if weight is None else invstds * weight
+        sums_dy, sums_dyx = [], []
         for i, start in enumerate(range(0, x.shape[0], ctx.ghost)):
             sl = slice(start, start + ctx.ghost)
-            mean, invstd = saved[2 * i], saved[2 * i + 1]
-            if affine:
-                gw, gb = torch.empty_like(weight), torch.empty_like(weight)
-                _aten.native_batch_norm_backward.out(
-                    grad_out[sl], x[sl], weight, running_mean, running_var, mean, invstd, True,
-                    ctx.eps, [True, True, True], out0=grad_in[sl], out1=gw, out2=gb)
-                grad_w = gw if grad_w is None else grad_w.add_(gw)
-                grad_b = gb if grad_b is None else grad_b.add_(gb)
-            else:
-                gx, _, _ = _aten.native_batch_norm_backward(
-                    grad_out[sl], x[sl], None, running_mean, running_var, mean, invstd, True,
-                    ctx.eps, [True, False, False])
-                grad_in[sl].copy_(gx)
-        return grad_in, grad_w, grad_b, None, None, None, None, None
+            xc, gc, oc = x[sl], grad_out[sl], grad_in[sl]
+            if xc.numel() * xc.element_size() <= TEMP_BYTES:
+                # BatchNorm's own backward kernel; its result is a temporary small enough for
+                # the heap to recycle (no page faults), copied into place.
+                gx, sum_dyx, sum_dy = _aten.native_batch_norm_backward(
+                    gc, xc, weight, None, None, means[i], invstds[i], True, ctx.eps,
+                    [True, weight is not None, weight is not None])
+                oc.copy_(gx)
+                sums_dy.append(sum_dy)
+                sums_dyx.append(sum_dyx)
+                continue
+            _, sum_dyx, sum_dy = _aten.native_batch_norm_backward(
+                gc, xc, weight, None, None, means[i], invstds[i], True, ctx.eps,
+                [False, True, True])
+            n = xc.numel() // c
+            a = a_all[i]
+            b = (a * invstds[i] * sum_dyx).div_(-n).view(bshape)
+            shift = (a * sum_dy).div_(n).view(bshape)
+            mean, a = means[i].view(bshape), a.view(bshape)
+            for b0 in range(0, xc.shape[0], rows):
+                blk = slice(b0, b0 + rows)
+                o = torch.sub(xc[blk], mean, out=oc[blk])
+                o.mul_(b).addcmul_(gc[blk], a).sub_(shift)
+            sums_dy.append(sum_dy)
+            sums_dyx.append(sum_dyx)
+        if weight is None:
+            return grad_in, None, None, None, None
+        return (grad_in, torch.stack(sums_dyx).sum(0), torch.stack(sums_dy).sum(0), None,
+                None)
 
 
 def _format(x: Tensor) -> torch.memory_format:
@@ -91,19 +183,17 @@ def _format(x: Tensor) -> torch.memory_format:
 
 def native_ghost_batch_norm(x, running_mean, running_var, weight, bias, num_batches_tracked,
                             track, momentum, eps, ghost):
-    """Train-mode ghost batch norm through :class:`NativeGhostBatchNorm`; updates
-    ``num_batches_tracked`` once per ghost batch, as BatchNorm per ghost batch would."""
-    n_chunks = -(-x.shape[0] // ghost)
-    if not track:
-        running_mean = running_var = None
-        factors = [0.0] * n_chunks
-    elif momentum is None:
-        # Cumulative average: BatchNorm uses 1/t after incrementing t, once per call.
-        t0 = int(num_batches_tracked) if num_batches_tracked is not None else 0
-        factors = [1.0 / (t0 + i + 1) for i in range(n_chunks)]
-    else:
-        factors = [momentum] * n_chunks
-    if track and num_batches_tracked is not None:
-        num_batches_tracked.add_(n_chunks)
-    return NativeGhostBatchNorm.apply(x, weight, bias, running_mean, running_var, factors,
-                                      eps, ghost)
+    """Train-mode ghost batch norm through :class:`NativeGhostBatchNorm`; the running
+    statistics and ``num_batches_tracked`` end as after BatchNorm on each ghost batch in turn."""
+    from lbconvert.ghost_batchnorm import _sequential_update
+
+    y, stats = NativeGhostBatchNorm.apply(x, weight, bias, eps, ghost)
+    if track:
+        with torch.no_grad():
+            if momentum is None and num_batches_tracked is None:
+                raise ValueError("momentum=None needs num_batches_tracked (cumulative average)")
+            t0 = num_batches_tracked.clone() if momentum is None else None
+            _sequential_update([running_mean, running_var], stats, momentum, t0)
+            if num_batches_tracked is not None:
+                num_batches_tracked.add_(stats.shape[1])
+    return y

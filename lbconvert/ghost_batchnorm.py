@@ -22,13 +22,14 @@ Semantics, all pinned by tests against ``nn.BatchNorm`` applied chunk by chunk:
 * under DDP each process splits its own per-device batch: ghost batches never span devices
   and no statistics are communicated (SyncBatchNorm semantics are given up on purpose).
 
-How the ghost batches are computed is a speed choice with identical numbers ("strategy"):
-"loop" calls BatchNorm once per ghost batch; "native" calls BatchNorm's ATen kernels per
-ghost batch writing into slices of one output (no concatenation copies); "fold" folds the
+How the ghost batches are computed is a speed choice; every strategy computes the same
+function up to floating-point rounding ("strategy"): "loop" calls BatchNorm once per ghost
+batch; "native" (CPU) computes each ghost batch's statistics in one shifted pass and writes
+into slices of one output with BatchNorm's CPU kernels (see ``_gbn_native``); "fold" folds the
 ghost index into the channel axis for one call and applies the closed form of the sequential
-running-stat updates; "triton" (CUDA) runs fused kernels per (ghost, channel) group. "auto"
-picks per device and shape (:func:`pick_strategy`, rule measured with
-benchmarks/ghost_batchnorm.py).
+running-stat updates; "triton" (CUDA) does a whole pass (all ghost batches, the running-stat
+update, the weight/bias gradient sums) in one launch (see ``_gbn_triton``). "auto" picks per
+device and input (:func:`pick_strategy`).
 """
 
 from __future__ import annotations
@@ -159,52 +160,28 @@ def _fold(
     return y.reshape(n_ghosts * ghost, c, *spatial)
 
 
-def _triton_path(x, running_mean, running_var, weight, bias, num_batches_tracked, track,
-                 momentum, eps, n_ghosts, ghost, kernels) -> Tensor:
-    """Full ghost batches through the Triton kernels, remainder through BatchNorm."""
-    full = n_ghosts * ghost
-    y, stats = kernels.ghost_bn_full(x[:full], weight, bias, n_ghosts, ghost, eps)
-    if track:
-        with torch.no_grad():
-            done = momentum is not None and kernels.update_running(
-                running_mean, running_var, stats, n_ghosts, momentum)
-            if not done:
-                if momentum is None and num_batches_tracked is None:
-                    raise ValueError("momentum=None needs num_batches_tracked")
-                t0 = None if momentum is not None else num_batches_tracked.clone()
-                _sequential_update([running_mean, running_var],
-                                   stats[:2].view(2, n_ghosts, -1), momentum, t0)
-            if num_batches_tracked is not None:
-                num_batches_tracked.add_(n_ghosts)
-    if full < x.shape[0]:
-        rest = _bn_chunk(x[full:], running_mean, running_var, weight, bias,
-                         num_batches_tracked, track, momentum, eps)
-        y = torch.cat([y, rest])
-    return y
-
-
 def pick_strategy(x: Tensor, ghost: int) -> str:
     """The strategy ``auto`` uses for this input (rule from benchmarks/ghost_batchnorm.py).
 
-    CPU: the chunk loop (BatchNorm's CPU kernel is memory-bound per chunk; folding costs two
-    extra copies). CUDA, measured on an H100 (fwd+bwd over nn.BatchNorm2d, fp32 and bf16):
-    the Triton kernels win on every large shape (56x56: 0.19-1.23x, vs loop 0.97-1.42x and
-    fold 0.46-2.07x) and with many ghosts (batch 1024 / ghost 16 at 14x14: 0.91-1.63x vs loop
-    4.2-7.1x); on small launch-bound shapes (14x14, ≤ 8 ghosts) the loop was as good or
-    better. Without Triton: fold for many ghosts or half precision with few wide channels.
+    CPU: "native" (BatchNorm's CPU kernels as primitives per ghost batch, no concatenation
+    copies). CUDA: "loop" while torch.compile traces (Inductor fuses it); the Triton kernels
+    whenever they apply (contiguous NCHW-like input); else
+    "fold" for many ghost batches or half precision with few wide channels, where one
+    BatchNorm call over ghost-folded channels beat the per-ghost loop, and "loop" otherwise.
     """
     if x.device.type != "cuda":
-        # CPU: per-slice ATen kernels, 1.03-1.20x BatchNorm vs the loop's 1.23-1.83x.
         return "native"
-    n_ghosts = x.shape[0] // ghost
-    spatial = x[0, 0].numel()
+    if torch.compiler.is_compiling():
+        # Plain BatchNorm calls per ghost batch: a graph Inductor fuses, no opaque kernel.
+        return "loop"
     from lbconvert import _gbn_triton
 
-    if _gbn_triton.available(x) and (spatial >= 28 * 28 or n_ghosts >= 8):
+    if _gbn_triton.available(x):
         return "triton"
+    n_ghosts = x.shape[0] // ghost
     if n_ghosts >= 16:
         return "fold"
-    if x.element_size() <= 2 and x.shape[1] <= 64 and spatial >= 56 * 56:
+    if x.element_size() <= 2 and x.shape[1] <= 64 and x[0, 0].numel() >= 56 * 56:
         return "fold"
     return "loop"
 
@@ -244,13 +221,16 @@ def ghost_batch_norm(
     n_ghosts = n // ghost_batch_size
     if strategy == "auto":
         strategy = pick_strategy(input, ghost_batch_size)
-    if strategy == "triton" and ghost_batch_size >= 2:
+    if strategy == "triton":
         from lbconvert import _gbn_triton
 
-        if _gbn_triton.available(input):
-            return _triton_path(input, running_mean, running_var, weight, bias,
-                                num_batches_tracked, track, momentum, eps, n_ghosts,
-                                ghost_batch_size, _gbn_triton)
+        # A last ghost batch with one value per channel gets BatchNorm's error via "loop".
+        if _gbn_triton.available(input) and (n % ghost_batch_size or ghost_batch_size) * (
+                input.numel() // (n * input.shape[1])) > 1:
+            return _gbn_triton.ghost_batch_norm_cuda(
+                input, weight, bias, running_mean if track else None,
+                running_var if track else None, num_batches_tracked if track else None,
+                ghost_batch_size, eps, momentum)
         strategy = "loop"
     if strategy == "fold" and ghost_batch_size >= 2:
         full = n_ghosts * ghost_batch_size
@@ -293,9 +273,11 @@ class GhostBatchNorm(_BatchNorm):
     """Drop-in BatchNorm with per-ghost-batch statistics in training (Hoffer et al. 2017, Alg. 1).
 
     Works for (N, C), (N, C, L), (N, C, H, W) and (N, C, D, H, W) inputs. ``strategy`` picks how
-    the ghost batches are computed ("auto", "loop": one BatchNorm call per ghost batch, "fold":
-    ghost batches folded into channels for one call, "triton": one fused kernel per pass on
-    CUDA, falling back to "loop" elsewhere); every strategy gives the same numbers.
+    the ghost batches are computed ("auto": :func:`pick_strategy`; "loop": one BatchNorm call
+    per ghost batch; "native": BatchNorm's CPU kernels per ghost batch writing into one output;
+    "fold": ghost batches folded into channels for one call; "triton": one fused kernel per
+    pass on CUDA); a strategy that does not apply to an input falls back to "loop". Every
+    strategy computes the same function, up to floating-point rounding.
     It is not part of the state dict.
     """
 
