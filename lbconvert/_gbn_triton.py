@@ -51,18 +51,23 @@ def available(x: Tensor) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _group(pid, N, C, GS, S: tl.constexpr):
+        # Program pid = ghost * C + channel: its channel, first element, value count (the last
+        # ghost batch may be short) and the sample stride.
+        gi = pid // C
+        c = pid - gi * C
+        row0 = gi * GS
+        cs = C * S
+        return c, row0 * cs + c * S, tl.minimum(GS, N - row0) * S, cs
+
+    @triton.jit
     def _fwd_kernel(X, Y, W, B, STATS, RM, RV, NBT, CNT, N, C, GS, G, eps, momentum,
                     S: tl.constexpr, BLOCK: tl.constexpr, FITS: tl.constexpr,
                     HAS_W: tl.constexpr, HAS_B: tl.constexpr, TRACK: tl.constexpr,
                     CUMULATIVE: tl.constexpr):
         pid = tl.program_id(0)
-        gi = pid // C
-        c = pid - gi * C
-        row0 = gi * GS
-        n_el = tl.minimum(GS, N - row0) * S
+        c, base, n_el, cs = _group(pid, N, C, GS, S)
         nf = n_el.to(tl.float32)
-        cs = C * S
-        base = row0 * cs + c * S
         k = tl.arange(0, BLOCK)
         if FITS:
             mask = k < n_el
@@ -78,7 +83,7 @@ if triton is not None:
             for start in range(0, n_el, BLOCK):
                 kk = start + k
                 mask = kk < n_el
-                off = base + (kk // S) * cs + (kk % S)
+                off = base + (kk // S) * cs + kk % S
                 d = tl.load(X + off, mask=mask, other=0.0).to(tl.float32) - shift0
                 d = tl.where(mask, d, 0.0)
                 a1 += d
@@ -100,7 +105,7 @@ if triton is not None:
             for start in range(0, n_el, BLOCK):
                 kk = start + k
                 mask = kk < n_el
-                off = base + (kk // S) * cs + (kk % S)
+                off = base + (kk // S) * cs + kk % S
                 x = tl.load(X + off, mask=mask, other=0.0).to(tl.float32)
                 tl.store(Y + off, ((x - mean) * scale + shift).to(Y.dtype.element_ty),
                          mask=mask)
@@ -134,13 +139,8 @@ if triton is not None:
                     S: tl.constexpr, BLOCK: tl.constexpr, FITS: tl.constexpr,
                     HAS_W: tl.constexpr):
         pid = tl.program_id(0)
-        gi = pid // C
-        c = pid - gi * C
-        row0 = gi * GS
-        n_el = tl.minimum(GS, N - row0) * S
+        c, base, n_el, cs = _group(pid, N, C, GS, S)
         nf = n_el.to(tl.float32)
-        cs = C * S
-        base = row0 * cs + c * S
         gc = G * C
         mean = tl.load(STATS + pid)
         rstd = tl.load(STATS + gc + pid)
@@ -158,7 +158,7 @@ if triton is not None:
             for start in range(0, n_el, BLOCK):
                 kk = start + k
                 mask = kk < n_el
-                off = base + (kk // S) * cs + (kk % S)
+                off = base + (kk // S) * cs + kk % S
                 xh = (tl.load(X + off, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
                 d = tl.load(DY + off, mask=mask, other=0.0).to(tl.float32)
                 a1 += d
@@ -177,7 +177,7 @@ if triton is not None:
             for start in range(0, n_el, BLOCK):
                 kk = start + k
                 mask = kk < n_el
-                off = base + (kk // S) * cs + (kk % S)
+                off = base + (kk // S) * cs + kk % S
                 xh = (tl.load(X + off, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
                 d = tl.load(DY + off, mask=mask, other=0.0).to(tl.float32)
                 dx = scale * (d - m_dy - xh * m_dyx)
