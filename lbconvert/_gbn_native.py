@@ -6,7 +6,7 @@ Why not simply BatchNorm per ghost batch ("loop")? Three costs, measured on CPU
 (benchmarks/ghost_batchnorm.py):
 
 * ``torch.cat`` in forward and the split's gradient copy in backward are two extra passes
-  over a memory-bound tensor (loop 1.1-1.9x BatchNorm);
+  over a memory-bound tensor (loop 1.3-2.3x BatchNorm on a 2-vCPU VM);
 * BatchNorm's CPU forward computes its statistics with two passes accumulating in float64,
   compute-bound at about half the speed of a plain reduction (a 1.6 MB ghost batch: 540 us,
   of which 450 us are the statistics);
@@ -30,7 +30,7 @@ Here, per ghost batch of n values per channel (Hoffer et al. 2017, Alg. 1):
   dx = a·(dy - Σdy/n) + b·(x - mean) in four vectorized passes over one cache block at a
   time, straight into the input gradient;
 * running statistics: the sequential BatchNorm updates over the ghost batches in closed
-  form (``ghost_batchnorm._sequential_update``).
+  form (``ghost_batchnorm.update_running_stats``).
 
 On CUDA these primitives measured slower than the loop, so ``auto`` uses this on CPU only.
 """
@@ -46,7 +46,7 @@ _aten = torch.ops.aten
 BLOCK_BYTES = 2 << 20
 #: Largest ghost batch whose backward goes through BatchNorm's full kernel and a copy. Its
 #: result is a temporary; glibc serves large ones with fresh mmaps, page-faulted on every call
-#: (measured on a 2-vCPU VM: 12,500 faults, about 25 ms, for 51 MB).
+#: (measured on a 2-vCPU VM: 1-2 us a fault, 12,545 faults for 51 MB).
 TEMP_BYTES = 4 << 20
 
 
@@ -144,19 +144,18 @@ class NativeGhostBatchNorm(torch.autograd.Function):
         for i, start in enumerate(range(0, x.shape[0], ctx.ghost)):
             sl = slice(start, start + ctx.ghost)
             xc, gc, oc = x[sl], grad_out[sl], grad_in[sl]
-            if xc.numel() * xc.element_size() <= TEMP_BYTES:
-                # BatchNorm's own backward kernel; its result is a temporary small enough for
-                # the heap to recycle (no page faults), copied into place.
-                gx, sum_dyx, sum_dy = _aten.native_batch_norm_backward(
-                    gc, xc, weight, None, None, means[i], invstds[i], True, ctx.eps,
-                    [True, weight is not None, weight is not None])
-                oc.copy_(gx)
-                sums_dy.append(sum_dy)
-                sums_dyx.append(sum_dyx)
-                continue
-            _, sum_dyx, sum_dy = _aten.native_batch_norm_backward(
+            # BatchNorm's own backward kernel, whole for a ghost batch small enough for the
+            # heap to recycle its result (no page faults; copied into place), else for the
+            # two sums only.
+            whole = xc.numel() * xc.element_size() <= TEMP_BYTES
+            gx, sum_dyx, sum_dy = _aten.native_batch_norm_backward(
                 gc, xc, weight, None, None, means[i], invstds[i], True, ctx.eps,
-                [False, True, True])
+                [whole, True, True])
+            sums_dy.append(sum_dy)
+            sums_dyx.append(sum_dyx)
+            if whole:
+                oc.copy_(gx)
+                continue
             n = xc.numel() // c
             a = a_all[i]
             b = (a * invstds[i] * sum_dyx).div_(-n).view(bshape)
@@ -166,8 +165,6 @@ class NativeGhostBatchNorm(torch.autograd.Function):
                 blk = slice(b0, b0 + rows)
                 o = torch.sub(xc[blk], mean, out=oc[blk])
                 o.mul_(b).addcmul_(gc[blk], a).sub_(shift)
-            sums_dy.append(sum_dy)
-            sums_dyx.append(sum_dyx)
         if weight is None:
             return grad_in, None, None, None, None
         return (grad_in, torch.stack(sums_dyx).sum(0), torch.stack(sums_dy).sum(0), None,
@@ -185,15 +182,9 @@ def native_ghost_batch_norm(x, running_mean, running_var, weight, bias, num_batc
                             track, momentum, eps, ghost):
     """Train-mode ghost batch norm through :class:`NativeGhostBatchNorm`; the running
     statistics and ``num_batches_tracked`` end as after BatchNorm on each ghost batch in turn."""
-    from lbconvert.ghost_batchnorm import _sequential_update
+    from lbconvert.ghost_batchnorm import update_running_stats
 
     y, stats = NativeGhostBatchNorm.apply(x, weight, bias, eps, ghost)
     if track:
-        with torch.no_grad():
-            if momentum is None and num_batches_tracked is None:
-                raise ValueError("momentum=None needs num_batches_tracked (cumulative average)")
-            t0 = num_batches_tracked.clone() if momentum is None else None
-            _sequential_update([running_mean, running_var], stats, momentum, t0)
-            if num_batches_tracked is not None:
-                num_batches_tracked.add_(stats.shape[1])
+        update_running_stats(running_mean, running_var, num_batches_tracked, stats, momentum)
     return y

@@ -86,27 +86,34 @@ def _ema_weights(n: int, momentum: float, device: torch.device, dtype: torch.dty
                         dtype=dtype).to(device, non_blocking=True)
 
 
-def _sequential_update(bufs: list[Tensor], stats: Tensor, momentum: float | None,
-                       t0: Tensor | None) -> None:
-    """Apply G sequential BatchNorm buffer updates in closed form; stats: (len(bufs), G, C).
+def update_running_stats(running_mean: Tensor, running_var: Tensor,
+                         num_batches_tracked: Tensor | None, stats: Tensor,
+                         momentum: float | None) -> None:
+    """Apply G sequential BatchNorm buffer updates in closed form, as BatchNorm called on G
+    ghost batches in turn would; stats: (2, G, C), each ghost's mean and unbiased variance.
 
     EMA with momentum m: r_G = (1-m)^G r_0 + Σ_i m (1-m)^(G-1-i) x_i.
     Cumulative average (momentum None, PyTorch's factor 1/t after incrementing t):
-    r_G = (t0 r_0 + Σ_i x_i) / (t0 + G).
+    r_G = (t0 r_0 + Σ_i x_i) / (t0 + G). ``num_batches_tracked`` grows by G.
     Elementwise products and sums only: autocast would run a matmul in bf16/fp16.
     """
+    if momentum is None and num_batches_tracked is None:
+        raise ValueError("momentum=None needs num_batches_tracked (cumulative average)")
+    bufs = [running_mean, running_var]
     g = stats.shape[1]
-    stats = stats.to(bufs[0].dtype)
-    if momentum is None:
-        t = t0.to(bufs[0].dtype)
-        sums = stats.sum(1)
-        for buf, s in zip(bufs, sums):
-            buf.mul_(t).add_(s).div_(t + g)
-        return
-    weights = _ema_weights(g, momentum, stats.device, stats.dtype)
-    update = (stats * weights[None, :, None]).sum(1)
-    torch._foreach_mul_(bufs, (1.0 - momentum) ** g)
-    torch._foreach_add_(bufs, list(update.unbind(0)))
+    with torch.no_grad():
+        stats = stats.to(running_mean.dtype)
+        if momentum is None:
+            t = num_batches_tracked.to(running_mean.dtype)
+            for buf, s in zip(bufs, stats.sum(1)):
+                buf.mul_(t).add_(s).div_(t + g)
+        else:
+            weights = _ema_weights(g, momentum, stats.device, stats.dtype)
+            update = (stats * weights[None, :, None]).sum(1)
+            torch._foreach_mul_(bufs, (1.0 - momentum) ** g)
+            torch._foreach_add_(bufs, list(update.unbind(0)))
+        if num_batches_tracked is not None:
+            num_batches_tracked.add_(g)
 
 
 def _fold(
@@ -148,14 +155,8 @@ def _fold(
         eps,
     )
     if scratch is not None:
-        with torch.no_grad():
-            t0 = num_batches_tracked.clone() if num_batches_tracked is not None else None
-            if momentum is None and t0 is None:
-                raise ValueError("momentum=None needs num_batches_tracked (cumulative average)")
-            _sequential_update([running_mean, running_var], scratch.view(2, n_ghosts, c),
-                               momentum, t0)
-            if num_batches_tracked is not None:
-                num_batches_tracked.add_(n_ghosts)
+        update_running_stats(running_mean, running_var, num_batches_tracked,
+                             scratch.view(2, n_ghosts, c), momentum)
     y = y.reshape(ghost, n_ghosts, c, *spatial).transpose(0, 1)
     return y.reshape(n_ghosts * ghost, c, *spatial)
 
@@ -165,7 +166,8 @@ def pick_strategy(x: Tensor, ghost: int) -> str:
 
     CPU: "native" (BatchNorm's CPU kernels as primitives per ghost batch, no concatenation
     copies). CUDA: "loop" while torch.compile traces (Inductor fuses it); the Triton kernels
-    whenever they apply (contiguous NCHW-like input); else
+    whenever they apply (contiguous NCHW-like input; the one-launch kernels have not been
+    timed on a GPU yet, so no per-shape rule is derived for them); else
     "fold" for many ghost batches or half precision with few wide channels, where one
     BatchNorm call over ghost-folded channels beat the per-ghost loop, and "loop" otherwise.
     """
