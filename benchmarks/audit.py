@@ -1,7 +1,7 @@
 """Time to audit a TensorBoard run with 1M logged scalars (goal ≤ 2 s).
 
 Writes one event file of N scalar events (4 tags, old-style ``simple_value``) with valid
-masked CRC-32C in a temp dir, then times ``lbconvert.audit.report.audit_runs`` on it
+masked CRC-32C in a temp dir, then times ``lbconvert.audit.pipeline.audit_runs`` on it
 (read + all rules), and, for comparison, ``EventAccumulator`` with ``size_guidance`` 0
 (every point kept) reading the same file. Usage::
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 def write_events(path: Path, n: int) -> None:
     """An event file with ``n`` scalars over 4 tags, built with the reader's own proto."""
-    from lbconvert.audit.readers.tensorboard import _event_classes, masked_crc32c
+    from lbconvert.audit.read.tensorboard import _event_classes, masked_crc32c
 
     batch_cls = _event_classes()
     Event = batch_cls().event.add().__class__
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None,
                     help="reuse (or create) the event file in this folder")
     args = ap.parse_args()
-    from lbconvert.audit.report import audit_runs
+    from lbconvert.audit.pipeline import audit_runs
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.cache or Path(tmp) / "run"

@@ -4,7 +4,7 @@ A small BN CNN on structured synthetic 1×8×8 images (``make_data`` below: 10 c
 faint class template under unit noise and 10% flipped labels, so training does not reach zero
 loss in a few hundred updates; sklearn's digits is not installed in the venv),
 B_S = 16 against B_L = 512 (M = 32), a fixed
-number of updates per arm, through ``lbconvert.smoke.run_smoke`` with two converted arms:
+number of updates per arm, through ``lbconvert.smoke.run.run_smoke`` with two converted arms:
 
 - ``hoffer``: GhostBatchNorm (ghost = B_S) + the original SGD at LR × √M (``--optimizer keep``);
 - ``lars``:   GhostBatchNorm + LARS (γ = LR × √M, η = 0.001), the plan's default.
@@ -27,11 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lbconvert.config import TrainConfig
-from lbconvert.diffusion import fit_log_slope
-from lbconvert.plan import make_plan
-from lbconvert.smoke import run_smoke
-from lbconvert.surgery import rewrite
+from lbconvert.config.read import TrainConfig
+from lbconvert.smoke.diffusion import fit_log_slope
+from lbconvert.plan.plan import make_plan
+from lbconvert.smoke.run import run_smoke
+from lbconvert.rewrite.surgery import rewrite
 
 
 class SmallCNN(nn.Module):

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from lbconvert.ghost_batchnorm import STRATEGIES, GhostBatchNorm, pick_strategy
+from lbconvert.nn.ghost_batchnorm import STRATEGIES, GhostBatchNorm, pick_strategy
 
 
 def shapes(device: str, quick: bool) -> list[tuple[int, int, int, int, torch.dtype]]:

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from lbconvert.lars import LARS  # noqa: E402
+from lbconvert.optim.lars import LARS  # noqa: E402
 
 
 class LoopLARS(torch.optim.Optimizer):

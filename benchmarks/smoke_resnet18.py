@@ -20,10 +20,10 @@ import torch
 from rich.console import Console
 
 from lbconvert.cli.render_smoke import render_smoke
-from lbconvert.config import load_config
-from lbconvert.plan import make_plan
-from lbconvert.smoke import run_smoke
-from lbconvert.surgery import rewrite
+from lbconvert.config.read import load_config
+from lbconvert.plan.plan import make_plan
+from lbconvert.smoke.run import run_smoke
+from lbconvert.rewrite.surgery import rewrite
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._version import __version__
 from lbconvert.errors import LbconvertError
-
-__version__ = "0.1.0"
 
 # name -> module; resolved lazily so `import lbconvert` never pulls in torch.
 _LAZY = {
-    "GhostBatchNorm": "lbconvert.ghost_batchnorm",
-    "LARS": "lbconvert.lars",
+    "GhostBatchNorm": "lbconvert.nn.ghost_batchnorm",
+    "LARS": "lbconvert.optim.lars",
     "convert": "lbconvert.api",
     "ConvertResult": "lbconvert.api",
-    "load_config": "lbconvert.config",
-    "TrainConfig": "lbconvert.config",
-    "make_plan": "lbconvert.plan",
-    "Plan": "lbconvert.plan",
+    "load_config": "lbconvert.config.read",
+    "TrainConfig": "lbconvert.config.read",
+    "make_plan": "lbconvert.plan.plan",
+    "Plan": "lbconvert.plan.plan",
 }
 
 __all__ = [
@@ -33,10 +32,10 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.api import ConvertResult, convert
-    from lbconvert.config import TrainConfig, load_config
-    from lbconvert.ghost_batchnorm import GhostBatchNorm
-    from lbconvert.lars import LARS
-    from lbconvert.plan import Plan, make_plan
+    from lbconvert.config.read import TrainConfig, load_config
+    from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
+    from lbconvert.optim.lars import LARS
+    from lbconvert.plan.plan import Plan, make_plan
 
 
 def __getattr__(name: str) -> Any:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     import torch.nn as nn
 
-    from lbconvert.config import TrainConfig
-    from lbconvert.plan import Plan
+    from lbconvert.config.read import TrainConfig
+    from lbconvert.plan.plan import Plan
 
 
 @dataclass
@@ -32,8 +32,8 @@ class ConvertResult:
     """Everything ``convert`` produced; each stage's part is None when it was skipped.
 
     ``surgery``, ``verification``, ``smoke``, ``export`` are the stage dataclasses
-    (``lbconvert.surgery.SurgeryResult``, ``lbconvert.verify.Verification``,
-    ``lbconvert.diffusion.DiffusionResult``, ``lbconvert.export.ExportResult``); each has
+    (``lbconvert.rewrite.surgery.SurgeryResult``, ``lbconvert.rewrite.verify.Verification``,
+    ``lbconvert.smoke.diffusion.DiffusionResult``, ``lbconvert.export.checkpoint.ExportResult``); each has
     ``to_dict()``. ``timings`` maps stage name → seconds.
     """
 
@@ -45,7 +45,7 @@ class ConvertResult:
     model_name: str = "model"
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
-    loaded: Any = None  # lbconvert.model_loading.LoadedModel when loaded from a spec
+    loaded: Any = None  # lbconvert.model.load.LoadedModel when loaded from a spec
     surgery: Any = None
     verification: Any = None
     smoke: Any = None
@@ -68,7 +68,7 @@ class ConvertResult:
     def make_optimizer(self, params_or_model: Any, **kwargs: Any) -> torch.optim.Optimizer:
         """The planned optimizer (LARS, You et al. 2017, or the original one with the
         scaled LR) over ``params_or_model`` with the plan's parameter-group exclusions."""
-        from lbconvert.optim import make_optimizer
+        from lbconvert.optim.factory import make_optimizer
 
         return make_optimizer(params_or_model, self.plan, **kwargs)
 
@@ -76,7 +76,7 @@ class ConvertResult:
                        interval: str = "step") -> Any:
         """The planned LR schedule (warmup, then the original schedule rescaled); call
         ``scheduler.step()`` every optimizer update (``interval="step"``) or every epoch."""
-        from lbconvert.schedule import make_scheduler
+        from lbconvert.optim.scheduler import make_scheduler
 
         return make_scheduler(optimizer, self.plan, steps_per_epoch, interval=interval)
 
@@ -140,13 +140,13 @@ def convert(
     optionally smoke-test, export and report.
 
     ``model`` is an ``nn.Module`` (never modified) or a spec string (see
-    :func:`lbconvert.model_loading.load_model`); ``config`` a path, a loaded
-    :class:`~lbconvert.config.TrainConfig`, or None (then ``overrides`` must give at
+    :func:`lbconvert.model.load.load_model`); ``config`` a path, a loaded
+    :class:`~lbconvert.config.read.TrainConfig`, or None (then ``overrides`` must give at
     least ``batch_size``). ``on_stage(name, result)`` is called after each stage (the CLI
     renders as results arrive). Export and report need ``out_dir``.
     """
-    from lbconvert.config import TrainConfig, load_config
-    from lbconvert.plan import make_plan
+    from lbconvert.config.read import TrainConfig, load_config
+    from lbconvert.plan.plan import make_plan
 
     timings: dict[str, float] = {}
     notify = on_stage or (lambda name, value: None)
@@ -160,7 +160,7 @@ def convert(
                 _assume_reference_recipe(cfg)
         loaded = None
         if isinstance(model, str):
-            from lbconvert.model_loading import load_model
+            from lbconvert.model.load import load_model
 
             loaded = load_model(model, weights=weights, num_classes=cfg.num_classes)
             original, spec, name = loaded.module, loaded.spec, loaded.name
@@ -168,14 +168,14 @@ def convert(
             original, spec, name = model, f"<{type(model).__name__} object>", \
                 type(model).__name__
             if weights is not None:
-                from lbconvert.model_loading import load_weights
+                from lbconvert.model.load import load_weights
 
                 load_weights(original, weights)
         shape, num_classes, shape_note = _resolve_shapes(original, input_shape, cfg, loaded)
     if export:
         if out_dir is None:
             raise LbconvertError("export needs an output folder", hint="pass out_dir / --out")
-        from lbconvert.export import check_outputs
+        from lbconvert.export.checkpoint import check_outputs
 
         # Refuse an existing output now, not after minutes of verify and smoke.
         check_outputs(out_dir, config_path=cfg.path, onnx=onnx, safetensors=safetensors,
@@ -189,7 +189,7 @@ def convert(
                          max_per_device=max_per_device, optimizer=optimizer)
     notify("plan", plan)
 
-    from lbconvert.surgery import rewrite
+    from lbconvert.rewrite.surgery import rewrite
 
     with _timed(timings, "rewrite"):
         surgery = rewrite(original, plan.ghost_batch_size, skip=skip, keep_syncbn=keep_syncbn)
@@ -207,7 +207,7 @@ def convert(
                 f"cannot infer the input shape of {spec}",
                 hint="pass --input-shape C,H,W (per sample), or set input_shape in the config",
             )
-        from lbconvert.verify import verify as run_verify
+        from lbconvert.rewrite.verify import verify as run_verify
 
         with _timed(timings, "verify"):
             result.verification = run_verify(original, surgery.model, shape,
@@ -218,7 +218,7 @@ def convert(
         if shape is None:
             raise LbconvertError(f"the smoke test needs the input shape of {spec}",
                                  hint="pass --input-shape C,H,W, or --no-smoke")
-        from lbconvert.smoke import SmokeBudgetError, run_smoke
+        from lbconvert.smoke.run import SmokeBudgetError, run_smoke
 
         with _timed(timings, "smoke"):
             try:
@@ -231,8 +231,8 @@ def convert(
             notify("smoke", result.smoke)
 
     if export:
-        from lbconvert.export import export as run_export
-        from lbconvert.report import write_report
+        from lbconvert.export.checkpoint import export as run_export
+        from lbconvert.report.build import write_report
 
         out = Path(out_dir)
         with _timed(timings, "export"):
@@ -279,7 +279,7 @@ def _resolve_shapes(model: nn.Module, flag: str | Sequence[int] | None, cfg: Tra
     the config, else the output width of one eval forward."""
     import torch
 
-    from lbconvert.model_loading import infer_input_shape
+    from lbconvert.model.load import infer_input_shape
 
     shape, note = parse_input_shape(flag), None
     if shape is None and cfg.input_shape:

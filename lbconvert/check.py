@@ -17,7 +17,7 @@ Reads ``[tool.lbconvert]`` from ``pyproject.toml`` (or the top level of
 
 Per model and target batch: load → plan → rewrite → verify through
 :func:`lbconvert.api.convert` (smoke only when asked); per run: the audit. Everything
-lands in one :class:`~lbconvert.audit.report.AuditReport`. Paths are relative to the repo.
+lands in one :class:`~lbconvert.audit.pipeline.AuditReport`. Paths are relative to the repo.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lbconvert.audit.report import AuditReport, analyze, audit_runs
+from lbconvert.audit.pipeline import AuditReport, analyze, audit_runs
 from lbconvert.errors import LbconvertError
 
 

@@ -23,8 +23,8 @@ def test_readme_python_example_runs(monkeypatch, capsys):
 
 def test_convert_module_object_and_scheduler_trajectory():
     import lbconvert
-    from lbconvert.ghost_batchnorm import GhostBatchNorm
-    from lbconvert.model_loading import load_model
+    from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
+    from lbconvert.model.load import load_model
 
     model = load_model(str(EXAMPLE_MODEL)).module
     before = {k: v.clone() for k, v in model.state_dict().items()}

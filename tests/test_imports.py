@@ -46,8 +46,8 @@ def test_plan_does_not_import_torch():
 def test_lazy_exports_resolve():
     import lbconvert
     from lbconvert.api import convert
-    from lbconvert.ghost_batchnorm import GhostBatchNorm
-    from lbconvert.lars import LARS
+    from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
+    from lbconvert.optim.lars import LARS
 
     assert lbconvert.convert is convert
     assert lbconvert.GhostBatchNorm is GhostBatchNorm and lbconvert.LARS is LARS

@@ -104,7 +104,7 @@ class RunHistory:
 
     ``series`` maps canonical name → :class:`Series` (steps = optimizer updates);
     ``raw_series`` keeps every logged tag (for the NaN/inf rule). ``config`` maps field
-    names of :class:`lbconvert.config.TrainConfig` (``batch_size`` = global batch,
+    names of :class:`lbconvert.config.read.TrainConfig` (``batch_size`` = global batch,
     ``lr``, ``epochs``, ``warmup_steps`` ...) plus ``ghost_batch_size`` to
     :class:`ConfigValue`. ``total_updates`` is the number of optimizer updates the run
     made (last logged step unless a tool records it).

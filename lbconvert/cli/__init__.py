@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from lbconvert import __version__
+from lbconvert._version import __version__
 from lbconvert.errors import LbconvertError
 
 DEFAULT_COMMAND = "convert"

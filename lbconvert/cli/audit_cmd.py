@@ -1,6 +1,6 @@
 """``lbconvert audit RUN_DIR...``: read finished runs and flag large-batch mistakes.
 
-Parses, calls :func:`lbconvert.audit.report.audit_runs`, renders. No torch import on the
+Parses, calls :func:`lbconvert.audit.pipeline.audit_runs`, renders. No torch import on the
 logs-only path (checkpoint series import it inside their reader).
 """
 
@@ -33,7 +33,7 @@ def write_output(text: str, output: Optional[Path]) -> None:
 
 def emit(report, fmt: str, output: Optional[Path]) -> None:
     """Render the report in ``fmt``; the github format also fills $GITHUB_STEP_SUMMARY."""
-    from lbconvert.audit.formats import github_step_summary, render
+    from lbconvert.audit.render import github_step_summary, render
 
     if fmt not in OUTPUT_FORMATS:
         raise LbconvertError(f"--format {fmt!r} is not an output format",
@@ -49,7 +49,7 @@ def emit(report, fmt: str, output: Optional[Path]) -> None:
 
 def list_rules_text() -> str:
     """The rule table printed by ``--list-rules``."""
-    from lbconvert.audit.rules import RULES
+    from lbconvert.audit.analyze.rules import RULES
 
     lines = [f"{r.id}  {r.name:<20} {r.severity:<8} {r.title}\n{'':7}{r.rationale}"
              for r in RULES]
@@ -101,7 +101,7 @@ def audit(
     if fmt not in OUTPUT_FORMATS:
         raise LbconvertError(f"--format {fmt!r} is not an output format",
                              hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
-    from lbconvert.audit.report import audit_runs
+    from lbconvert.audit.pipeline import audit_runs
 
     report = audit_runs(run_dirs, baseline_dir=baseline, reference_batch=reference_batch,
                         reference_lr=reference_lr, config_file=config, batch_size=batch_size,

@@ -57,8 +57,8 @@ def plan(
     force: ForceOpt = False,
 ) -> None:
     """Plan LR, epochs, warmup, ghost batch and LARS settings for --target-batch."""
-    from lbconvert.config import load_config
-    from lbconvert.plan import make_plan
+    from lbconvert.config.read import load_config
+    from lbconvert.plan.plan import make_plan
 
     if output_format not in ("table", "json"):
         raise LbconvertError(f"--format {output_format!r} is not known",
@@ -71,7 +71,7 @@ def plan(
                        optimizer=optimizer)
     written = rewrite_notes = None
     if write is not None:
-        from lbconvert.config_writer import rewrite_document, write_config
+        from lbconvert.export.config_writer import rewrite_document, write_config
 
         rewrite_notes = rewrite_document(cfg, result).notes
         written = write_config(cfg, result, write, force=force)

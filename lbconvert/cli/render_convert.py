@@ -52,7 +52,7 @@ class StageRenderer:
     def finish(self, result: Any, *, json_output: bool = False) -> None:
         """Print the closing summary panel (or the report JSON with ``--format json``)."""
         if json_output:
-            from lbconvert.report import build_report
+            from lbconvert.report.build import build_report
 
             print(json.dumps(build_report(result, result.export), indent=2))
             return

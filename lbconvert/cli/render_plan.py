@@ -1,4 +1,4 @@
-"""Rich rendering of a :class:`~lbconvert.plan.Plan` and the inputs it came from.
+"""Rich rendering of a :class:`~lbconvert.plan.plan.Plan` and the inputs it came from.
 
 Shared by ``lbconvert plan`` and ``lbconvert convert`` so both show the same tables.
 """
@@ -12,8 +12,8 @@ from rich.table import Table
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from lbconvert.config import TrainConfig
-    from lbconvert.plan import Plan
+    from lbconvert.config.read import TrainConfig
+    from lbconvert.plan.plan import Plan
 
 # TrainConfig fields worth showing as plan inputs, in display order.
 _INPUT_FIELDS = ("batch_size", "per_device_batch", "devices", "grad_accum", "lr", "epochs",

@@ -1,4 +1,4 @@
-"""Terminal rendering of the smoke test (``lbconvert.diffusion.DiffusionResult``) with rich.
+"""Terminal rendering of the smoke test (``lbconvert.smoke.diffusion.DiffusionResult``) with rich.
 
 No torch import: it reads the result's plain fields only.
 """
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from lbconvert.diffusion import DiffusionResult
+    from lbconvert.smoke.diffusion import DiffusionResult
 
 _STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
 

@@ -18,10 +18,10 @@ def render_summary(result: Any, report_files: Any, console: Console) -> None:
     """Print one rich panel summarising a ``ConvertResult`` and the files written.
 
     The verdict is the report's (worst of verification, smoke verdict and ONNX export; see
-    ``lbconvert.report``); ``report_files`` is the ``ReportFiles`` of ``write_report``
+    ``lbconvert.report.build``); ``report_files`` is the ``ReportFiles`` of ``write_report``
     or None when nothing was written (``--no-export``).
     """
-    from lbconvert.report import overall_verdict  # the same verdict as report.json's
+    from lbconvert.report.build import overall_verdict  # the same verdict as report.json's
 
     export = getattr(result, "export", None)
     verdict = overall_verdict(result, export)

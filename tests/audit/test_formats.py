@@ -9,9 +9,9 @@ from xml.etree import ElementTree as ET
 import jsonschema
 import pytest
 
-from lbconvert.audit.formats import escape_data, escape_property, render, render_github
-from lbconvert.audit.report import audit_runs
-from lbconvert.audit.rules import RULES
+from lbconvert.audit.render import escape_data, escape_property, render, render_github
+from lbconvert.audit.pipeline import audit_runs
+from lbconvert.audit.analyze.rules import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "fixtures" / "runs"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lbconvert.audit.history import RunHistory, Series, canonical_name
-from lbconvert.audit.readers.common import apply_config, find_line
+from lbconvert.audit.read.common import apply_config, find_line
 
 
 def test_canonical_names():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lbconvert.audit.detect import detect_formats, read_run
+from lbconvert.audit.read.detect import detect_formats, read_run
 from lbconvert.errors import LbconvertError
 
 RUNS = Path(__file__).resolve().parents[2] / "fixtures" / "runs"

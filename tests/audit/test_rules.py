@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbconvert.audit.findings import Baseline, RuleContext
+from lbconvert.audit.analyze.findings import Baseline, RuleContext
 from lbconvert.audit.history import RunHistory
-from lbconvert.audit.report import analyze
-from lbconvert.audit.rules import RULES_BY_ID
-from lbconvert.audit.trend import fit, fit_log
+from lbconvert.audit.pipeline import analyze
+from lbconvert.audit.analyze.rules import RULES_BY_ID
+from lbconvert.audit.analyze.trend import fit, fit_log
 
 
 def run(batch=4096, lr=None, updates=2000, **cfg) -> RunHistory:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lbconvert.audit.readers import tensorboard as tb
+from lbconvert.audit.read import tensorboard as tb
 
 RUNS = Path(__file__).resolve().parents[2] / "fixtures" / "runs"
 
@@ -122,7 +122,7 @@ def mixed(tmp_path_factory):
 
 
 def test_vectorised_path_equals_protobuf_path(mixed):
-    from lbconvert.audit.readers import tfrecord_fast
+    from lbconvert.audit.read import tfrecord_fast
 
     for run in (mixed, RUNS / "baseline-bs128", RUNS / "undertrained-bs4096"):
         for f in tb.event_files(run):
@@ -139,7 +139,7 @@ def test_vectorised_path_equals_protobuf_path(mixed):
 
 
 def test_framing_gives_up_on_garbage():
-    from lbconvert.audit.readers import tfrecord_fast
+    from lbconvert.audit.read import tfrecord_fast
 
     assert tfrecord_fast.frame(b"\x00" * 64) is None
     assert tfrecord_fast.frame(b"") is None

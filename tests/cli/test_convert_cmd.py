@@ -40,7 +40,7 @@ def test_exit_code_matches_report(converted):
 def test_report_json_schema_and_content(converted):
     import jsonschema
 
-    from lbconvert.report_schema import REPORT_SCHEMA
+    from lbconvert.report.schema import REPORT_SCHEMA
 
     _, out = converted
     report = json.loads((out / "report.json").read_text())
@@ -58,7 +58,7 @@ def test_report_json_schema_and_content(converted):
 
 
 def test_checkpoint_loads_strict_into_original_class(converted):
-    from lbconvert.model_loading import load_model
+    from lbconvert.model.load import load_model
 
     _, out = converted
     ckpt = torch.load(out / "model.pt", weights_only=True)

@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 
 from lbconvert.cli.render_smoke import render_smoke
-from lbconvert.diffusion import (
+from lbconvert.smoke.diffusion import (
     Arm,
     Calibration,
     DiffusionResult,

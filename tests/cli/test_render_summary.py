@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from lbconvert.cli.render_summary import render_summary
-from lbconvert.report import write_report
-from tests.test_report import make_export, make_result
+from lbconvert.report.build import write_report
+from tests.report.test_build import make_export, make_result
 
 
 def _render(result, files) -> str:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lbconvert import __version__
+from lbconvert._version import __version__
 from lbconvert.cli import DefaultCommandGroup, app
 
 

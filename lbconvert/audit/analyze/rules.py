@@ -1,0 +1,421 @@
+"""The audit rules, one function each, collected in :data:`RULES` (add a rule there).
+
+Each rule decides on numbers it puts in the finding's evidence and computes the fix with
+``lbconvert.plan.plan.make_plan`` — the same arithmetic as ``lbconvert plan``.
+Papers: Hoffer et al. 2017 (√M LR, regime adaptation, ~log t diffusion, ghost BN),
+Goyal et al. 2017 (warmup), You et al. 2017 (LARS warmup), Masters & Luschi 2018 (small
+BN batches), Keskar et al. 2017 (generalization gap at large batch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lbconvert.audit.analyze.findings import Finding, Rule, RuleContext, RuleResult
+from lbconvert.audit.history import RunHistory
+from lbconvert.audit.analyze.trend import fit, fit_log, value_at, window
+
+# Thresholds, each with its reason.
+UPDATES_ERROR = 0.5  # fewer than half the baseline's updates: Hoffer's gap is large
+UPDATES_WARNING = 0.9
+LR_LOW = 0.5  # × √M: below half the √M rule (Hoffer) the run is clearly unscaled
+LR_HIGH = 2.0  # × M: above twice the linear rule (Goyal) nothing in the literature trains
+LARGE_RATIO = 8  # M ≥ 8: Goyal et al. needed warmup from ~8× their 256 base batch
+LARGE_BATCH = 2048  # without a baseline: a quarter of Goyal's 8k, where no-warmup failed
+BN_BATCH_MAX = 128  # Hoffer's ghost size; Masters & Luschi found ≈ 8 best, 32–64 still fine
+T_SIGNIFICANT = 3.0  # |t| of a slope taken as "significant" (log-spaced points are few)
+END_FRACTION = 0.2  # "the end" = the last 20% of updates
+MIN_FALL = 0.01  # a loss change below 1% over the end window is not "still falling"
+GAP_GROWTH = 0.25  # the train/val gap grew by > 25% over the second half of training
+
+
+def _plan_for(history: RunHistory, source_batch: int, lr: float | None,
+              epochs: float | None, target: int, **kw: Any):
+    from lbconvert.config.read import TrainConfig
+    from lbconvert.plan.plan import make_plan
+
+    cfg = TrainConfig(batch_size=source_batch, lr=lr, epochs=epochs,
+                      dataset_size=history.get("dataset_size"),
+                      milestones=list(history.get("milestones", []) or []),
+                      schedule=history.get("schedule"), gamma=history.get("gamma"),
+                      momentum=history.get("momentum"),
+                      weight_decay=history.get("weight_decay"))
+    return make_plan(cfg, max(target, source_batch), optimizer="keep", **kw)
+
+
+def _loc(history: RunHistory, *keys: str) -> tuple[str | None, int | None]:
+    for k in keys:
+        cv = history.config.get(k)
+        if cv is not None and cv.file:
+            return cv.file, cv.line
+    return history.config_file, None
+
+
+def _finding(rule: str, ctx: RuleContext, message: str, evidence: dict, fix: str,
+             keys: tuple[str, ...] = (), severity: str | None = None, **kw) -> Finding:
+    r = RULES_BY_ID[rule]
+    file, line = _loc(ctx.history, *keys)
+    return Finding(rule, r.name, severity or r.severity, message, ctx.history.path,
+                   evidence=evidence, fix=fix, file=file, line=line, **kw)
+
+
+def _g(x: float | None) -> str:
+    return "?" if x is None else f"{x:.4g}"
+
+
+def _peak_lr(history: RunHistory) -> tuple[float | None, str]:
+    s = history.series.get("lr")
+    if s is not None and s.finite().values:
+        return max(s.finite().values), f"logged {s.tag} (max)"
+    cv = history.config.get("lr")
+    return (cv.value, cv.source) if cv else (None, "")
+
+
+def check_updates(ctx: RuleContext) -> RuleResult:
+    """Too few updates: run updates / baseline updates < 0.9 (Hoffer regime adaptation)."""
+    h, base = ctx.history, ctx.baseline
+    if base is None:
+        return RuleResult(skipped="no --baseline or --reference-batch")
+    b = h.batch_size
+    if b is None or h.total_updates is None:
+        return RuleResult(skipped="batch size or update count unknown")
+    m = b / base.batch_size
+    base_updates = base.updates if base.updates is not None else h.total_updates * m
+    ratio = h.total_updates / base_updates
+    if ratio >= UPDATES_WARNING or m <= 1:
+        return RuleResult()
+    epochs_base = base.epochs if base.epochs is not None else h.epochs_done
+    plan = _plan_for(base.history or h, base.batch_size, base.lr, epochs_base, b)
+    epochs_run = h.epochs_done
+    target_updates = plan.updates_new if plan.updates_new else base_updates
+    fix = (f"epochs {_g(epochs_run)} → {_g(plan.epochs_new)} (×{m:g}, regime adaptation: "
+           f"{target_updates:,.0f} updates), or accept the generalization gap")
+    ev = {"batch_size": b, "baseline_batch_size": base.batch_size, "M": m,
+          "updates": h.total_updates, "baseline_updates": base_updates,
+          "updates_ratio": round(ratio, 6), "epochs": epochs_run, "baseline": base.source}
+    sev = "error" if ratio < UPDATES_ERROR else "warning"
+    msg = (f"{h.total_updates:.0f} updates at batch {b} vs {base_updates:.0f} at batch "
+           f"{base.batch_size} ({ratio:.1%}): Hoffer et al. 2017 keep the number of updates "
+           f"(epochs × M = ×{m:g})")
+    return RuleResult([_finding("LB001", ctx, msg, ev, fix, ("epochs", "max_steps"), sev)])
+
+
+def check_lr_scaled(ctx: RuleContext) -> RuleResult:
+    """Peak LR / baseline LR outside [√M/2, 2M] (Hoffer √M, Goyal linear)."""
+    h, base = ctx.history, ctx.baseline
+    if base is None or base.lr is None:
+        return RuleResult(skipped="no baseline learning rate")
+    lr, how = _peak_lr(h)
+    if lr is None or h.batch_size is None:
+        return RuleResult(skipped="learning rate or batch size unknown")
+    m = h.batch_size / base.batch_size
+    if m <= 1:
+        return RuleResult()
+    k = lr / base.lr
+    lo, hi = LR_LOW * math.sqrt(m), LR_HIGH * m
+    if lo <= k <= hi:
+        return RuleResult()
+    plan = _plan_for(h, base.batch_size, base.lr, base.epochs, h.batch_size)
+    fix = (f"lr {_g(lr)} → {_g(plan.lr_new)} (×√{m:g} = ×{plan.lr_multiplier:.3g}, Hoffer); "
+           f"linear rule (Goyal): {_g(base.lr * m)}, with warmup")
+    ev = {"peak_lr": lr, "peak_lr_source": how, "baseline_lr": base.lr, "M": m,
+          "lr_ratio": round(k, 4), "allowed": [round(lo, 4), round(hi, 4)]}
+    msg = (f"peak LR {_g(lr)} is ×{k:.3g} the baseline's {_g(base.lr)} at M = {m:g}; "
+           f"expected ×{lo:.3g}…×{hi:.3g} (√M/2 … 2M)")
+    return RuleResult([_finding("LB002", ctx, msg, ev, fix, ("lr",))])
+
+
+def warmup_evidence(h: RunHistory) -> tuple[bool | None, str]:
+    """Whether the run warmed up: from config warmup values, else from the logged LR."""
+    for key in ("warmup_epochs", "warmup_steps", "warmup_ratio"):
+        v = h.get(key)
+        if v:
+            return True, f"{key} = {v:g} ({h.config[key].source})"
+    s = h.series.get("lr")
+    if s is not None and len(s.finite()) >= 3:
+        f = s.finite()
+        peak = max(f.values)
+        ipeak = f.values.index(peak)
+        if peak > 0 and f.values[0] <= 0.5 * peak and ipeak > 0:
+            return True, (f"logged LR ramps {_g(f.values[0])} → {_g(peak)} by update "
+                          f"{f.steps[ipeak]:g}")
+        return False, f"logged LR starts at {_g(f.values[0])}, peak {_g(peak)}"
+    for key in ("warmup_epochs", "warmup_steps", "warmup_ratio"):
+        if key in h.config:
+            return False, f"{key} = 0 ({h.config[key].source})"
+    return None, "no warmup setting and no logged LR"
+
+
+def check_warmup(ctx: RuleContext) -> RuleResult:
+    """No warmup at a large batch (Goyal et al. 2017: gradual warmup over 5 epochs)."""
+    h, base = ctx.history, ctx.baseline
+    b = h.batch_size
+    if b is None:
+        return RuleResult(skipped="batch size unknown")
+    m = b / base.batch_size if base else None
+    large = (m is not None and m >= LARGE_RATIO) or (m is None and b >= LARGE_BATCH)
+    if not large:
+        return RuleResult()
+    has, how = warmup_evidence(h)
+    if has is None:
+        return RuleResult(skipped=how)
+    if has:
+        return RuleResult()
+    src = base.batch_size if base else b
+    lr = base.lr if base and base.lr else h.get("lr")
+    plan = _plan_for(h, src, lr, base.epochs if base else h.get("epochs"), b)
+    fix = (f"warmup 0 → {_g(plan.warmup_epochs)} epochs, linear from "
+           f"{_g(plan.warmup_start_factor)}× the LR (Goyal et al. 2017)")
+    ev = {"batch_size": b, "M": m, "warmup": how}
+    msg = f"no warmup at batch {b}" + (f" (M = {m:g})" if m else "") + f": {how}"
+    return RuleResult([_finding("LB003", ctx, msg, ev, fix,
+                                ("warmup_epochs", "warmup_steps", "warmup_ratio", "lr"))])
+
+
+def _first_drop(h: RunHistory) -> float | None:
+    s = h.series.get("lr")
+    if s is None:
+        return None
+    import numpy as np
+
+    f = s.finite()
+    if not f.values:
+        return None
+    v = f.arrays()[1]
+    best = np.maximum.accumulate(v)
+    hit = np.flatnonzero((best > 0) & (v < 0.5 * best))
+    return float(f.steps[hit[0]]) if hit.size else None
+
+
+def check_lr_drop(ctx: RuleContext) -> RuleResult:
+    """LR dropped while ‖w − w0‖ still grew ~log t (Hoffer et al. 2017, §5).
+
+    Before the first LR drop (LR < ½ its running peak) the distance is fitted against
+    ln t over the later half (in log t) of the phase; "still growing" = slope > 0 with
+    t > 3 and at least half the slope of the whole phase (no saturation). Without weights
+    the train loss is used (still falling ~log t), a weaker signal. With a baseline the
+    finding is a warning only when the run stopped short of the baseline's distance (or
+    loss) at its own drop.
+    """
+    h, base = ctx.history, ctx.baseline
+    drop = _first_drop(h)
+    if drop is None:
+        return RuleResult(skipped="no LR drop in the logged LR")
+    name = "weight_distance" if "weight_distance" in h.series else "train_loss"
+    if name not in h.series:
+        return RuleResult(skipped="neither weight distance nor train loss logged")
+    s = h.series[name].finite()
+    sign = 1.0 if name == "weight_distance" else -1.0
+    first = next((x for x in s.steps if x > 0), None)
+    if first is None or drop <= first:
+        return RuleResult(skipped="LR dropped before the first logged point")
+    mid = math.sqrt(first * drop)
+    late = fit_log(*window(*s.arrays(), mid, drop))
+    whole = fit_log(*window(*s.arrays(), first, drop))
+    if late is None or whole is None:
+        return RuleResult(skipped="too few points before the LR drop")
+    growing = sign * late.t > T_SIGNIFICANT and sign * late.slope >= 0.5 * sign * whole.slope
+    if not growing:
+        return RuleResult()
+    at_drop = value_at(s.steps, s.values, drop)
+    ev: dict[str, Any] = {"series": s.tag or name, "lr_drop_update": drop,
+                          "value_at_drop": at_drop, "slope_per_ln_t_late": late.slope,
+                          "t_late": late.t, "slope_per_ln_t_phase": whole.slope}
+    severity, short = "note", False
+    if base is not None and base.history is not None and name in base.history.series:
+        bdrop = _first_drop(base.history)
+        bs = base.history.series[name].finite()
+        if bdrop is not None and bs.steps:
+            bval = value_at(bs.steps, bs.values, bdrop)
+            ev.update({"baseline_lr_drop_update": bdrop, "baseline_value_at_drop": bval})
+            short = (at_drop < 0.8 * bval) if sign > 0 else (at_drop > 1.1 * bval)
+            severity = "warning" if short else "note"
+            if not short:
+                return RuleResult()
+    weaker = name != "weight_distance"
+    what = "‖w − w0‖ still growing" if not weaker else "train loss still falling"
+    msg = (f"LR dropped at update {drop:g} while {what} ~log t (slope {late.slope:.3g} per "
+           f"ln t, t = {late.t:.1f})")
+    if short:
+        msg += (f"; the baseline dropped at update {ev['baseline_lr_drop_update']:g} with "
+                f"{name} {ev['baseline_value_at_drop']:.3g} vs {at_drop:.3g} here")
+    if weaker:
+        msg += " [weaker evidence: loss curve, no checkpoints for the weight distance]"
+    src = base.history if base is not None and base.history is not None else h
+    bb = base.batch_size if base else h.batch_size
+    plan = _plan_for(src, bb or 1, None, base.epochs if base else h.get("epochs"),
+                     h.batch_size or bb or 1) if bb else None
+    # Without a baseline the plan has M = 1 and would repeat the run's own milestones.
+    ms = plan.milestones_new if base is not None and plan and plan.milestones_new else None
+    fix = (f"drop the LR later: milestones → {ms} epochs (regime adaptation)" if ms else
+           "drop the LR only once ‖w − w0‖ stops growing ~log t (save checkpoints to see it), "
+           "or train longer before the drop")
+    return RuleResult([_finding("LB004", ctx, msg, ev, fix, ("milestones", "schedule"),
+                                severity, evidence_strength="weaker" if weaker else "direct")])
+
+
+def check_loss_end(ctx: RuleContext) -> RuleResult:
+    """Train loss still falling at the end: slope vs ln(update) over the last 20% < 0, t < −3."""
+    h, base = ctx.history, ctx.baseline
+    s = h.series.get("train_loss")
+    if s is None:
+        return RuleResult(skipped="no train loss logged")
+    f = s.finite()
+    if len(f) < 5 or f.steps[-1] <= 0:
+        return RuleResult(skipped="too few loss points")
+    end = f.steps[-1]
+    lo = f.steps[0] + (1 - END_FRACTION) * (end - f.steps[0])
+    import numpy as np
+
+    xs, ys = window(*f.arrays(), lo, end)
+    if len(xs) < 4:
+        xs, ys = np.asarray(f.steps[-5:], float), np.asarray(f.values[-5:], float)
+    sl = fit_log(xs, ys)
+    if sl is None:
+        return RuleResult(skipped="too few loss points at the end")
+    mean = float(ys.mean())
+    change = sl.slope * math.log(xs[-1] / xs[0]) / mean if mean and xs[0] > 0 else 0.0
+    if not (sl.t < -T_SIGNIFICANT and change < -MIN_FALL):
+        return RuleResult()
+    ev = {"window_updates": [float(xs[0]), float(xs[-1])], "points": len(xs),
+          "slope_per_ln_t": sl.slope,
+          "t": sl.t, "relative_change": round(change, 4)}
+    b = h.batch_size
+    if base is not None and b:
+        plan = _plan_for(h, base.batch_size, base.lr, base.epochs, b)
+        fix = (f"train longer: epochs {_g(h.epochs_done)} → {_g(plan.epochs_new)} "
+               "(regime adaptation)")
+    elif b and h.epochs_done:
+        plan = _plan_for(h, b, h.get("lr"), h.epochs_done, b, regime=2)
+        fix = (f"train longer: epochs {_g(h.epochs_done)} → {_g(plan.epochs_new)} (×2), "
+               "until the slope is flat")
+    else:
+        fix = "train longer, until the loss slope against log(update) is flat"
+    msg = (f"train loss still falling at the end: {change:.1%} over updates "
+           f"{xs[0]:g}–{xs[-1]:g} (slope {sl.slope:.3g} per ln t, t = {sl.t:.1f})")
+    return RuleResult([_finding("LB005", ctx, msg, ev, fix, ("epochs", "max_steps"))])
+
+
+def check_bn_batch(ctx: RuleContext) -> RuleResult:
+    """Per-device BN batch > 128 without ghost BN (Hoffer ghost 128; Masters & Luschi ≈ 8)."""
+    h = ctx.history
+    b = h.batch_size
+    if b is None:
+        return RuleResult(skipped="batch size unknown")
+    per = b / (h.get("devices", 1) * h.get("grad_accum", 1))
+    ghost = h.get("ghost_batch_size")
+    if per <= BN_BATCH_MAX or (ghost and ghost <= BN_BATCH_MAX):
+        return RuleResult()
+    plan = _plan_for(h, b, h.get("lr"), h.get("epochs"), b)
+    ev = {"per_device_batch": per, "devices": h.get("devices", 1),
+          "grad_accum": h.get("grad_accum", 1), "ghost_batch_size": ghost,
+          "threshold": BN_BATCH_MAX}
+    msg = (f"BatchNorm statistics over {per:g} samples per device (if the model has "
+           f"BatchNorm) and no ghost batch norm ≤ {BN_BATCH_MAX}")
+    fix = (f"ghost batch norm with ghost size {plan.ghost_batch_size} "
+           f"(`lbconvert MODEL --target-batch {b}` rewrites BatchNorm → GhostBatchNorm)")
+    return RuleResult([_finding("LB006", ctx, msg, ev, fix,
+                                ("per_device_batch", "batch_size"))])
+
+
+def check_gap(ctx: RuleContext) -> RuleResult:
+    """Train/validation loss gap widening over the second half (Keskar et al. 2017)."""
+    h = ctx.history
+    tr, va = h.series.get("train_loss"), h.series.get("val_loss")
+    if tr is None or va is None:
+        return RuleResult(skipped="train and validation loss not both logged")
+    tr, va = tr.finite(), va.finite()
+    if len(va) < 6 or len(tr) < 2:
+        return RuleResult(skipped="too few validation points")
+
+    half = va.steps[len(va) // 2]
+    vs, vv = va.arrays()
+    steps = vs[vs >= half]
+    gaps = vv[vs >= half] - value_at(*tr.arrays(), steps)
+    sl = fit(steps, gaps)
+    if sl is None:
+        return RuleResult()
+    start = sl.intercept + sl.slope * steps[0]
+    endv = sl.intercept + sl.slope * steps[-1]
+    growth = (endv - start) / abs(start) if start else math.inf
+    if not (sl.t > T_SIGNIFICANT and growth > GAP_GROWTH):
+        return RuleResult()
+    ev = {"gap_start": start, "gap_end": endv, "relative_growth": round(growth, 4),
+          "t": sl.t, "window_updates": [float(steps[0]), float(steps[-1])],
+          "points": int(steps.size)}
+    msg = (f"validation − train loss gap widened {start:.3g} → {endv:.3g} "
+           f"(+{growth:.0%}) over updates {steps[0]:g}–{steps[-1]:g} (t = {sl.t:.1f})")
+    fix = ("large-batch generalization gap (Keskar et al. 2017): ghost batch norm, √M LR and "
+           "regime adaptation (`lbconvert plan`); or stop at the best validation loss")
+    return RuleResult([_finding("LB007", ctx, msg, ev, fix, ())])
+
+
+def check_lars_warmup(ctx: RuleContext) -> RuleResult:
+    """LARS/LAMB without warmup: You et al. 2017 always warm up."""
+    h = ctx.history
+    opt = str(h.get("optimizer", "") or "").lower()
+    if not any(k in opt for k in ("lars", "lamb")):
+        return RuleResult()
+    has, how = warmup_evidence(h)
+    if has is None:
+        return RuleResult(skipped=how)
+    if has:
+        return RuleResult()
+    b = h.batch_size or 1
+    plan = _plan_for(h, b, h.get("lr"), h.get("epochs"), b, regime="budget")
+    ev = {"optimizer": opt, "warmup": how}
+    msg = f"{opt} without warmup ({how}): You et al. 2017 use a warmup with LARS"
+    fix = f"warmup 0 → {_g(plan.warmup_epochs)} epochs (linear, then the decay schedule)"
+    return RuleResult([_finding("LB008", ctx, msg, ev, fix,
+                                ("warmup_epochs", "warmup_steps", "optimizer"))])
+
+
+def check_nonfinite(ctx: RuleContext) -> RuleResult:
+    """NaN or inf anywhere in the logged scalars."""
+    h = ctx.history
+    import numpy as np
+
+    bad = {}
+    for tag, s in h.raw_series.items():
+        where = np.flatnonzero(~np.isfinite(s.arrays()[1]))
+        if where.size:
+            bad[tag] = s.steps[where[0]]
+    if not bad:
+        return RuleResult()
+    first = min(bad.values())
+    ev = {"first_update": first, "tags": sorted(bad)}
+    msg = f"non-finite values (NaN/inf) from update {first:g} in {', '.join(sorted(bad))}"
+    fix = ("the run diverged: lower the LR or add warmup (Goyal 2017), use LARS's trust ratio "
+           "(You 2017), check for fp16 overflow")
+    return RuleResult([_finding("LB009", ctx, msg, ev, fix, ("lr",))])
+
+
+RULES: list[Rule] = [
+    Rule("LB001", "too-few-updates", "error", "Too few updates for the batch size",
+         "Hoffer et al. 2017: the generalization gap comes from fewer updates; regime "
+         "adaptation trains epochs × M.", check_updates),
+    Rule("LB002", "lr-not-scaled", "warning", "Learning rate not scaled with the batch",
+         "Hoffer et al. 2017 √M, Goyal et al. 2017 M; outside [√M/2, 2M] is unscaled.",
+         check_lr_scaled),
+    Rule("LB003", "no-warmup", "warning", "No warmup at a large batch",
+         "Goyal et al. 2017: gradual warmup (5 epochs) is needed at large batch.", check_warmup),
+    Rule("LB004", "lr-dropped-early", "warning", "LR dropped while weights still diffused",
+         "Hoffer et al. 2017: ‖w − w0‖ grows ~log t; dropping the LR early stops exploration.",
+         check_lr_drop),
+    Rule("LB005", "loss-still-falling", "warning", "Loss still falling at the end",
+         "A significantly negative slope vs log(update) at the end means undertrained.",
+         check_loss_end),
+    Rule("LB006", "bn-batch-large", "warning", "BatchNorm batch per device too large",
+         "Masters & Luschi 2018: BN batch ≈ 8 is best; Hoffer ghost BN of 128.",
+         check_bn_batch),
+    Rule("LB007", "gap-widening", "warning", "Train/validation gap widening",
+         "Keskar et al. 2017: large batches reach sharp minima that generalize worse.",
+         check_gap),
+    Rule("LB008", "lars-no-warmup", "error", "LARS without warmup",
+         "You et al. 2017 train LARS with a warmup; without it early steps diverge.",
+         check_lars_warmup),
+    Rule("LB009", "non-finite", "error", "NaN or inf in the logs",
+         "A diverged run: every later number is meaningless.", check_nonfinite),
+]
+RULES_BY_ID = {r.id: r for r in RULES}

@@ -1,0 +1,96 @@
+"""Audit "read" stage: find what kind of run a directory holds and read it.
+
+Config values come from the run's own files first, then ``--config``, then flags; each
+keeps its source. Weight checkpoints, when present beside logs, add ‖w_t − w_0‖ (this
+imports torch; ``logs_only`` skips it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lbconvert.audit.history import RunHistory
+from lbconvert.audit.read import FORMATS, reader
+from lbconvert.audit.read.common import apply_config, load_structured
+from lbconvert.errors import LbconvertError
+
+
+def detect_formats(run_dir: Path) -> list[str]:
+    """Names of the formats found in ``run_dir``, primary first."""
+    return [name for name in FORMATS if reader(name).detect(run_dir)]
+
+
+def read_run(run_dir: str | Path, *, format_in: str | None = None,
+             config_file: str | Path | None = None, batch_size: int | None = None,
+             devices: int | None = None, dataset_size: int | None = None,
+             logs_only: bool = False) -> RunHistory:
+    """Read one run directory into a :class:`RunHistory`.
+
+    Raises :class:`LbconvertError` when the path is missing or holds no recognisable run
+    (the message lists what was looked for), or when ``format_in`` is unknown.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise LbconvertError(f"run directory {path} does not exist or is not a directory",
+                             hint="pass the folder the training run wrote (logs, checkpoints)")
+    if format_in:
+        if format_in not in FORMATS:
+            raise LbconvertError(f"--format-in {format_in!r} is not a known run format",
+                                 hint=f"use one of {', '.join(FORMATS)}")
+        if not reader(format_in).detect(path):
+            raise LbconvertError(f"{path} has no {reader(format_in).LOOKED_FOR}",
+                                 hint="check the path or drop --format-in to auto-detect")
+        found = [format_in]
+    else:
+        found = detect_formats(path)
+    if not found:
+        looked = "; ".join(reader(n).LOOKED_FOR for n in FORMATS)
+        raise LbconvertError(f"no recognisable training run in {path} (looked for: {looked})",
+                             hint="pass the run's output folder, or --format-in to force a reader")
+    primary = found[0]
+    mod = reader(primary)
+    history = mod.read(path, devices=devices) if primary == "timm" else mod.read(path)
+    if primary != "checkpoints" and "checkpoints" in found and not logs_only \
+            and "weight_distance" not in history.series:
+        from lbconvert.audit.read.checkpoints import read_distance
+
+        read_distance(path, history)
+        history.series.pop("weight_distance", None)
+        history.finalize()
+    complete_config(history, config_file=config_file, batch_size=batch_size, devices=devices,
+                    dataset_size=dataset_size)
+    return history
+
+
+def complete_config(history: RunHistory, *, config_file: str | Path | None = None,
+                    batch_size: int | None = None, devices: int | None = None,
+                    dataset_size: int | None = None) -> None:
+    """Fill values the run's files lack: from ``--config``, then flags, then estimates."""
+    if devices and "devices" not in history.config:
+        history.set("devices", devices, "flag --devices")
+        per = history.config.get("per_device_batch")
+        if per is not None and "batch_size" in history.config and \
+                "× 1 devices" in history.config["batch_size"].source:
+            acc = history.get("grad_accum", 1)
+            history.set("batch_size", per.value * devices * acc,
+                        f"{per.source} × {devices} devices (flag --devices) × {acc} accumulation",
+                        file=per.file, line=per.line, raw_key=per.key, override=True)
+    if config_file is not None:
+        cfg_path = Path(config_file)
+        if not cfg_path.is_file():
+            raise LbconvertError(f"--config {cfg_path} does not exist",
+                                 hint="pass the run's training config file")
+        apply_config(history, load_structured(cfg_path), cfg_path, f"--config {cfg_path.name}")
+    if batch_size is not None:
+        history.set("batch_size", batch_size, "flag --batch-size")
+    if dataset_size is not None:
+        history.set("dataset_size", dataset_size, "flag --dataset-size")
+    if "batch_size" not in history.config and "per_device_batch" in history.config:
+        per = history.config["per_device_batch"]
+        history.set("batch_size", per.value * history.get("devices", 1) *
+                    history.get("grad_accum", 1), f"{per.source}, assuming 1 device, no "
+                    "accumulation", file=per.file, line=per.line, raw_key=per.key)
+    spe, batch = history.get("steps_per_epoch"), history.get("batch_size")
+    if "dataset_size" not in history.config and spe and batch:
+        history.set("dataset_size", int(round(spe * batch)),
+                    f"estimate: steps per epoch {spe:g} × batch {batch} (an upper bound)")

@@ -1,0 +1,259 @@
+"""Audit "report" stage: render an :class:`AuditReport` as table, JSON, Markdown, SARIF
+2.1.0, JUnit XML, GitLab Code Quality or GitHub workflow-command annotations.
+
+Renderers are pure: they return text. Writing files and ``$GITHUB_STEP_SUMMARY`` is the
+CLI's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from lbconvert._version import __version__
+from lbconvert.audit.analyze.findings import Finding, severity_rank
+from lbconvert.audit.pipeline import AuditReport
+from lbconvert.audit.analyze.rules import RULES
+
+FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github")
+GITHUB_MAX_PER_LEVEL = 10  # GitHub shows at most 10 warnings and 10 errors per step
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFO_URI = "https://github.com/lbconvert/lbconvert"
+
+
+def render(report: AuditReport, fmt: str, *, width: int = 120) -> str:
+    """The report as text in ``fmt`` (one of :data:`FORMATS`)."""
+    return {"table": lambda r: render_table(r, width=width), "json": render_json,
+            "markdown": render_markdown, "sarif": render_sarif, "junit": render_junit,
+            "gitlab": render_gitlab, "github": render_github}[fmt](report)
+
+
+def _rel(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _evidence_text(ev: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, list):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return str(v)
+    return ", ".join(f"{k}={fmt(v)}" for k, v in ev.items() if v is not None)
+
+
+def render_json(report: AuditReport) -> str:
+    """``report.to_dict()`` as indented JSON (non-finite numbers as strings)."""
+    return json.dumps(_json_safe(report.to_dict()), indent=2) + "\n"
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def render_table(report: AuditReport, *, width: int = 120) -> str:
+    """A rich table per run (severity, rule, finding with evidence, fix) and a summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, width=width, force_terminal=False, file=open(os.devnull, "w"))
+    colour = {"error": "bold red", "warning": "yellow", "note": "cyan"}
+    for m in report.models:
+        mark = "[green]ok[/]" if m.get("ok") else "[bold red]FAILED[/]"
+        console.print(f"model {m.get('spec')} → batch {m.get('target_batch')}: {mark} "
+                      f"{m.get('summary', '')}")
+    for run in report.runs:
+        h = run.history
+        console.print(f"[bold]{h.path}[/] ({h.format}): {h.total_updates or 0:.0f} updates, "
+                      f"batch {h.batch_size}, epochs {_f(h.epochs_done)}")
+        if h.step_note:
+            console.print(f"  steps: {h.step_note}", style="dim")
+        for note in h.notes:
+            console.print(f"  note: {note}", style="dim")
+        if not run.findings:
+            console.print("  [green]no findings[/]")
+            continue
+        t = Table(show_lines=True, expand=True)
+        t.add_column("severity", no_wrap=True)
+        t.add_column("rule", no_wrap=True)
+        t.add_column("finding (evidence)", ratio=3)
+        t.add_column("fix", ratio=2)
+        for f in sorted(run.findings, key=lambda f: -severity_rank(f.severity)):
+            t.add_row(f"[{colour[f.severity]}]{f.severity}[/]", f"{f.rule_id}\n{f.rule_name}",
+                      f"{f.message}\n[dim]{_evidence_text(f.evidence)}[/]", f.fix)
+        console.print(t)
+    c = report.counts()
+    console.print(f"{c['error']} errors, {c['warning']} warnings, {c['note']} notes "
+                  f"(fail on {report.fail_on}: exit {report.exit_code})"
+                  + (f"; baseline {report.baseline}" if report.baseline else ""))
+    return console.export_text()
+
+
+def _f(x: float | None) -> str:
+    return "?" if x is None else f"{x:.4g}"
+
+
+def render_markdown(report: AuditReport) -> str:
+    """GitHub-flavoured Markdown for a pull-request comment."""
+    c = report.counts()
+    lines = ["## lbconvert audit", "",
+             f"**{c['error']} errors, {c['warning']} warnings, {c['note']} notes** "
+             f"(fail on {report.fail_on})" + (f" — baseline `{report.baseline}`"
+                                              if report.baseline else ""), ""]
+    for m in report.models:
+        lines.append(f"- model `{m.get('spec')}` → batch {m.get('target_batch')}: "
+                     f"{'✅ ok' if m.get('ok') else '❌ failed'} {m.get('summary', '')}")
+    for run in report.runs:
+        h = run.history
+        lines += [f"### `{h.path}` ({h.format})", "",
+                  f"{h.total_updates or 0:,.0f} updates at batch {h.batch_size}, epochs "
+                  f"{_f(h.epochs_done)}", ""]
+        if not run.findings:
+            lines += ["No findings.", ""]
+            continue
+        lines += ["| severity | rule | finding | evidence | fix |", "|---|---|---|---|---|"]
+        for f in sorted(run.findings, key=lambda f: -severity_rank(f.severity)):
+            cells = [f.severity, f"{f.rule_id} {f.rule_name}", f.message,
+                     _evidence_text(f.evidence), f.fix]
+            lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ")
+                                           for x in cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _sarif_location(f: Finding) -> dict[str, Any]:
+    phys: dict[str, Any] = {"artifactLocation": {"uri": _rel(f.file or f.run)}}
+    if f.line:
+        phys["region"] = {"startLine": int(f.line)}
+    return {"physicalLocation": phys}
+
+
+def render_sarif(report: AuditReport) -> str:
+    """SARIF 2.1.0 for GitHub code scanning: driver rules, results anchored at config lines."""
+    index = {r.id: i for i, r in enumerate(RULES)}
+    rules = [{"id": r.id, "name": r.name, "shortDescription": {"text": r.title},
+              "fullDescription": {"text": r.rationale},
+              "defaultConfiguration": {"level": r.severity},
+              "help": {"text": r.rationale}} for r in RULES]
+    results = []
+    for f in report.findings:
+        text = f"{f.message}. Fix: {f.fix}"
+        results.append({
+            "ruleId": f.rule_id, "ruleIndex": index[f.rule_id], "level": f.severity,
+            "message": {"text": text}, "locations": [_sarif_location(f)],
+            "partialFingerprints": {"lbconvert/v1": _fingerprint(f)},
+            "properties": {"run": _rel(f.run), "evidence": _json_safe(f.evidence),
+                           "evidenceStrength": f.evidence_strength}})
+    doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
+        "tool": {"driver": {"name": "lbconvert", "version": __version__,
+                            "informationUri": INFO_URI, "rules": rules}},
+        "results": results}]}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _fingerprint(f: Finding) -> str:
+    return hashlib.sha256(f"{f.rule_id}|{_rel(f.run)}|{_rel(f.file)}".encode()).hexdigest()[:32]
+
+
+def render_junit(report: AuditReport) -> str:
+    """JUnit XML: one testsuite per run, one testcase per rule (failed/skipped/passed)."""
+    suites = ET.Element("testsuites", name="lbconvert audit")
+    bar = severity_rank(report.fail_on) if report.fail_on != "never" else 99
+    for m in report.models:
+        suite = ET.SubElement(suites, "testsuite", name=f"model {m.get('spec')}", tests="1",
+                              failures="0" if m.get("ok") else "1", skipped="0", errors="0")
+        case = ET.SubElement(suite, "testcase", classname="lbconvert.check",
+                             name=f"convert+verify batch {m.get('target_batch')}")
+        if not m.get("ok"):
+            ET.SubElement(case, "failure", message=str(m.get("summary", "failed")),
+                          type="verification").text = json.dumps(_json_safe(m), default=str)
+    for run in report.runs:
+        by_rule: dict[str, list[Finding]] = {}
+        for f in run.findings:
+            by_rule.setdefault(f.rule_id, []).append(f)
+        failures = sum(1 for fs in by_rule.values()
+                       if any(severity_rank(f.severity) >= bar for f in fs))
+        suite = ET.SubElement(suites, "testsuite", name=_rel(run.history.path) or "",
+                              tests=str(len(RULES)), failures=str(failures),
+                              skipped=str(len(run.skipped)), errors="0")
+        for rule in RULES:
+            case = ET.SubElement(suite, "testcase", classname=f"lbconvert.audit.{rule.name}",
+                                 name=f"{rule.id} {rule.title}")
+            fs = by_rule.get(rule.id, [])
+            failing = [f for f in fs if severity_rank(f.severity) >= bar]
+            for f in failing:
+                el = ET.SubElement(case, "failure", message=f.message, type=f.severity)
+                el.text = f"{f.message}\nevidence: {_evidence_text(f.evidence)}\nfix: {f.fix}"
+            if fs and not failing:
+                ET.SubElement(case, "system-out").text = "\n".join(
+                    f"{f.severity}: {f.message} (fix: {f.fix})" for f in fs)
+            if not fs and rule.id in run.skipped:
+                ET.SubElement(case, "skipped", message=run.skipped[rule.id])
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def render_gitlab(report: AuditReport) -> str:
+    """GitLab Code Quality JSON (``artifacts:reports:codequality``)."""
+    sev = {"error": "critical", "warning": "major", "note": "info"}
+    issues = []
+    for f in report.findings:
+        issues.append({"description": f"{f.rule_id} {f.message}. Fix: {f.fix}",
+                       "check_name": f.rule_name, "fingerprint": _fingerprint(f),
+                       "severity": sev[f.severity],
+                       "location": {"path": _rel(f.file or f.run),
+                                    "lines": {"begin": int(f.line or 1)}}})
+    return json.dumps(issues, indent=2) + "\n"
+
+
+def escape_data(text: str) -> str:
+    """Escape a workflow-command message (``%``, CR, LF)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a workflow-command property value (also ``:`` and ``,``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(report: AuditReport) -> str:
+    """``::error``/``::warning``/``::notice`` lines, at most 10 per level, worst first."""
+    level = {"error": "error", "warning": "warning", "note": "notice"}
+    shown: dict[str, int] = {}
+    out = []
+    for f in report.findings:
+        lv = level[f.severity]
+        if shown.get(lv, 0) >= GITHUB_MAX_PER_LEVEL:
+            continue
+        shown[lv] = shown.get(lv, 0) + 1
+        props = [f"title={escape_property(f'{f.rule_id} {f.rule_name}')}"]
+        loc = _rel(f.file or f.run)
+        if loc:
+            props.insert(0, f"file={escape_property(loc)}")
+        if f.line:
+            props.insert(1, f"line={int(f.line)}")
+        out.append(f"::{lv} {','.join(props)}::{escape_data(f'{f.message}. Fix: {f.fix}')}")
+    hidden = len(report.findings) - sum(shown.values())
+    if hidden:
+        out.append(f"::notice title=lbconvert audit::{hidden} more findings: see the step summary")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def github_step_summary(report: AuditReport) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY`` (every finding, including those not annotated)."""
+    return render_markdown(report)

@@ -1,0 +1,1 @@
+"""Export stage: converted checkpoint, ONNX for inference, and the rewritten training config."""

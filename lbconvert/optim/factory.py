@@ -1,0 +1,105 @@
+"""The optimizer the converted run trains with, built from the plan.
+
+``plan.optimizer_new == "lars"``: :class:`lbconvert.optim.lars.LARS` (You et al. 2017) with the
+plan's γ = ``lr_new``, momentum, weight decay, trust coefficient and Nesterov flag, and the
+exclusion rule of :mod:`lbconvert.optim.param_groups`. ``"keep"``: the user's original optimizer
+(``plan.optimizer_old``) at the rule-scaled ``lr_new``. torch is imported inside the
+function: ``lbconvert.api`` imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lbconvert.errors import LbconvertError
+from lbconvert.optim.param_groups import ExcludeSpec, param_groups
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from lbconvert.plan.plan import Plan
+
+#: optimizer_old spellings → torch.optim class name
+KEEP = {
+    "sgd": "SGD", "momentum": "SGD", "nesterov": "SGD",
+    "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+    "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam", "lars": "LARS",
+}
+
+
+def make_optimizer(
+    params_or_model: Any,
+    plan: Plan,
+    *,
+    exclude_adapt: ExcludeSpec = None,
+    exclude_decay: ExcludeSpec = None,
+) -> torch.optim.Optimizer:
+    """Build the converted run's optimizer from ``plan``.
+
+    ``params_or_model``: an ``nn.Module`` (preferred: names drive the exclusions and the
+    model's ``no_weight_decay()`` hook is honoured), ``model.named_parameters()``, or an
+    iterable of tensors. For LARS, ``exclude_adapt``/``exclude_decay`` follow
+    :func:`lbconvert.optim.param_groups.param_groups` (default: 1-D tensors, biases and hook names
+    are neither adapted nor decayed). For ``keep`` the original optimizer decays every
+    parameter, as the original run did, unless ``exclude_decay`` is given.
+    """
+    import torch
+
+    if plan.lr_new is None:
+        raise LbconvertError(
+            "the plan has no learning rate (the config sets none):"
+            " pass --lr or set lr in the config"
+        )
+    choice = (plan.optimizer_new or "lars").lower()
+    if choice == "lars":
+        from lbconvert.optim.lars import LARS
+
+        return LARS(
+            _named(params_or_model), lr=plan.lr_new, momentum=plan.momentum,
+            weight_decay=plan.weight_decay, trust_coefficient=plan.trust_coefficient,
+            nesterov=plan.nesterov and plan.momentum > 0,
+            exclude_adapt=exclude_adapt, exclude_decay=exclude_decay,
+        )
+    if choice != "keep":
+        raise LbconvertError(f"unknown optimizer_new {plan.optimizer_new!r}: use 'lars' or 'keep'")
+    old = (plan.optimizer_old or "sgd").lower()
+    if old not in KEEP:
+        raise LbconvertError(
+            f"cannot rebuild the original optimizer {plan.optimizer_old!r}: supported are"
+            f" {', '.join(sorted(KEEP))}; use --optimizer lars or build it yourself at lr"
+            f" {plan.lr_new}"
+        )
+    if KEEP[old] == "LARS":
+        plan_lars = _replace(plan, optimizer_new="lars")
+        return make_optimizer(params_or_model, plan_lars, exclude_adapt=exclude_adapt,
+                              exclude_decay=exclude_decay)
+    groups = param_groups(_named(params_or_model), weight_decay=plan.weight_decay,
+                          exclude_adapt=True,
+                          exclude_decay=False if exclude_decay is None else exclude_decay)
+    for g in groups:
+        del g["lars_adapt"]
+    cls = getattr(torch.optim, KEEP[old])
+    kwargs: dict[str, Any] = {"lr": plan.lr_new, "weight_decay": plan.weight_decay}
+    if cls is torch.optim.SGD:
+        kwargs.update(momentum=plan.momentum, nesterov=plan.nesterov and plan.momentum > 0)
+    elif cls is torch.optim.RMSprop:
+        kwargs.update(momentum=plan.momentum)
+    return cls(groups, **kwargs)
+
+
+def _named(params_or_model: Any) -> Any:
+    """A module or named parameters as they are; bare tensors get their index as name."""
+    if hasattr(params_or_model, "named_parameters"):
+        return params_or_model
+    items = list(params_or_model)
+    if items and all(isinstance(it, tuple) and len(it) == 2 for it in items):
+        return items
+    if items and all(hasattr(it, "ndim") for it in items):
+        return [(str(i), p) for i, p in enumerate(items)]
+    raise LbconvertError("make_optimizer needs a model, named parameters or a list of tensors")
+
+
+def _replace(plan: Plan, **changes: Any) -> Plan:
+    from dataclasses import replace
+
+    return replace(plan, **changes)

@@ -1,0 +1,488 @@
+"""Plan: the large-batch schedule for a target batch, as pure arithmetic (no torch).
+
+Hoffer et al. 2017 (√M learning rate, regime adaptation: epochs × M, ghost batch 128),
+Goyal et al. 2017 (linear rule, 5-epoch gradual warmup), You et al. 2017 (LARS, poly
+power 2), Masters & Luschi 2018 (small BN batches).
+
+Choices made here, and why:
+
+- **Warmup.** Goyal et al. warm up for 5 epochs in a 90-epoch run (≈ 1/18 of training). The
+  default warmup is the longer of the config's own warmup and those 5 epochs, times the
+  regime's epoch factor: under ``budget`` it stays 5 epochs (Goyal's setting); under
+  ``adapt`` the run is M× longer, so the warmup keeps the same share of training and the
+  same number of updates as 5 epochs at the original length. The default is capped at a
+  tenth of the new run (with a warning); an explicit ``--warmup`` is kept as given and
+  only warned about. The ramp starts at the old LR (start factor lr_old/lr_new, Goyal's
+  "start from η, reach kη") or from 0 when the LR does not grow.
+- **Ghost batch.** 128 (Hoffer et al.), never larger than the per-device micro-batch;
+  above 32 a warning (Masters & Luschi found BN batches of ≈ 8 generalize best).
+- **Devices.** ``target = devices × micro-batch × grad-accum`` exactly. With
+  accumulation, micro-batches must be multiples of the ghost size so that GBN statistics
+  are the same as without accumulation; otherwise the target is infeasible and the error
+  names the nearest feasible targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lbconvert.errors import LbconvertError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lbconvert.config.read import TrainConfig
+
+RULES = ("sqrt", "linear", "none")
+REGIMES = ("adapt", "budget")
+OPTIMIZERS = ("lars", "keep")
+GOYAL_WARMUP_EPOCHS = 5.0
+HOFFER_GHOST_BATCH = 128
+MASTERS_LUSCHI_BN_BATCH = 32  # above this, the small-BN-batch benefit fades
+LARS_TRUST_COEFFICIENT = 0.001
+LARS_POLY_POWER = 2.0
+
+
+@dataclass
+class Change:
+    """One value the plan changed: ``field`` old → new, and why (rule and paper)."""
+
+    field: str
+    old: Any
+    new: Any
+    reason: str
+
+
+@dataclass
+class Plan:
+    """What the converted run should train with.
+
+    ``lr_new`` is the rule-scaled learning rate; with the LARS optimizer it is the global
+    LR γ of You et al. 2017 (local LR η‖w‖/(‖∇w‖+β‖w‖) multiplies it). Epoch-valued
+    fields are epochs of the *new* run unless suffixed ``_old``. ``steps_per_epoch_*`` and
+    ``updates_*`` are None when the dataset size is unknown (steps per epoch count a last
+    partial batch, as a DataLoader without ``drop_last`` does).
+    """
+
+    source_batch: int
+    target_batch: int
+    ratio: float  # M = target_batch / source_batch
+    rule: str  # sqrt | linear | none
+    regime: str  # adapt | budget | <factor>
+    epochs_factor: float
+    lr_old: float | None
+    lr_new: float | None
+    lr_multiplier: float
+    epochs_old: float | None
+    epochs_new: float | None
+    dataset_size: int | None = None
+    steps_per_epoch_old: int | None = None
+    steps_per_epoch_new: int | None = None
+    updates_old: int | None = None
+    updates_new: int | None = None
+    samples_old: int | None = None
+    samples_new: int | None = None
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.0
+    schedule: str = "constant"
+    milestones_old: list[float] = field(default_factory=list)
+    milestones_new: list[float] = field(default_factory=list)
+    gamma: float | None = None
+    poly_power: float | None = None
+    min_lr: float | None = None
+    ghost_batch_size: int = 128
+    devices: int = 1
+    per_device_batch: int | None = None
+    grad_accum: int = 1
+    optimizer_old: str | None = None
+    optimizer_new: str = "lars"  # lars | keep
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    trust_coefficient: float = 0.001
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warmup_epochs_old: float = 0.0
+    step_size_old: float | None = None
+    step_size_new: float | None = None
+    exp_gamma_new: float | None = None  # exponential schedules: per-epoch gamma of the new run
+    max_steps_old: int | None = None
+    max_steps_new: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict for ``--format json`` and report.json."""
+        return asdict(self)
+
+
+def parse_regime(regime: str | float) -> float | None:
+    """``"adapt"`` → None (means M), ``"budget"`` → 1.0, a positive number → itself."""
+    if isinstance(regime, str) and regime.strip().lower() == "adapt":
+        return None
+    if isinstance(regime, str) and regime.strip().lower() == "budget":
+        return 1.0
+    try:
+        factor = float(regime)
+    except (TypeError, ValueError):
+        factor = float("nan")
+    if not math.isfinite(factor) or factor <= 0:
+        raise LbconvertError(f"--regime {regime!r} is not adapt, budget or a positive number",
+                             hint="use --regime adapt (Hoffer 2017), budget, or e.g. --regime 2")
+    return factor
+
+
+def lr_multiplier(rule: str, ratio: float) -> float:
+    """LR factor for batch ratio M: √M (Hoffer et al. 2017), M (Goyal et al. 2017), or 1."""
+    if rule == "sqrt":
+        return math.sqrt(ratio)
+    if rule == "linear":
+        return ratio
+    if rule == "none":
+        return 1.0
+    raise LbconvertError(f"--rule {rule!r} is not a known scaling rule",
+                         hint="use --rule sqrt (Hoffer 2017), linear (Goyal 2017) or none")
+
+
+def split_batch(target: int, devices: int, max_per_device: int | None,
+                ghost: int) -> tuple[int, int] | None:
+    """``(micro_batch, grad_accum)`` with devices × micro × accum == target, or None.
+
+    The micro-batch is the largest that fits ``max_per_device``; with accumulation it
+    must be a multiple of ``ghost`` so ghost batches never straddle micro-batches.
+    """
+    if target % devices:
+        return None
+    per_update = target // devices
+    if max_per_device is None or per_update <= max_per_device:
+        return per_update, 1
+    if per_update % ghost:
+        return None
+    for micro in range(max_per_device - max_per_device % ghost, 0, -ghost):
+        if per_update % micro == 0:
+            return micro, per_update // micro
+    return None
+
+
+def _nearest_feasible(target: int, source: int, devices: int, max_per_device: int | None,
+                      ghost: int) -> tuple[int | None, int | None]:
+    def ok(t: int) -> bool:
+        return split_batch(t, devices, max_per_device, ghost) is not None
+
+    below = next((t for t in range(target - 1, max(source, 1) - 1, -1) if ok(t)), None)
+    step_limit = target + devices * max(ghost, 1) * 4 + 1
+    above = next((t for t in range(target + 1, step_limit) if ok(t)), None)
+    return below, above
+
+
+def _fmt(x: float | None) -> str:
+    return "?" if x is None else f"{x:g}"
+
+
+def make_plan(
+    cfg: TrainConfig,
+    target_batch: int,
+    *,
+    rule: str = "sqrt",
+    regime: str | float = "adapt",
+    warmup: str | float | None = None,
+    ghost_batch: int | None = None,
+    devices: int | None = None,
+    max_per_device: int | None = None,
+    optimizer: str = "lars",
+) -> Plan:
+    """Plan the large-batch run for ``target_batch`` from the small-batch ``cfg``.
+
+    M = target / source. LR × √M (``sqrt``, Hoffer et al. 2017 eq. for matching the
+    gradient covariance), × M (``linear``, Goyal et al. 2017) or × 1 (``none``). Epochs ×
+    M under ``adapt`` (same number of updates, Hoffer et al. 2017 "regime adaptation"),
+    × 1 under ``budget``, × a given factor otherwise; milestones and step intervals scale
+    with the epochs. See the module docstring for warmup, ghost batch and device choices.
+    Raises LbconvertError for impossible requests.
+    """
+    rule = str(rule).strip().lower()
+    mult_check = lr_multiplier(rule, 1.0)  # validates the rule before anything else
+    del mult_check
+    fixed_factor = parse_regime(regime)
+    optimizer = str(optimizer).strip().lower()
+    if optimizer not in OPTIMIZERS:
+        raise LbconvertError(f"--optimizer {optimizer!r} is not known",
+                             hint="use --optimizer lars (You 2017) or keep")
+    where = f"config {cfg.path}" if cfg.path else "flags"
+    if cfg.batch_size is None:
+        looked = "batch_size, train_batch_size, per_device_train_batch_size, global_batch_size"
+        raise LbconvertError(f"{where} has no batch size (looked for {looked})",
+                             hint="pass --batch-size N (the batch the run was trained with)")
+    source = int(cfg.batch_size)
+    if target_batch < 1:
+        raise LbconvertError(f"--target-batch {target_batch} must be a positive integer",
+                             hint="pass e.g. --target-batch 8192")
+    if target_batch < source:
+        raise LbconvertError(
+            f"--target-batch {target_batch} is smaller than the current batch {source} "
+            f"({cfg.sources.get('batch_size', where)})",
+            hint=f"large-batch conversion only scales up: pass --target-batch ≥ {source}")
+    ratio = target_batch / source
+    mult = lr_multiplier(rule, ratio)
+    factor = ratio if fixed_factor is None else fixed_factor
+    regime_name = "adapt" if fixed_factor is None else (
+        "budget" if str(regime).strip().lower() == "budget" else f"{factor:g}")
+
+    plan = Plan(
+        source_batch=source, target_batch=target_batch, ratio=ratio, rule=rule,
+        regime=regime_name, epochs_factor=factor,
+        lr_old=cfg.lr, lr_new=None if cfg.lr is None else cfg.lr * mult, lr_multiplier=mult,
+        epochs_old=cfg.epochs, epochs_new=None if cfg.epochs is None else cfg.epochs * factor,
+        dataset_size=cfg.dataset_size, schedule=cfg.schedule or "constant",
+        milestones_old=list(cfg.milestones), milestones_new=[m * factor for m in cfg.milestones],
+        gamma=cfg.gamma, poly_power=cfg.poly_power, min_lr=cfg.min_lr,
+        optimizer_old=cfg.optimizer, optimizer_new=optimizer,
+        momentum=0.9 if cfg.momentum is None else cfg.momentum,
+        weight_decay=0.0 if cfg.weight_decay is None else cfg.weight_decay,
+        nesterov=bool(cfg.nesterov), trust_coefficient=LARS_TRUST_COEFFICIENT,
+        step_size_old=cfg.step_size,
+        step_size_new=None if cfg.step_size is None else cfg.step_size * factor,
+        max_steps_old=cfg.max_steps,
+    )
+    if plan.step_size_old and not plan.milestones_old and plan.epochs_old:
+        # StepLR / timm "step" decays every step_size epochs: the same drops as milestones,
+        # which is what lbconvert.plan.schedule reads.
+        k = int(plan.epochs_old // plan.step_size_old)
+        plan.milestones_old = [plan.step_size_old * i for i in range(1, k + 1)
+                               if plan.step_size_old * i < plan.epochs_old]
+        plan.milestones_new = [m * factor for m in plan.milestones_old]
+    _plan_lr_and_length(plan, cfg)
+    _plan_devices(plan, cfg, devices, max_per_device, ghost_batch)
+    _plan_warmup(plan, cfg, warmup)
+    _plan_optimizer(plan, cfg)
+    _plan_cost(plan)
+    return plan
+
+
+def _plan_lr_and_length(plan: Plan, cfg: TrainConfig) -> None:
+    m, f = plan.ratio, plan.epochs_factor
+    if m == 1.0:
+        plan.notes.append(f"--target-batch {plan.target_batch} equals the current batch: "
+                          "nothing to scale (M = 1)")
+    else:
+        plan.changes.append(Change("batch_size", plan.source_batch, plan.target_batch,
+                                   f"--target-batch: M = {plan.target_batch}/"
+                                   f"{plan.source_batch} = {m:g}"))
+    if plan.lr_old is None:
+        plan.warnings.append("no learning rate in the config or flags: the plan gives only the "
+                             f"multiplier ×{plan.lr_multiplier:g}; pass --lr to get the value")
+    elif plan.lr_multiplier != 1.0:
+        reason = {"sqrt": f"√M = √{m:g} = {plan.lr_multiplier:.4g}: keeps the covariance of the "
+                          "gradient noise per update (Hoffer et al. 2017)",
+                  "linear": f"× M = {m:g}: linear scaling rule (Goyal et al. 2017)"}[plan.rule]
+        plan.changes.append(Change("lr", plan.lr_old, plan.lr_new, reason))
+    if f != 1.0:
+        why = {"adapt": f"× M = {m:g}: same number of updates as the original run, regime "
+                        "adaptation (Hoffer et al. 2017)"}.get(plan.regime,
+                                                              f"× {f:g} (--regime {plan.regime})")
+        if plan.epochs_old is not None:
+            plan.changes.append(Change("epochs", plan.epochs_old, plan.epochs_new, why))
+        if plan.milestones_old and plan.step_size_old is None and \
+                plan.schedule in ("multistep", "step", "constant"):
+            plan.changes.append(Change("milestones", plan.milestones_old, plan.milestones_new,
+                                       f"LR drops move with the epochs ({why.split(':')[0]})"))
+        if plan.step_size_old is not None:
+            plan.changes.append(Change("step_size", plan.step_size_old, plan.step_size_new,
+                                       "decay interval moves with the epochs "
+                                       f"({why.split(':')[0]})"))
+        if plan.schedule == "exponential" and plan.gamma:
+            plan.exp_gamma_new = plan.gamma ** (1.0 / f)
+            plan.changes.append(Change("gamma", plan.gamma, plan.exp_gamma_new,
+                                       f"per-epoch decay ^(1/{f:g}): the same total decay over "
+                                       "the longer run"))
+        if plan.schedule in ("cosine", "poly", "linear"):
+            plan.notes.append(f"{plan.schedule} schedule is a function of training progress: it "
+                              "stretches over the new run with no value to change")
+    if plan.max_steps_old is not None:
+        plan.max_steps_new = max(1, round(plan.max_steps_old * f / m))
+        if plan.max_steps_new != plan.max_steps_old:
+            plan.changes.append(Change("max_steps", plan.max_steps_old, plan.max_steps_new,
+                                       f"samples seen × {f:g} at a batch × {m:g}"))
+    if f > 1.0:
+        plan.warnings.append(f"regime {plan.regime} trains {f:g}× the epochs: {f:g}× the compute "
+                             "of the original run (Hoffer et al. 2017 trade compute for "
+                             "generalization); use --regime budget to keep the epochs")
+
+
+def _plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
+                  max_per_device: int | None, ghost_batch: int | None) -> None:
+    d = int(devices) if devices is not None else max(1, int(cfg.devices))
+    if d < 1:
+        raise LbconvertError(f"--devices {devices} must be ≥ 1", hint="pass --devices N ≥ 1")
+    if max_per_device is not None and max_per_device < 1:
+        raise LbconvertError(f"--max-per-device {max_per_device} must be ≥ 1",
+                             hint="pass the largest batch one device holds")
+    per_update = plan.target_batch // d if plan.target_batch % d == 0 else None
+    ghost_default = min(HOFFER_GHOST_BATCH, per_update or HOFFER_GHOST_BATCH,
+                        max_per_device or HOFFER_GHOST_BATCH)
+    ghost = ghost_batch if ghost_batch is not None else ghost_default
+    if ghost < 1:
+        raise LbconvertError(f"--ghost-batch {ghost_batch} must be ≥ 1", hint="pass e.g. 32")
+    split = split_batch(plan.target_batch, d, max_per_device, ghost)
+    if split is None:
+        below, above = _nearest_feasible(plan.target_batch, plan.source_batch, d,
+                                         max_per_device, ghost)
+        options = " or ".join(str(t) for t in (below, above) if t is not None) or "none nearby"
+        limit = f", micro-batch ≤ {max_per_device} in multiples of the ghost batch {ghost}" \
+            if max_per_device is not None else ""
+        raise LbconvertError(
+            f"--target-batch {plan.target_batch} cannot be split exactly over --devices {d}"
+            f"{limit} (devices × micro-batch × grad-accum must equal the target)",
+            hint=f"nearest feasible --target-batch: {options}")
+    micro, accum = split
+    if ghost > micro:
+        raise LbconvertError(f"--ghost-batch {ghost} is larger than the per-device batch {micro}",
+                             hint=f"pass --ghost-batch ≤ {micro} (ghost batches split the "
+                                  "per-device batch, Hoffer et al. 2017)")
+    plan.devices, plan.per_device_batch, plan.grad_accum = d, micro, accum
+    plan.ghost_batch_size = ghost
+    if d != cfg.devices:
+        plan.changes.append(Change("devices", cfg.devices, d, "--devices"))
+    if micro != cfg.per_device_batch:
+        why = (f"{plan.target_batch} = {d} device(s) × {micro} × {accum} accumulation steps"
+               + (f" (--max-per-device {max_per_device})" if max_per_device else ""))
+        plan.changes.append(Change("per_device_batch", cfg.per_device_batch, micro, why))
+    if accum != cfg.grad_accum:
+        plan.changes.append(Change("grad_accum", cfg.grad_accum, accum,
+                                   "micro-batches that fit --max-per-device; exact for GBN as "
+                                   f"micro-batches are multiples of the ghost batch {ghost}"))
+    src = "--ghost-batch" if ghost_batch is not None else (
+        "Hoffer et al. 2017 use 128" + (f", capped at the per-device batch {micro}"
+                                         if ghost < HOFFER_GHOST_BATCH else ""))
+    plan.changes.append(Change("ghost_batch_size", None, ghost,
+                               f"BN statistics over ghost batches of {ghost} ({src}) instead of "
+                               "the whole per-device batch"))
+    if devices is None and max_per_device is None and accum == 1 and d == 1 \
+            and micro > plan.source_batch:
+        plan.notes.append(f"one device takes the whole batch of {micro}: pass --devices N and/or "
+                          "--max-per-device B to split it with gradient accumulation")
+    if micro % ghost:
+        plan.notes.append(f"per-device batch {micro} is not a multiple of the ghost batch {ghost}: "
+                          f"the last {micro % ghost} samples form a smaller ghost batch")
+    if ghost > MASTERS_LUSCHI_BN_BATCH:
+        plan.warnings.append(f"ghost batch {ghost} > {MASTERS_LUSCHI_BN_BATCH}: Masters & Luschi "
+                             "2018 found BN batches of about 8 generalize best; consider "
+                             "--ghost-batch 32 or smaller")
+
+
+def _parse_warmup(warmup: str | float | None) -> float | None:
+    """None → default; ``"none"`` → 0; a number of epochs ≥ 0 → itself."""
+    if warmup is None or (isinstance(warmup, str) and warmup.strip().lower() in ("", "default")):
+        return None
+    if isinstance(warmup, str) and warmup.strip().lower() in ("none", "off", "0"):
+        return 0.0
+    try:
+        value = float(warmup)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise LbconvertError(f"--warmup {warmup!r} is not a number of epochs or 'none'",
+                             hint="pass e.g. --warmup 5, --warmup none, or leave it out")
+    return value
+
+
+def old_warmup_epochs(cfg: TrainConfig) -> float:
+    """The config's warmup in epochs (from epochs, a ratio, or steps); 0 when none."""
+    if cfg.warmup_epochs:
+        return float(cfg.warmup_epochs)
+    if cfg.warmup_ratio and cfg.epochs:
+        return cfg.warmup_ratio * cfg.epochs
+    if cfg.warmup_steps and cfg.dataset_size and cfg.batch_size:
+        return cfg.warmup_steps * cfg.batch_size / cfg.dataset_size
+    return 0.0
+
+
+def _plan_warmup(plan: Plan, cfg: TrainConfig, warmup: str | float | None) -> None:
+    requested = _parse_warmup(warmup)
+    old = old_warmup_epochs(cfg)
+    plan.warmup_epochs_old = old
+    f, total = plan.epochs_factor, plan.epochs_new
+    if requested is not None:
+        plan.warmup_epochs = requested
+        reason = "--warmup none" if requested == 0 else f"--warmup {requested:g}"
+    else:
+        base = max(old, GOYAL_WARMUP_EPOCHS)
+        plan.warmup_epochs = base * f
+        which = ("the config's warmup" if old > GOYAL_WARMUP_EPOCHS
+                 else "Goyal et al. 2017's 5 epochs")
+        reason = (f"gradual warmup: {which} × {f:g} (regime), the same share of training"
+                  if f != 1.0 else f"gradual warmup: {which} (Goyal et al. 2017)")
+        if total is not None and plan.warmup_epochs > total / 10:
+            plan.warnings.append(f"default warmup {plan.warmup_epochs:g} epochs would exceed a "
+                                 f"tenth of training ({total:g} epochs): capped at {total / 10:g}")
+            plan.warmup_epochs = total / 10
+            reason += ", capped at a tenth of training"
+    if requested is not None and total is not None and plan.warmup_epochs > total / 10:
+        plan.warnings.append(f"warmup {plan.warmup_epochs:g} epochs is more than a tenth of "
+                             f"training ({total:g} epochs)")
+    if plan.lr_new is not None and plan.lr_old and plan.lr_new > plan.lr_old:
+        plan.warmup_start_factor = plan.lr_old / plan.lr_new
+        start = f"from the old LR {plan.lr_old:g} (start factor {plan.warmup_start_factor:.4g})"
+    else:
+        plan.warmup_start_factor = 0.0
+        start = "from 0"
+    if plan.warmup_epochs > 0:
+        reason += f"; linear ramp {start} to the new LR"
+    if plan.warmup_epochs != old:
+        plan.changes.append(Change("warmup_epochs", old, plan.warmup_epochs, reason))
+
+
+def _plan_optimizer(plan: Plan, cfg: TrainConfig) -> None:
+    if plan.optimizer_new != "lars":
+        return
+    plan.changes.append(Change(
+        "optimizer", cfg.optimizer, "lars",
+        f"LARS, layer-wise trust ratio η‖w‖/(‖∇w‖+β‖w‖), η = {plan.trust_coefficient:g} "
+        f"(You et al. 2017); momentum {plan.momentum:g} and weight decay β = "
+        f"{plan.weight_decay:g} from the config"))
+    # Measured with the smoke test's --calibrate: the γ that matches the original diffusion
+    # was 2.2× (ResNet-20) to 13.5× (ResNet-18) the planned LR on an H100, so γ = planned LR
+    # is a starting point, not a guarantee; the paper's own global LRs are 2-29.
+    plan.notes.append(
+        f"LARS steps are γ·η‖w‖/(‖∇w‖+β‖w‖) per layer (η = {plan.trust_coefficient:g}), not "
+        "γ·∇w: at γ = the planned LR they can be several times smaller or larger than SGD's; "
+        "the smoke test measures the difference and --calibrate finds the γ that matches")
+    if cfg.momentum is None:
+        plan.notes.append("momentum not in the config: LARS uses 0.9 (You et al. 2017)")
+    if not plan.weight_decay:
+        plan.notes.append("weight decay is 0: LARS's trust ratio reduces to η‖w‖/‖∇w‖")
+    if cfg.optimizer and any(s in cfg.optimizer for s in ("adam", "lamb", "ada")):
+        plan.warnings.append(f"the config uses {cfg.optimizer}, an adaptive optimizer: LARS is "
+                             "SGD with momentum; its LR scale differs, re-tune or use "
+                             "--optimizer keep")
+    if plan.schedule == "poly" and plan.poly_power != LARS_POLY_POWER:
+        plan.changes.append(Change("poly_power", plan.poly_power, LARS_POLY_POWER,
+                                   "LARS runs used poly decay with power 2 (You et al. 2017)"))
+        plan.poly_power = LARS_POLY_POWER
+
+
+def _plan_cost(plan: Plan) -> None:
+    n = plan.dataset_size
+    if n is None:
+        plan.notes.append("dataset size unknown: pass --dataset-size N to see updates and samples")
+        return
+    plan.steps_per_epoch_old = math.ceil(n / plan.source_batch)
+    plan.steps_per_epoch_new = math.ceil(n / plan.target_batch)
+    if plan.epochs_old is not None:
+        plan.updates_old = round(plan.steps_per_epoch_old * plan.epochs_old)
+        plan.samples_old = round(n * plan.epochs_old)
+    elif plan.max_steps_old is not None:
+        plan.updates_old = plan.max_steps_old
+        plan.samples_old = plan.max_steps_old * plan.source_batch
+    if plan.epochs_new is not None:
+        plan.updates_new = round(plan.steps_per_epoch_new * plan.epochs_new)
+        exact = n / plan.target_batch
+        if plan.steps_per_epoch_new > exact * 1.05:
+            full = n * plan.epochs_new / plan.target_batch
+            plan.notes.append(f"an epoch of {n} samples is {exact:.3g} batches of "
+                              f"{plan.target_batch}; the last partial batch counts as a step "
+                              f"({plan.steps_per_epoch_new} steps/epoch): {plan.updates_new} "
+                              f"updates, {full:.0f} in full batches")
+        plan.samples_new = round(n * plan.epochs_new)
+    elif plan.max_steps_new is not None:
+        plan.updates_new = plan.max_steps_new
+        plan.samples_new = plan.max_steps_new * plan.target_batch

@@ -1,0 +1,1 @@
+"""Report stage: report.json (versioned schema), report.md, report.html with plots."""

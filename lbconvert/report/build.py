@@ -1,0 +1,382 @@
+"""Report stage: ``report.json`` (versioned schema), ``report.md`` and ``report.html``.
+
+All three are rendered from one document, :func:`build_report`, so they never disagree.
+The JSON schema is documented in ``docs/report-schema.md`` and machine-checkable
+(``lbconvert.report.schema.REPORT_SCHEMA``); field names are stable within a major
+``schema_version`` because ``audit``, ``check`` and external CI read them.
+
+torch is imported only to describe the environment, and only when it is already loaded
+(a convert run always has it); matplotlib only inside the HTML writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lbconvert.atomic import atomic_write_text, check_writable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lbconvert.api import ConvertResult
+    from lbconvert.export.checkpoint import ExportResult
+    from lbconvert.plan.plan import Plan
+
+__all__ = ["SCHEMA_VERSION", "ReportFiles", "build_report", "lr_curves", "overall_verdict",
+           "write_report"]
+
+SCHEMA_VERSION = "1.0"
+#: Points per LR curve in the report (enough to show warmup and every step).
+SCHEDULE_POINTS = 400
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+_LEVEL_ORDER = {PASS: 0, WARN: 1, FAIL: 2}
+
+
+@dataclass
+class ReportFiles:
+    """Paths of the report files written (``json``, ``md``, ``html``)."""
+
+    json: str
+    md: str
+    html: str
+    plots: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return dataclasses.asdict(self)
+
+    def paths(self) -> dict[str, str]:
+        """Role → path, for summaries."""
+        return {"report.json": self.json, "report.md": self.md, "report.html": self.html}
+
+
+def write_report(
+    result: ConvertResult,
+    export: ExportResult | None,
+    out_dir: Path | str,
+    *,
+    force: bool = False,
+) -> ReportFiles:
+    """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``.
+
+    All three destinations are checked first, so an existing report without ``force``
+    (``LbconvertError`` naming the file and ``--force``) leaves ``out_dir`` untouched.
+    Each file is written atomically.
+    """
+    from lbconvert.report.html import render_html
+    from lbconvert.report.markdown import render_markdown
+
+    out = Path(out_dir)
+    targets = {name: out / f"report.{name}" for name in ("json", "md", "html")}
+    for target in targets.values():
+        check_writable(target, force=force)
+    doc = build_report(result, export)
+    html, plots = render_html(doc)
+    atomic_write_text(targets["json"], dumps(doc), force=force)
+    atomic_write_text(targets["md"], render_markdown(doc), force=force)
+    atomic_write_text(targets["html"], html, force=force)
+    return ReportFiles(json=str(targets["json"]), md=str(targets["md"]),
+                       html=str(targets["html"]), plots=plots)
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """The report as JSON text (strict JSON: no NaN or Infinity)."""
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def build_report(result: ConvertResult, export: ExportResult | None = None) -> dict[str, Any]:
+    """The report document (schema ``SCHEMA_VERSION``), JSON-safe: non-finite floats → null.
+
+    Sections: tool, created, verdict, input, config, plan, schedule, surgery,
+    verification, smoke (``{"run": false, "reason": ...}`` when skipped), export,
+    timings, environment, notes. See ``docs/report-schema.md``.
+    """
+    from lbconvert._version import __version__
+
+    export = export if export is not None else getattr(result, "export", None)
+    cfg = result.config
+    plan = result.plan
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "convert",
+        "tool": {"name": "lbconvert", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "verdict": overall_verdict(result, export),
+        "input": _input_section(result),
+        "config": _to_dict(cfg),
+        "plan": _to_dict(plan),
+        "schedule": lr_curves(plan, cfg) if plan is not None else None,
+        "surgery": _to_dict(result.surgery),
+        "verification": _to_dict(result.verification),
+        "smoke": _smoke_section(result),
+        "export": _to_dict(export),
+        "timings": dict(result.timings or {}),
+        "environment": environment(result),
+        "notes": list(result.notes or []),
+    }
+    return json_safe(doc)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[str, Any]:
+    """Worst of the stage outcomes, with one line per stage that decided it."""
+    checks: list[dict[str, Any]] = []
+    ver = result.verification
+    if ver is not None:
+        passed = bool(getattr(ver, "passed", True))
+        checks.append({"stage": "verify", "level": PASS if passed else FAIL,
+                       "summary": _verification_line(ver, passed)})
+    smoke = result.smoke
+    if smoke is not None and getattr(smoke, "verdict", None) is not None:
+        v = smoke.verdict
+        checks.append({"stage": "smoke", "level": str(v.level), "summary": v.reason})
+    if export is not None and export.onnx is not None:
+        o = export.onnx
+        if o.ok:
+            parity = ", ".join(f"batch {b}: {d:.2g}" for b, d in o.parity.items())
+            line = (f"ONNX ({o.exporter}, opset {o.opset}) checker passed"
+                    + (f"; parity max |Δ| {parity}" if parity else "; parity not checked"))
+        else:
+            line = o.error or "ONNX export failed"
+        checks.append({"stage": "export", "level": PASS if o.ok else FAIL, "summary": line})
+    level = max((c["level"] for c in checks), key=lambda lv: _LEVEL_ORDER.get(lv, 1),
+                default=PASS)
+    ok = bool(getattr(result, "ok", True)) and level != FAIL
+    headline = {
+        PASS: "ready for the large batch",
+        WARN: "converted, with warnings to read",
+        FAIL: "not ready: a check failed",
+    }.get(level, level)
+    if level == PASS and getattr(result, "smoke", None) is None:
+        # Without the diffusion check, "ready" would claim more than was measured.
+        headline = "converted and verified; smoke test not run"
+    plan = result.plan
+    if plan is not None:
+        headline = (f"{result.model_name}: batch {plan.source_batch} → {plan.target_batch} "
+                    f"— {headline}")
+    return {"level": level, "ok": ok, "headline": headline, "checks": checks}
+
+
+def _verification_line(ver: Any, passed: bool) -> str:
+    checks = list(getattr(ver, "checks", None) or [])
+    if not checks:
+        return "converted model matches the original" if passed else "verification failed"
+    failed = [c for c in checks if not getattr(c, "passed", False)]
+    if not failed:
+        return f"{len(checks)}/{len(checks)} checks passed: " + ", ".join(
+            getattr(c, "name", "?") for c in checks)
+    return "verification failed: " + "; ".join(
+        f"{getattr(c, 'name', '?')} {_fmt_num(getattr(c, 'value', None))} > "
+        f"{_fmt_num(getattr(c, 'threshold', None))}"
+        + (f" ({c.detail})" if getattr(c, "detail", "") else "")
+        for c in failed)
+
+
+def _fmt_num(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "—"
+
+
+def _input_section(result: ConvertResult) -> dict[str, Any]:
+    cfg = result.config
+    sources = dict(getattr(cfg, "sources", {}) or {})
+    overrides = {
+        name: getattr(cfg, name, None) for name, src in sources.items()
+        if isinstance(src, str) and src.startswith("flag")
+    }
+    loaded = getattr(result, "loaded", None)
+    original = result.original
+    return {
+        "model_spec": result.model_spec,
+        "model_name": result.model_name,
+        "model_class": (f"{type(original).__module__}.{type(original).__qualname__}"
+                        if original is not None else None),
+        "model_source": _to_dict(loaded),
+        "weights": getattr(loaded, "weights", None),
+        "input_shape": list(result.input_shape) if result.input_shape else None,
+        "num_classes": result.num_classes,
+        "parameters": _count_parameters(result.model),
+        "config": {
+            "path": getattr(cfg, "path", None),
+            "format": getattr(cfg, "format", None),
+            "file_type": getattr(cfg, "file_type", None),
+        },
+        "overrides": overrides,
+        "config_sources": sources,
+    }
+
+
+def _smoke_section(result: ConvertResult) -> dict[str, Any]:
+    smoke = result.smoke
+    if smoke is None:
+        reason = next((n for n in (result.notes or []) if "smoke" in n.lower()), None)
+        return {"run": False, "reason": reason or
+                "the smoke test was not run (disabled with --no-smoke, or not requested "
+                "through the Python API's smoke=True)"}
+    data = _to_dict(smoke)
+    if not isinstance(data, dict):
+        return {"run": False, "reason": f"unreadable smoke result ({type(smoke).__name__})"}
+    return {"run": True, **data}
+
+
+def environment(result: ConvertResult | None = None) -> dict[str, Any]:
+    """Python, OS, torch (and CUDA device), onnx / onnxruntime versions, CPU count."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+        cuda = bool(torch.cuda.is_available())
+        env["cuda"] = torch.version.cuda if cuda else None
+        env["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"
+        env["threads"] = torch.get_num_threads()
+    smoke = getattr(result, "smoke", None) if result is not None else None
+    if smoke is not None and getattr(smoke, "device", None):
+        env["smoke_device"] = smoke.device
+    for name in ("numpy", "onnx", "onnxruntime", "onnxscript", "safetensors", "matplotlib"):
+        env[name] = _installed_version(name)
+    return env
+
+
+def _installed_version(dist: str) -> str | None:
+    # Package metadata, not an import: the report must not pull in heavy modules.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- LR schedule
+
+
+def lr_curves(plan: Plan, cfg: Any = None, points: int = SCHEDULE_POINTS) -> dict[str, Any]:
+    """The old and new LR schedules over training as ``{"old": {...}, "new": {...}}``.
+
+    Each has parallel lists ``epoch`` and ``lr`` plus ``epochs`` (the run's length),
+    ``updates`` and ``steps_per_epoch`` (None when the dataset size is unknown). Uses
+    ``lbconvert.plan.schedule.lr_curve`` (the schedulers' own arithmetic);
+    when that module is absent, a local evaluation of the same closed forms (linear warmup,
+    then step / cosine / poly / linear / exponential / constant), and says so.
+    """
+    try:
+        from lbconvert.plan.schedule import lr_curve
+        source = "lbconvert.plan.schedule.lr_curve"
+    except ImportError:
+        lr_curve = _fallback_lr_curve
+        source = "lbconvert.report.build (closed-form fallback; lbconvert.plan.schedule not installed)"
+    out: dict[str, Any] = {"source": source}
+    for which in ("old", "new"):
+        try:
+            pairs = list(lr_curve(plan, which, points))
+        except Exception as exc:  # a plan without an LR or epochs still gets a report
+            out[which] = None
+            out.setdefault("notes", []).append(f"{which} schedule unavailable: {exc}")
+            continue
+        out[which] = {
+            "epoch": [float(e) for e, _ in pairs],
+            "lr": [float(lr) for _, lr in pairs],
+            "epochs": plan.epochs_old if which == "old" else plan.epochs_new,
+            "updates": plan.updates_old if which == "old" else plan.updates_new,
+            "steps_per_epoch": (plan.steps_per_epoch_old if which == "old"
+                                else plan.steps_per_epoch_new),
+        }
+    return out
+
+
+def _fallback_lr_curve(plan: Plan, which: str, points: int) -> list[tuple[float, float]]:
+    """LR at ``points`` epochs over the run (warmup, then the planned decay)."""
+    old = which == "old"
+    base = plan.lr_old if old else plan.lr_new
+    total = plan.epochs_old if old else plan.epochs_new
+    if base is None or not total:
+        raise ValueError("the plan has no learning rate or no epoch count")
+    warm = float(getattr(plan, "warmup_epochs_old", 0.0) or 0.0) if old else plan.warmup_epochs
+    start = plan.warmup_start_factor
+    milestones = plan.milestones_old if old else plan.milestones_new
+    gamma = plan.gamma if plan.gamma is not None else 0.1
+    floor = plan.min_lr or 0.0
+    kind = (plan.schedule or "constant").lower()
+
+    def lr_at(e: float) -> float:
+        if warm and e < warm:
+            return base * (start + (1 - start) * e / warm)
+        p = min(max((e - warm) / max(total - warm, 1e-12), 0.0), 1.0)
+        if kind in ("step", "multistep"):
+            return base * gamma ** sum(e >= m for m in milestones)
+        if kind == "cosine":
+            return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * p))
+        if kind in ("poly", "linear"):
+            power = 1.0 if kind == "linear" else (plan.poly_power or 2.0)
+            return floor + (base - floor) * (1 - p) ** power
+        if kind == "exponential":
+            # Decays per epoch of the old run: the new run's epochs are stretched by the regime.
+            return base * gamma ** (e if old else e / (plan.epochs_factor or 1.0))
+        return base
+
+    grid = sorted({total * i / (points - 1) for i in range(points)}
+                  | {float(m) for m in milestones if 0 <= m <= total}
+                  | {float(m) - 1e-9 * total for m in milestones if 0 < m <= total}
+                  | ({float(warm)} if warm else set()))
+    return [(e, lr_at(e)) for e in grid]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _count_parameters(model: Any) -> int | None:
+    try:
+        return int(sum(p.numel() for p in model.parameters()))
+    except Exception:  # not a module (a test double): the count is optional
+        return None
+
+
+def _to_dict(obj: Any) -> Any:
+    if obj is None:
+        return None
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return obj
+    return {"value": str(obj)}
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively turn ``value`` into strict JSON data: non-finite floats → None,
+    tuples → lists, Paths and other objects → str, numpy / torch scalars → Python numbers."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return json_safe(item())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_safe(_to_dict(value))
+    return str(value)

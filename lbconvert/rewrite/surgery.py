@@ -1,0 +1,432 @@
+"""The rewrite stage: put GhostBatchNorm wherever a model trains a BatchNorm.
+
+``rewrite(model, ghost_batch_size)`` never touches its input (it works on a deep copy) and
+returns a :class:`SurgeryResult` holding the converted model and one row per BatchNorm-like
+thing it saw, converted or not, and why.
+
+Two routes (DESIGN.md, stage "rewrite"):
+
+* **swap** (the default output): BatchNorm modules are replaced in place inside the user's own
+  class, so ``isinstance``, methods and the forward stay the user's. Plain BatchNorm1d/2d/3d and
+  SyncBatchNorm become :class:`GhostBatchNorm`; BatchNorm subclasses with behaviour of their own
+  (timm's ``BatchNormAct2d`` applies drop + activation) get a dynamic subclass that runs their
+  own forward once per ghost batch, so the extras are kept; uninitialized lazy BatchNorm becomes
+  :class:`LazyGhostBatchNorm` (it materializes on the first forward, like LazyBatchNorm).
+* **fx**: the model is traced with torch.fx (BatchNorm modules are leaves) to find
+  ``F.batch_norm`` calls in the forward, which module swapping cannot reach. Only when there are
+  such calls does the result become the traced ``GraphModule``, with those calls replaced by a
+  parameter-free GhostBatchNorm call, so no state-dict key changes. When tracing fails
+  (data-dependent control flow, ...), the swap route is used and the reason recorded.
+
+Left alone: FrozenBatchNorm2d (no batch statistics), modules matched by ``skip`` globs
+(fnmatch on the qualified name or any of its parents), SyncBatchNorm with ``keep_syncbn``.
+SyncBatchNorm converted to GhostBatchNorm gives up cross-device statistics on purpose: ghost
+batches are per device.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch  # noqa: TID253 - inherently torch; torch-free modules never import this one
+import torch.fx  # noqa: TID253 - inherently torch; torch-free modules never import this one
+import torch.nn as nn  # noqa: TID253 - inherently torch; torch-free modules never import this one
+import torch.nn.functional as F  # noqa: TID253
+from torch.fx.passes.infra.pass_base import PassBase, PassResult  # noqa: TID253
+from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase  # noqa: TID253
+
+from lbconvert.errors import LbconvertError
+from lbconvert.nn.ghost_batchnorm import GhostBatchNorm, LazyGhostBatchNorm, ghost_batch_norm
+
+__all__ = ["SurgeryRow", "SurgeryResult", "rewrite", "GhostFunctional", "FunctionalBatchNormPass",
+           "ghost_class_for", "clone_module"]
+
+_PLAIN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_FUNCTIONAL_BN = (F.batch_norm, torch.batch_norm)
+_META = "lbconvert"
+
+
+@dataclass
+class SurgeryRow:
+    """One BatchNorm-like site: what it was, what it became and by which route."""
+
+    path: str
+    old_type: str
+    new_type: str
+    ghost_batch_size: int | None
+    route: str  # 'swap' | 'fx' | 'skipped' | 'left'
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return asdict(self)
+
+
+@dataclass
+class SurgeryResult:
+    """What ``rewrite`` did: the converted model plus the table the report prints."""
+
+    model: nn.Module
+    rows: list[SurgeryRow] = field(default_factory=list)
+    route: str = "swap"
+    fx_error: str | None = None
+    ghost_batch_size: int = 128
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def converted(self) -> int:
+        """Number of sites now computing ghost-batch statistics."""
+        return sum(r.route in ("swap", "fx") for r in self.rows)
+
+    @property
+    def skipped(self) -> int:
+        """Number of sites the user excluded with ``skip``."""
+        return sum(r.route == "skipped" for r in self.rows)
+
+    @property
+    def left_alone(self) -> int:
+        """Number of sites left as they were by rule (FrozenBatchNorm2d, kept SyncBatchNorm...)."""
+        return sum(r.route == "left" for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the model itself is described by its class name only)."""
+        return {
+            "model_class": type(self.model).__name__,
+            "route": self.route,
+            "fx_error": self.fx_error,
+            "ghost_batch_size": self.ghost_batch_size,
+            "converted": self.converted,
+            "skipped": self.skipped,
+            "left_alone": self.left_alone,
+            "rows": [r.to_dict() for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+
+# --------------------------------------------------------------------------- BN subclasses
+
+class _GhostChunkedMixin:
+    """Runs a BatchNorm subclass's own forward once per ghost batch in training.
+
+    Exact for subclasses whose additions act per sample (activation, dropout, drop-path), as
+    timm's BatchNormAct2d does; the running statistics are updated by their own forward, ghost
+    batch by ghost batch.
+    """
+
+    ghost_batch_size: int
+
+    def forward(self, input, *args, **kwargs):  # noqa: D102 - documented on the class
+        parent = super().forward  # type: ignore[misc]
+        if not self.training or input.shape[0] <= self.ghost_batch_size:  # type: ignore[attr-defined]
+            return parent(input, *args, **kwargs)
+        return torch.cat([parent(c, *args, **kwargs) for c in input.split(self.ghost_batch_size)])
+
+
+_GHOST_CLASSES: dict[type, type] = {}
+
+
+def ghost_class_for(cls: type) -> type:
+    """A subclass of BatchNorm subclass ``cls`` that computes ghost-batch statistics.
+
+    It keeps ``cls``'s forward (and so its extra behaviour) and is also a GhostBatchNorm for
+    ``isinstance``. Cached, and published in this module under a unique name so that pickling
+    the class by reference works within a process.
+    """
+    if cls in _GHOST_CLASSES:
+        return _GHOST_CLASSES[cls]
+    name = f"Ghost{cls.__name__}"
+    own_forward = cls.forward is not _BatchNorm.forward
+    bases = (_GhostChunkedMixin, cls, GhostBatchNorm) if own_forward else (cls, GhostBatchNorm)
+    body: dict[str, Any] = {"__module__": __name__}
+    if not own_forward:
+        body["forward"] = GhostBatchNorm.forward
+        body["_check_input_dim"] = cls._check_input_dim
+    new = type(name, bases, body)
+    unique = f"_{name}_{len(_GHOST_CLASSES)}"
+    new.__qualname__ = unique
+    setattr(sys.modules[__name__], unique, new)
+    _GHOST_CLASSES[cls] = new
+    return new
+
+
+# --------------------------------------------------------------------------- the fx pass
+
+class GhostFunctional(nn.Module):
+    """Stands in for an ``F.batch_norm`` call in a traced graph; has no parameters or buffers.
+
+    The training flag follows this module's mode (``model.eval()`` switches it), the buffers and
+    affine tensors stay wherever the user's code keeps them, so no state-dict key changes.
+    """
+
+    def __init__(self, ghost_batch_size: int, momentum: float | None, eps: float):
+        super().__init__()
+        self.ghost_batch_size = ghost_batch_size
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, input, running_mean=None, running_var=None, weight=None, bias=None):
+        """Ghost BatchNorm on the given tensors (Hoffer et al. 2017, Algorithm 1)."""
+        training = self.training
+        track = running_mean is not None
+        if training and track and self.momentum is None:
+            raise LbconvertError(
+                "F.batch_norm with momentum=None has no counter to average with",
+                hint="pass a float momentum or use nn.BatchNorm")
+        return ghost_batch_norm(input, running_mean, running_var, weight, bias, None, training,
+                                track, self.momentum, self.eps, self.ghost_batch_size)
+
+    def extra_repr(self) -> str:
+        return f"ghost_batch_size={self.ghost_batch_size}, momentum={self.momentum}, eps={self.eps}"
+
+
+class _LeafTracer(torch.fx.Tracer):
+    """Keeps every normalization module (and GhostBatchNorm) a leaf: we convert it by swap."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (_NormBase, GhostFunctional)) or type(m).__name__ == (
+            "FrozenBatchNorm2d") or super().is_leaf_module(m, qualname)
+
+
+_BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+
+
+def _bn_call_args(node: torch.fx.Node) -> dict[str, Any]:
+    bound = dict(zip(_BN_ARGS, node.args))
+    bound.update(node.kwargs)
+    if node.target is torch.batch_norm:  # aten order: (..., training, momentum, eps, cudnn)
+        bound.pop("cudnn_enabled", None)
+    bound.setdefault("training", False)
+    bound.setdefault("momentum", 0.1)
+    bound.setdefault("eps", 1e-5)
+    return bound
+
+
+class FunctionalBatchNormPass(PassBase):
+    """GraphModule → GraphModule: replace training ``F.batch_norm`` calls by GhostFunctional.
+
+    ``requires``: the graph lints. ``call``: annotates every BatchNorm-like node with
+    ``node.meta["lbconvert"]`` (kind, path) and swaps functional calls. ``ensures``: no training
+    ``F.batch_norm`` call is left outside a skip glob and the graph still lints.
+    """
+
+    def __init__(self, ghost_batch_size: int, skip: Sequence[str] = ()):
+        super().__init__()
+        self.ghost_batch_size = ghost_batch_size
+        self.skip = tuple(skip)
+        self.rows: list[SurgeryRow] = []
+        self.called_modules: set[str] = set()
+
+    def requires(self, graph_module: torch.fx.GraphModule) -> None:
+        """The input graph must be well formed."""
+        graph_module.graph.lint()
+
+    def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
+        """Annotate BatchNorm sites and replace functional training calls."""
+        modified = False
+        modules = dict(graph_module.named_modules())
+        counter = 0
+        for node in list(graph_module.graph.nodes):
+            if node.op == "call_module" and isinstance(modules.get(node.target), _NormBase):
+                self.called_modules.add(node.target)
+                node.meta[_META] = {"kind": "module", "path": node.target}
+                continue
+            if node.op != "call_function" or node.target not in _FUNCTIONAL_BN:
+                continue
+            args = _bn_call_args(node)
+            path = _site_path(node, args)
+            node.meta[_META] = {"kind": "functional", "path": path}
+            training = args["training"]
+            if _skipped(path, self.skip):
+                self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "skipped",
+                                            "matched --skip"))
+                continue
+            if training is False:
+                self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "left",
+                                            "called with training=False (inference only)"))
+                continue
+            name = f"ghost_bn_fn_{counter}"
+            counter += 1
+            graph_module.add_submodule(name, GhostFunctional(
+                self.ghost_batch_size, args["momentum"], args["eps"]))
+            with graph_module.graph.inserting_before(node):
+                new = graph_module.graph.call_module(name, (
+                    args["input"], args.get("running_mean"), args.get("running_var"),
+                    args.get("weight"), args.get("bias")))
+            new.meta.update(node.meta)
+            new.meta[_META] = {"kind": "functional", "path": path, "replaced": True}
+            node.replace_all_uses_with(new)
+            graph_module.graph.erase_node(node)
+            modified = True
+            self.rows.append(SurgeryRow(
+                path, "F.batch_norm", "GhostFunctional", self.ghost_batch_size, "fx",
+                "functional call in forward; training flag now follows model.train()/eval()"))
+        if modified:
+            graph_module.recompile()
+        return PassResult(graph_module, modified)
+
+    def ensures(self, graph_module: torch.fx.GraphModule) -> None:
+        """No unconverted training functional BatchNorm remains outside the skip globs."""
+        graph_module.graph.lint()
+        for node in graph_module.graph.nodes:
+            if node.op == "call_function" and node.target in _FUNCTIONAL_BN:
+                args = _bn_call_args(node)
+                if args["training"] is not False and not _skipped(
+                        node.meta.get(_META, {}).get("path", ""), self.skip):
+                    raise RuntimeError(
+                        f"{type(self).__name__}: F.batch_norm at {node.name} was not converted")
+
+
+def _site_path(node: torch.fx.Node, args: dict[str, Any]) -> str:
+    """Name a functional call by the module owning its tensors: ``layer1.F.batch_norm[bn_1]``."""
+    tag = f"F.batch_norm[{node.name}]"
+    for key in ("running_mean", "weight"):
+        arg = args.get(key)
+        if isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and "." in arg.target:
+            return f"{arg.target.rsplit('.', 1)[0]}.{tag}"
+    return tag
+
+
+def _skipped(path: str, skip: Sequence[str]) -> bool:
+    parts = path.split(".")
+    prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(p, g) for g in skip for p in prefixes)
+
+
+# --------------------------------------------------------------------------- module swap
+
+def _type_name(m: Any) -> str:
+    return type(m).__name__
+
+
+def _replacement(m: nn.Module, ghost: int, keep_syncbn: bool) -> tuple[nn.Module | None, str, str]:
+    """(new module or None, route, reason) for one BatchNorm-like module."""
+    if isinstance(m, GhostBatchNorm):
+        return None, "left", "already GhostBatchNorm"
+    if _type_name(m) == "FrozenBatchNorm2d":
+        return None, "left", "FrozenBatchNorm2d has fixed statistics"
+    if not isinstance(m, _BatchNorm):
+        return None, "left", "not a BatchNorm"
+    if isinstance(m, nn.SyncBatchNorm):
+        if keep_syncbn:
+            return None, "left", "kept SyncBatchNorm (--keep-syncbn)"
+        return (GhostBatchNorm.from_batchnorm(m, ghost), "swap",
+                "SyncBatchNorm: cross-device statistics given up on purpose (ghost batches are "
+                "per device)")
+    if isinstance(m, _LazyNormBase):
+        if m.has_uninitialized_params():
+            new = LazyGhostBatchNorm(ghost, m.eps, m.momentum, m.affine, m.track_running_stats)
+            new.train(m.training)
+            return new, "swap", "lazy: materializes as GhostBatchNorm on first forward"
+        return GhostBatchNorm.from_batchnorm(m, ghost), "swap", ""
+    if type(m) in _PLAIN:
+        return GhostBatchNorm.from_batchnorm(m, ghost), "swap", ""
+    # A subclass with behaviour of its own: keep the object (hooks, extra submodules) and
+    # give it a class that computes per-ghost statistics around its own forward.
+    new_cls = ghost_class_for(type(m))
+    m.__class__ = new_cls
+    m.ghost_batch_size = ghost
+    m.strategy = "auto"
+    how = "own forward run per ghost batch" if issubclass(new_cls, _GhostChunkedMixin) else (
+        "subclass kept")
+    return m, "swap", f"BatchNorm subclass: {how}"
+
+
+def _is_bn_like(m: nn.Module) -> bool:
+    return isinstance(m, _BatchNorm) or _type_name(m) == "FrozenBatchNorm2d"
+
+
+def _swap_modules(root: nn.Module, ghost: int, skip: Sequence[str], keep_syncbn: bool,
+                  called: set[str] | None) -> list[SurgeryRow]:
+    rows: list[SurgeryRow] = []
+    done: dict[int, nn.Module] = {}
+    for path, m in list(root.named_modules(remove_duplicate=False)):
+        if not path or not _is_bn_like(m):
+            continue
+        old = _type_name(m)
+        if _skipped(path, skip):
+            rows.append(SurgeryRow(path, old, old, None, "skipped", "matched --skip"))
+            continue
+        if id(m) in done:
+            new, route, reason = done[id(m)], "swap", "shared module (same object)"
+        else:
+            new, route, reason = _replacement(m, ghost, keep_syncbn)
+            if new is not None:
+                done[id(m)] = new
+        if new is None:
+            rows.append(SurgeryRow(path, old, old, None, route, reason))
+            continue
+        if new is not m:
+            parent_path, _, name = path.rpartition(".")
+            setattr(root.get_submodule(parent_path), name, new)
+        if called is not None and path not in called:
+            reason = "; ".join(x for x in (reason, "not called in the traced forward") if x)
+        rows.append(SurgeryRow(path, old, _type_name(new), ghost, route, reason))
+    return rows
+
+
+# --------------------------------------------------------------------------- the stage
+
+def clone_module(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also copes with uninitialized lazy parameters and buffers."""
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if isinstance(t, nn.parameter.UninitializedTensorMixin):
+            memo[id(t)] = type(t)(requires_grad=t.requires_grad, device=t.device, dtype=t.dtype)
+    return copy.deepcopy(model, memo)
+
+
+def rewrite(model: nn.Module, ghost_batch_size: int, *, skip: Sequence[str] = (),
+            keep_syncbn: bool = False) -> SurgeryResult:
+    """Replace every training BatchNorm in a copy of ``model`` by GhostBatchNorm.
+
+    Ghost Batch Normalization: Hoffer et al. 2017, Algorithm 1. See the module docstring for
+    the routes; the result's rows list every BatchNorm-like site, including those left alone.
+    """
+    if not isinstance(model, nn.Module):
+        raise LbconvertError(f"rewrite needs a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(ghost_batch_size, int) or ghost_batch_size < 1:
+        raise LbconvertError(f"ghost batch size {ghost_batch_size!r} is invalid",
+                             hint="pass --ghost-batch N with N ≥ 1")
+    work = clone_module(model)
+    notes: list[str] = []
+    fx_error: str | None = None
+    graph_module: torch.fx.GraphModule | None = None
+    fx_pass = FunctionalBatchNormPass(ghost_batch_size, skip)
+    try:
+        was_training = work.training
+        work.train()  # trace the training paths (aux heads, train-only branches)
+        graph = _LeafTracer().trace(work)
+        work.train(was_training)
+        graph_module = torch.fx.GraphModule(work, graph, type(work).__name__)
+        fx_pass.requires(graph_module)
+        fx_pass.call(graph_module)
+        fx_pass.ensures(graph_module)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means "use the fallback"
+        work.train(was_training)
+        fx_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        graph_module = None
+    functional = [r for r in fx_pass.rows if r.route == "fx"] if graph_module is not None else []
+    if functional:
+        graph_module.train(work.training)
+        target = graph_module
+        route = "fx"
+        notes.append("output is a torch.fx GraphModule: the forward calls F.batch_norm directly")
+    else:
+        target = work
+        route = "swap" if fx_error is None else f"swap (fx trace failed: {fx_error})"
+        if fx_error is not None:
+            notes.append("fx tracing failed, so F.batch_norm calls inside forward (if any) "
+                         "could not be found; BatchNorm modules were swapped")
+    called = fx_pass.called_modules if graph_module is not None else None
+    rows = _swap_modules(target, ghost_batch_size, skip, keep_syncbn, called)
+    rows.extend(fx_pass.rows if graph_module is not None else [])
+    if any(r.old_type == "SyncBatchNorm" and r.route == "swap" for r in rows):
+        notes.append("SyncBatchNorm converted: ghost batches are per device, no cross-device "
+                     "statistics (use keep_syncbn to keep it)")
+    return SurgeryResult(target, rows, route, fx_error, ghost_batch_size, notes)
+

@@ -1,0 +1,306 @@
+"""Report stage: report.json against its schema, report.md, self-contained report.html."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import subprocess
+import sys
+
+import jsonschema
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lbconvert.api import ConvertResult
+from lbconvert.config.read import load_config
+from lbconvert.smoke.diffusion import (
+    Arm,
+    DiffusionResult,
+    Mark,
+    choose_window,
+    decide,
+    fit_log_slope,
+    log_spaced_steps,
+)
+from lbconvert.errors import LbconvertError
+from lbconvert.export.checkpoint import ExportResult
+from lbconvert.export.onnx import OnnxExport
+from lbconvert.plan.plan import make_plan
+from lbconvert.report.build import (
+    SCHEMA_VERSION,
+    _fallback_lr_curve,
+    build_report,
+    json_safe,
+    lr_curves,
+    write_report,
+)
+from lbconvert.report.schema import REPORT_SCHEMA
+from lbconvert.rewrite.verify import Check, Verification
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_MODEL, ROOT
+
+sys.path.insert(0, str(EXAMPLE_MODEL.parent))
+from cifar_resnet import build_model  # noqa: E402
+
+STEPS = 300
+# (intercept, slope) of d = a + b ln t per arm: the naive large batch diffuses slower.
+TRUE_LINES = {"original": (0.5, 0.40), "naive": (0.3, 0.18), "converted": (0.45, 0.41)}
+
+
+def _arm(name: str, batch: int, lr: float, window: tuple[int, int]) -> Arm:
+    a, b = TRUE_LINES[name]
+    arm = Arm(name=name, description=f"{name} arm", batch=batch, micro_batch=batch,
+              accumulation=1, lr=lr, optimizer="lars" if name == "converted" else "sgd",
+              steps=STEPS)
+    for i, t in enumerate(log_spaced_steps(STEPS, 30)):
+        wiggle = 0.01 * math.sin(3.0 * i)  # deterministic, so the fit is not exact
+        arm.marks.append(Mark(t=t, distance=a + b * math.log(t) + wiggle,
+                              groups={"weights": a + b * math.log(t)},
+                              loss=2.3 / (1 + 0.01 * t), samples=t * batch, lr=lr))
+    ts = [m.t for m in arm.marks]
+    arm.fit = fit_log_slope(ts, [m.distance for m in arm.marks], window, n_boot=200)
+    return arm
+
+
+def make_smoke() -> DiffusionResult:
+    window, problem = choose_window(STEPS, 10)
+    arms = {"original": _arm("original", 32, 0.1, window),
+            "naive": _arm("naive", 2048, 0.1, window),
+            "converted": _arm("converted", 2048, 0.8, window)}
+    verdict = decide(arms["original"], arms["naive"], arms["converted"], window,
+                     window_problem=problem)
+    return DiffusionResult(arms=arms, window=window, ratios={"slope": 1.02}, by_updates=[],
+                           by_samples=[], verdict=verdict, proxy={"small": 32, "large": 2048},
+                           device="cpu", timings={"total": 1.0}, data="synthetic", seed=0)
+
+
+def make_result(smoke: bool) -> ConvertResult:
+    original = build_model()
+    cfg = load_config(EXAMPLE_CONFIG, overrides={"lr": 0.2})
+    plan = make_plan(cfg, 8192)
+    from lbconvert.rewrite.surgery import rewrite
+
+    surgery = rewrite(original, plan.ghost_batch_size)
+    verification = Verification(
+        checks=[Check("eval_outputs", True, 0.0, 1e-6, "max abs difference"),
+                Check("train_ghost_chunked", True, 3.2e-7, 1e-5, "21 sites")],
+        input_shape=(3, 32, 32), batch=4, ghost_batch_size=128, check_ghost_batch_size=2,
+        sites=21)
+    return ConvertResult(model=surgery.model, original=original, plan=plan, config=cfg,
+                         model_spec=str(EXAMPLE_MODEL), model_name="cifar_resnet",
+                         input_shape=(3, 32, 32), num_classes=10, surgery=surgery,
+                         verification=verification, smoke=make_smoke() if smoke else None,
+                         timings={"plan": 0.001, "rewrite": 0.2})
+
+
+def make_export(tmp_path) -> ExportResult:
+    onnx = OnnxExport(path=str(tmp_path / "model.onnx"), exporter="dynamo", opset=20,
+                      checker_ok=True, runtime="onnxruntime 1.x", parity={2: 2e-6, 5: 1e-6},
+                      dynamic_batch=True, ok=True)
+    return ExportResult(out_dir=str(tmp_path), files={"checkpoint": str(tmp_path / "model.pt"),
+                                                      "onnx": onnx.path}, onnx=onnx)
+
+
+@pytest.fixture(scope="module")
+def with_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_smoke")
+    result = make_result(smoke=True)
+    export = make_export(out)
+    files = write_report(result, export, out)
+    return result, files
+
+
+@pytest.fixture(scope="module")
+def without_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_plain")
+    result = make_result(smoke=False)
+    files = write_report(result, None, out)
+    return result, files
+
+
+def _load(files):
+    return json.loads(open(files.json, encoding="utf-8").read())
+
+
+def test_json_validates_against_schema(with_smoke, without_smoke):
+    for _, files in (with_smoke, without_smoke):
+        doc = _load(files)
+        jsonschema.validate(doc, REPORT_SCHEMA)
+        assert doc["schema_version"] == SCHEMA_VERSION == "1.0"
+        assert doc["tool"]["name"] == "lbconvert"
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", doc["created"])
+
+
+def test_json_fields_and_types(with_smoke):
+    result, files = with_smoke
+    doc = _load(files)
+    inp = doc["input"]
+    assert inp["model_spec"] == str(EXAMPLE_MODEL) and inp["input_shape"] == [3, 32, 32]
+    assert inp["config"] == {"path": str(EXAMPLE_CONFIG), "format": result.config.format,
+                             "file_type": "yaml"}
+    assert inp["overrides"] == {"lr": 0.2}
+    assert inp["config_sources"]["lr"].startswith("flag")
+    assert inp["parameters"] == sum(p.numel() for p in result.original.parameters())
+    plan = doc["plan"]
+    assert plan["source_batch"] == 128 and plan["target_batch"] == 8192
+    assert plan["lr_new"] == pytest.approx(0.2 * 8)  # √64 × the overridden LR
+    lr_change = next(c for c in plan["changes"] if c["field"] == "lr")
+    assert lr_change["old"] == pytest.approx(0.2) and isinstance(lr_change["reason"], str)
+    assert doc["surgery"]["converted"] == 21 and len(doc["surgery"]["rows"]) == 21
+    assert doc["verification"]["passed"] is True
+    assert doc["export"]["onnx"]["parity"] == {"2": 2e-6, "5": 1e-6}
+    assert doc["timings"] == {"plan": 0.001, "rewrite": 0.2}
+    env = doc["environment"]
+    assert isinstance(env["python"], str) and env["torch"] and env["device"]
+    assert doc["verdict"]["level"] in ("PASS", "WARN")
+    assert {c["stage"] for c in doc["verdict"]["checks"]} == {"verify", "smoke", "export"}
+
+
+def test_smoke_fits_match_an_independent_least_squares(with_smoke):
+    doc = _load(with_smoke[1])
+    smoke = doc["smoke"]
+    assert smoke["run"] is True
+    lo, hi = smoke["window"]
+    for name, arm in smoke["arms"].items():
+        t = np.array(arm["curve"]["t"], dtype=float)
+        d = np.array(arm["curve"]["distance"])
+        keep = (t >= lo) & (t <= hi)
+        slope, intercept = np.polyfit(np.log(t[keep]), d[keep], 1)
+        assert arm["fit"]["slope"] == pytest.approx(slope, rel=1e-9)
+        assert arm["fit"]["intercept"] == pytest.approx(intercept, rel=1e-9)
+        assert arm["fit"]["slope"] == pytest.approx(TRUE_LINES[name][1], abs=0.02)
+
+
+def test_smoke_not_run_is_explicit(without_smoke):
+    doc = _load(without_smoke[1])
+    assert doc["smoke"]["run"] is False and "not run" in doc["smoke"]["reason"]
+    assert doc["export"] is None
+    assert [c["stage"] for c in doc["verdict"]["checks"]] == ["verify"]
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in
+            re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_html_is_self_contained_with_plots(with_smoke):
+    _, files = with_smoke
+    html = open(files.html, encoding="utf-8").read()
+    assert files.plots == ["diffusion", "loss", "lr_schedule"]
+    images = _images(html)
+    assert len(images) == 3
+    assert all(img.startswith(b"\x89PNG\r\n\x1a\n") and len(img) > 5000 for img in images)
+    assert not re.search(r"https?://|src=\"//|<script|<link|@import|url\(", html)
+    # Tables for plan and surgery, the smoke slopes, the ONNX parity.
+    for text in ("lr", "batch_size", "layer3.2.bn2", "GhostBatchNorm", "converted",
+                 "slope b", "max |ONNX − PyTorch|"):
+        assert text in html
+
+
+def test_html_without_smoke_says_so_and_has_only_the_schedule(without_smoke):
+    _, files = without_smoke
+    html = open(files.html, encoding="utf-8").read()
+    assert files.plots == ["lr_schedule"]
+    assert len(_images(html)) == 1
+    assert "<b>Not run</b>" in html
+
+
+def test_markdown_headline_and_tables(with_smoke, without_smoke):
+    result, files = with_smoke
+    md = open(files.md, encoding="utf-8").read()
+    first = md.splitlines()[0]
+    assert first.startswith("## lbconvert: cifar_resnet: batch 128 → 8192")
+    assert "**Verdict:" in md
+    assert "| setting | old | new | why |" in md
+    for change in result.plan.changes:
+        assert f"| {change.field} |" in md
+    assert "| arm | batch | LR |" in md and "| converted |" in md
+    assert "parity max |ONNX − PyTorch|" in md
+    md_plain = open(without_smoke[1].md, encoding="utf-8").read()
+    assert "### Smoke test (weight diffusion)\nNot run:" in md_plain
+
+
+def test_refuses_existing_report_without_force(without_smoke, tmp_path):
+    result, _ = without_smoke
+    (tmp_path / "report.html").write_text("keep me")
+    with pytest.raises(LbconvertError, match=r"report\.html.*--force"):
+        write_report(result, None, tmp_path)
+    # Nothing was written: the check happens before the first file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    files = write_report(result, None, tmp_path, force=True)
+    assert "keep me" not in open(files.html).read()
+
+
+def test_failures_make_the_verdict_fail(tmp_path):
+    result = make_result(smoke=False)
+    result.verification.checks[0].passed = False
+    doc = build_report(result, None)
+    assert doc["verdict"]["level"] == "FAIL" and doc["verdict"]["ok"] is False
+    result = make_result(smoke=False)
+    export = make_export(tmp_path)
+    export.onnx.parity = {2: 3e-3, 5: 1e-6}
+    export.onnx.ok, export.ok = False, False
+    export.onnx.error = export.error = "ONNX Runtime output differs from PyTorch by up to 0.003"
+    doc = build_report(result, export)
+    assert doc["verdict"]["level"] == "FAIL"
+    assert "0.003" in doc["verdict"]["checks"][-1]["summary"]
+
+
+def test_lr_curves_match_the_closed_form(with_smoke):
+    result, _ = with_smoke
+    plan = result.plan
+    curves = lr_curves(plan, result.config, points=101)
+    assert curves["old"]["epochs"] == 164 and curves["new"]["epochs"] == 164 * 64
+    old = dict(zip(curves["old"]["epoch"], curves["old"]["lr"]))
+    # Multistep 81/122, gamma 0.1, base LR 0.2 (overridden): independent arithmetic.
+    for epoch, lr in old.items():
+        expected = 0.2 * 0.1 ** ((epoch >= 81) + (epoch >= 122))
+        assert lr == pytest.approx(expected, rel=1e-9), epoch
+    new = list(zip(curves["new"]["epoch"], curves["new"]["lr"]))
+    end_warm = plan.warmup_epochs
+    after = [lr for e, lr in new if end_warm <= e < plan.milestones_new[0]]
+    assert after and all(lr == pytest.approx(plan.lr_new) for lr in after)
+    assert new[-1][1] == pytest.approx(plan.lr_new * 0.01)
+
+
+def test_fallback_schedule_agrees_with_schedule_module(with_smoke):
+    from lbconvert.plan.schedule import lr_curve
+
+    plan = with_smoke[0].plan
+    for which in ("old", "new"):
+        ours = dict(_fallback_lr_curve(plan, which, 50))
+        theirs = dict(lr_curve(plan, which, 50))
+        shared = set(ours) & set(theirs)
+        assert len(shared) >= 40
+        for epoch in shared:
+            assert ours[epoch] == pytest.approx(theirs[epoch], rel=1e-6), (which, epoch)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_json_values)
+def test_json_safe_gives_strict_json(value):
+    safe = json_safe(value)
+    text = json.dumps(safe, allow_nan=False)
+    assert json_safe(json.loads(text)) == safe
+
+
+def test_report_modules_import_without_torch_or_matplotlib():
+    code = ("import sys, lbconvert.report.build, lbconvert.report.markdown, lbconvert.report.html, "
+            "lbconvert.report.plots, lbconvert.report.schema, lbconvert.export.checkpoint, "
+            "lbconvert.export.onnx, lbconvert.atomic; "
+            "bad = [m for m in ('torch', 'matplotlib', 'onnx', 'onnxruntime') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

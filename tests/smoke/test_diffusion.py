@@ -1,0 +1,241 @@
+"""Slope fits, windows, ratios and the verdict of lbconvert.smoke.diffusion on synthetic curves."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lbconvert.smoke.diffusion import (
+    FAIL,
+    PASS,
+    WARN,
+    Arm,
+    Calibration,
+    DiffusionResult,
+    Mark,
+    choose_window,
+    curve_gap,
+    decide,
+    distance_ratios,
+    fit_log_slope,
+    interpolate_log_t,
+    log_spaced_steps,
+    report_points,
+)
+
+
+def _arm(name: str, fn, steps: int = 1000, optimizer: str = "sgd", **kw) -> Arm:
+    arm = Arm(
+        name=name,
+        description="",
+        batch=8,
+        micro_batch=8,
+        accumulation=1,
+        lr=0.1,
+        optimizer=optimizer,
+        steps=steps,
+        **kw,
+    )
+    for t in log_spaced_steps(steps):
+        arm.marks.append(Mark(t, fn(t), {"all": fn(t)}, 1.0, t * 8, 0.1))
+    return arm
+
+
+def _fit_arm(arm: Arm, window) -> Arm:
+    arm.fit = fit_log_slope([m.t for m in arm.marks], [m.distance for m in arm.marks], window)
+    return arm
+
+
+@settings(max_examples=40, deadline=None)
+@given(slope=st.floats(0.01, 10), intercept=st.floats(-5, 5), total=st.integers(20, 5000))
+def test_exact_log_curve_recovers_slope_and_intercept(slope, intercept, total):
+    ts = log_spaced_steps(total)
+    fit = fit_log_slope(ts, [intercept + slope * math.log(t) for t in ts], n_boot=50)
+    assert fit.slope == pytest.approx(slope, rel=1e-9, abs=1e-9)
+    assert fit.intercept == pytest.approx(intercept, rel=1e-9, abs=1e-8)
+    # Noise-free points: every bootstrap resample has the same slope.
+    assert fit.ci_low == pytest.approx(slope, rel=1e-9) and fit.ci_high == pytest.approx(
+        slope, rel=1e-9
+    )
+    assert fit.r2 == pytest.approx(1.0)
+
+
+def test_noisy_curve_ci_covers_true_slope_and_matches_numpy():
+    import numpy as np
+
+    rng = random.Random(3)
+    ts = log_spaced_steps(2000, 60)
+    ds = [0.5 + 1.3 * math.log(t) + rng.gauss(0, 0.05) for t in ts]
+    fit = fit_log_slope(ts, ds, (10, 2000), n_boot=2000, seed=1)
+    sel = [(math.log(t), d) for t, d in zip(ts, ds) if 10 <= t <= 2000]
+    ref_slope, ref_icpt = np.polyfit([x for x, _ in sel], [y for _, y in sel], 1)
+    assert fit.slope == pytest.approx(ref_slope, rel=1e-10)
+    assert fit.intercept == pytest.approx(ref_icpt, rel=1e-10)
+    assert fit.ci_low < 1.3 < fit.ci_high
+    assert fit.ci_high - fit.ci_low < 0.1
+    assert fit.window == (10, 2000) and fit.n_marks == len(sel)
+
+
+def test_window_selects_the_part_of_a_bent_curve():
+    # slope 2 up to t = 100, slope 0.5 after (continuous): the window decides the slope.
+    def d(t):
+        return 2 * math.log(min(t, 100)) + 0.5 * max(0.0, math.log(t / 100))
+
+    ts = log_spaced_steps(5000, 80)
+    ds = [d(t) for t in ts]
+    assert fit_log_slope(ts, ds, (2, 100)).slope == pytest.approx(2.0)
+    assert fit_log_slope(ts, ds, (100, 5000)).slope == pytest.approx(0.5)
+
+
+def test_fit_needs_three_marks():
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_log_slope([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], (3, 4))
+
+
+@settings(max_examples=50, deadline=None)
+@given(total=st.integers(1, 100000), count=st.integers(2, 80))
+def test_log_spaced_steps_properties(total, count):
+    ts = log_spaced_steps(total, count)
+    assert ts == sorted(set(ts))
+    assert ts[0] == 1 and ts[-1] == total
+    assert len(ts) <= max(count, 2) + 1
+
+
+def test_interpolation_is_linear_in_log_t():
+    ts = [1, 10, 100]
+    ds = [0.0, 1.0, 2.0]  # d = log10 t
+    assert interpolate_log_t(ts, ds, 10) == 1.0
+    assert interpolate_log_t(ts, ds, 31.6227766) == pytest.approx(1.5)
+    assert math.isnan(interpolate_log_t(ts, ds, 200))
+
+
+def test_choose_window_after_warmup_and_flags_long_warmup():
+    assert choose_window(1000, 50) == ((100, 1000), None)
+    assert choose_window(1000, 300) == ((301, 1000), None)
+    window, problem = choose_window(100, 80)
+    assert window == (50, 100) and "warmup" in problem
+
+
+def test_report_points():
+    assert report_points(10000) == [10, 100, 1000, 10000]
+    assert report_points(1) == [1]
+
+
+def test_ratios_and_gap_against_hand_computation():
+    orig = _arm("original", lambda t: 1 + math.log(t))
+    conv = _arm("converted", lambda t: 0.5 * (1 + math.log(t)))
+    r = distance_ratios(conv, orig, [1, 10, 1000])
+    assert all(v == pytest.approx(0.5) for v in r.values())
+    gap, bias = curve_gap(conv, orig, (10, 1000))
+    assert gap == pytest.approx(math.log(2)) and bias == pytest.approx(-math.log(2))
+
+
+def _three(conv_fn, **kw):
+    window = (100, 1000)
+    orig = _fit_arm(_arm("original", lambda t: 1 + math.log(t)), window)
+    naive = _fit_arm(_arm("naive", lambda t: 0.9 + 0.8 * math.log(t)), window)
+    conv = _fit_arm(_arm("converted", conv_fn, optimizer="lars (γ 0.8, η 0.001)"), window)
+    return orig, naive, conv, window
+
+
+def test_verdict_pass_when_curves_match():
+    orig, naive, conv, window = _three(lambda t: 1.02 * (1 + math.log(t)))
+    v = decide(orig, naive, conv, window, tolerance=0.2)
+    assert v.level == PASS and v.likely_cause is None
+    assert v.slope_ratio == pytest.approx(1.02)
+    assert not v.ci_overlap  # noise-free curves: point CIs, overlap only within tolerance
+    assert "within tolerance" in v.reason
+    assert v.curve_gap == pytest.approx(math.log(1.02))
+
+
+def test_verdict_fail_with_lars_cause_when_far_too_slow():
+    orig, naive, conv, window = _three(lambda t: 0.1 * (1 + math.log(t)))
+    v = decide(orig, naive, conv, window)
+    assert v.level == FAIL
+    assert "LARS trust coefficient" in v.likely_cause and "--calibrate" in v.likely_cause
+    assert v.curve_bias < 0
+
+
+def test_verdict_warn_when_close_but_not_within_tolerance():
+    orig, naive, conv, window = _three(lambda t: 1.3 * (1 + math.log(t)))
+    v = decide(orig, naive, conv, window, tolerance=0.2)
+    assert v.level == WARN and "too high" in v.likely_cause
+
+
+def test_verdict_uses_whole_curve_not_only_slope():
+    # Same slope, but the converted curve sits 2× above the original everywhere.
+    orig, naive, conv, window = _three(lambda t: 1 + math.log(t) + 7.0)
+    v = decide(orig, naive, conv, window)
+    assert v.slope_ratio == pytest.approx(1.0)
+    assert v.level != PASS
+
+
+def test_verdict_warns_for_window_inside_warmup_and_fails_on_divergence():
+    orig, naive, conv, window = _three(lambda t: 1 + math.log(t))
+    v = decide(orig, naive, conv, window, window_problem="warmup (900 updates) covers ...")
+    assert v.level == WARN and "warmup too long" in v.likely_cause
+    conv.diverged = True
+    assert decide(orig, naive, conv, window).level == FAIL
+
+
+def test_verdict_warns_when_original_does_not_diffuse():
+    window = (100, 1000)
+    orig = _fit_arm(_arm("original", lambda t: 1.0 - 0.01 * math.log(t)), window)
+    naive = _fit_arm(_arm("naive", lambda t: 1.0), window)
+    conv = _fit_arm(_arm("converted", lambda t: 1 + math.log(t)), window)
+    assert decide(orig, naive, conv, window).level == WARN
+
+
+def test_result_to_dict_is_strict_json_with_plot_fields():
+    orig, naive, conv, window = _three(lambda t: 0.5 * (1 + math.log(t)))
+    conv.marks[-1].loss = float("nan")
+    verdict = decide(orig, naive, conv, window)
+    cal = Calibration(
+        2.0,
+        1.6,
+        16.0,
+        8.0,
+        8.0,
+        0.01,
+        100,
+        [{"multiplier": 1.0, "gap": float("inf"), "bias": -1.0, "steps": 100}],
+        1.0,
+    )
+    res = DiffusionResult(
+        arms={"original": orig, "naive": naive, "converted": conv},
+        window=window,
+        ratios={"x": float("nan")},
+        by_updates=[],
+        by_samples=[],
+        verdict=verdict,
+        proxy={},
+        device="cpu",
+        timings={"total": 1.0},
+        data="synthetic",
+        seed=0,
+        calibration=cal,
+    )
+    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert d["arms"]["converted"]["curve"]["loss"][-1] is None
+    assert d["calibration"]["trials"][0]["gap"] is None
+    line = d["fit_lines"]["original"]
+    assert line["t"] == [100, 1000]
+    assert line["distance"][1] == pytest.approx(1 + math.log(1000))
+    assert set(d["arms"]["original"]["curve"]) >= {"t", "distance", "groups", "loss", "samples"}
+    assert "updates" in d["comparison_basis"]
+
+
+def test_cause_is_lr_level_when_curve_far_below_even_if_slope_is_steeper():
+    # The original saturates (small slope) while the converted curve climbs from far below.
+    window = (100, 1000)
+    orig = _fit_arm(_arm("original", lambda t: 60 + 0.5 * math.log(t)), window)
+    naive = _fit_arm(_arm("naive", lambda t: 20 + 0.4 * math.log(t)), window)
+    conv = _fit_arm(_arm("converted", lambda t: 4 * math.log(t), optimizer="lars (γ 0.5)"), window)
+    v = decide(orig, naive, conv, window)
+    assert v.level == FAIL and v.slope_ratio > 1 and v.curve_bias < -math.log1p(0.4)
+    assert "LR too low for LARS trust coefficient" in v.likely_cause
