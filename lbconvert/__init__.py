@@ -18,7 +18,7 @@ _LAZY = {
     "GhostBatchNorm": "lbconvert.nn.ghost_batchnorm",
     "LARS": "lbconvert.optim.lars",
     "convert": "lbconvert.api",
-    "ConvertResult": "lbconvert.api",
+    "ConvertResult": "lbconvert.result",
     "load_config": "lbconvert.config.read",
     "TrainConfig": "lbconvert.config.read",
     "make_plan": "lbconvert.plan.plan",
@@ -31,11 +31,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.api import ConvertResult, convert
+    from lbconvert.api import convert
     from lbconvert.config.read import TrainConfig, load_config
     from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
     from lbconvert.optim.lars import LARS
     from lbconvert.plan.plan import Plan, make_plan
+    from lbconvert.result import ConvertResult
 
 
 def __getattr__(name: str) -> Any:

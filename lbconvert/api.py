@@ -13,72 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.errors import LbconvertError
+from lbconvert.result import ConvertResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     import torch.nn as nn
 
     from lbconvert.config.read import TrainConfig
-    from lbconvert.plan.plan import Plan
-
-
-@dataclass
-class ConvertResult:
-    """Everything ``convert`` produced; each stage's part is None when it was skipped.
-
-    ``surgery``, ``verification``, ``smoke``, ``export`` are the stage dataclasses
-    (``lbconvert.rewrite.surgery.SurgeryResult``, ``lbconvert.rewrite.verify.Verification``,
-    ``lbconvert.smoke.diffusion.DiffusionResult``, ``lbconvert.export.checkpoint.ExportResult``); each has
-    ``to_dict()``. ``timings`` maps stage name → seconds.
-    """
-
-    model: nn.Module
-    original: nn.Module
-    plan: Plan
-    config: TrainConfig
-    model_spec: str = ""
-    model_name: str = "model"
-    input_shape: tuple[int, ...] | None = None
-    num_classes: int | None = None
-    loaded: Any = None  # lbconvert.model.load.LoadedModel when loaded from a spec
-    surgery: Any = None
-    verification: Any = None
-    smoke: Any = None
-    export: Any = None
-    report_files: Any = None
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """False when verification, the smoke verdict FAIL, or ONNX parity failed."""
-        if self.verification is not None and not self.verification.passed:
-            return False
-        if self.export is not None and not getattr(self.export, "ok", True):
-            return False
-        verdict = getattr(self.smoke, "verdict", None)
-        # The smoke test verifies the conversion's diffusion; FAIL is a failed check (exit 1).
-        return getattr(verdict, "level", None) != "FAIL"
-
-    def make_optimizer(self, params_or_model: Any, **kwargs: Any) -> torch.optim.Optimizer:
-        """The planned optimizer (LARS, You et al. 2017, or the original one with the
-        scaled LR) over ``params_or_model`` with the plan's parameter-group exclusions."""
-        from lbconvert.optim.factory import make_optimizer
-
-        return make_optimizer(params_or_model, self.plan, **kwargs)
-
-    def make_scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, *,
-                       interval: str = "step") -> Any:
-        """The planned LR schedule (warmup, then the original schedule rescaled); call
-        ``scheduler.step()`` every optimizer update (``interval="step"``) or every epoch."""
-        from lbconvert.optim.scheduler import make_scheduler
-
-        return make_scheduler(optimizer, self.plan, steps_per_epoch, interval=interval)
 
 
 @contextmanager
@@ -276,41 +220,15 @@ def _assume_reference_recipe(cfg: TrainConfig) -> None:
 def _resolve_shapes(model: nn.Module, flag: str | Sequence[int] | None, cfg: TrainConfig,
                     loaded: Any) -> tuple[tuple[int, ...] | None, int | None, str | None]:
     """Input shape: flag, then config, then the model source, then a probe; classes from
-    the config, else the output width of one eval forward."""
-    import torch
+    the config, else the output width of one eval forward (lbconvert.model.probe)."""
+    from lbconvert.model.probe import probe_output, resolve_input_shape
 
-    from lbconvert.model.load import infer_input_shape
-
-    shape, note = parse_input_shape(flag), None
-    if shape is None and cfg.input_shape:
-        shape = tuple(cfg.input_shape)
-        note = f"input shape {shape} from {cfg.sources.get('input_shape', 'the config')}"
-    if shape is None and loaded is not None and loaded.input_shape:
-        shape = tuple(loaded.input_shape)
-        note = f"input shape {shape} from {loaded.source}'s model definition"
-    if shape is None:
-        shape = infer_input_shape(model)
-        if shape is not None:
-            note = f"input shape {shape} inferred by probing the model (pass --input-shape " \
-                "to choose)"
+    shape, note = resolve_input_shape(
+        model, parse_input_shape(flag), cfg.input_shape,
+        cfg.sources.get("input_shape", "the config"),
+        loaded.input_shape if loaded is not None else None,
+        loaded.source if loaded is not None else "the model source")
     num_classes = cfg.num_classes
     if shape is not None:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(torch.randn(2, *shape))
-        except Exception as exc:
-            raise LbconvertError(
-                f"the model rejects inputs of shape {shape}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:160]}",
-                hint="pass the right per-sample --input-shape",
-            ) from exc
-        finally:
-            model.train(was_training)
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-        if num_classes is None and isinstance(out, torch.Tensor) and out.dim() == 2:
-            num_classes = int(out.shape[1])
+        num_classes = probe_output(model, shape, num_classes, strict=False).num_classes
     return shape, num_classes, note

@@ -21,7 +21,7 @@ from lbconvert.atomic import atomic_path, atomic_write_text, check_writable
 from lbconvert.errors import LbconvertError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.api import ConvertResult
+    from lbconvert.result import ConvertResult
     from lbconvert.export.onnx import OnnxExport
 
 __all__ = ["CHECKPOINT_FORMAT", "ExportResult", "check_outputs", "export", "load_checkpoint",

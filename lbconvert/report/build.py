@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lbconvert.atomic import atomic_write_text, check_writable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.api import ConvertResult
+    from lbconvert.result import ConvertResult
     from lbconvert.export.checkpoint import ExportResult
     from lbconvert.plan.plan import Plan
 
