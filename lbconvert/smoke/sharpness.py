@@ -17,6 +17,7 @@ import copy
 from typing import TYPE_CHECKING, Any, Callable
 
 from lbconvert.errors import LbconvertError
+from lbconvert.model.probe import logits_of  # the one reader of model outputs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -111,19 +112,3 @@ def keskar_sharpness(
         "steps": steps,
         "subspace_dim": subspace_dim,
     }
-
-
-def logits_of(out: Any) -> torch.Tensor:
-    """The logits of a model output that may be a tensor, tuple/list or dict."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        for key in ("logits", "out"):
-            if key in out:
-                return out[key]
-        return next(iter(out.values()))
-    if isinstance(out, (tuple, list)):
-        return out[0]
-    raise TypeError(f"model returned {type(out).__name__}, expected a tensor")

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from lbconvert.errors import LbconvertError
-from lbconvert.model.load import infer_input_shape, load_model, load_weights
+from lbconvert.model.load import load_model, load_weights
+from lbconvert.model.probe import infer_input_shape
 from tests.conftest import EXAMPLE_MODEL
 
 FILES = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "files"
