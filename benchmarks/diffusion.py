@@ -28,10 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lbconvert.config.read import TrainConfig
-from lbconvert.smoke.diffusion import fit_log_slope
 from lbconvert.plan.plan import make_plan
-from lbconvert.smoke.run import run_smoke
 from lbconvert.rewrite.surgery import rewrite
+from lbconvert.smoke.diffusion import fit_log_slope
+from lbconvert.smoke.run import run_smoke
 
 
 class SmallCNN(nn.Module):

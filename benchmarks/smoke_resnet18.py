@@ -22,8 +22,8 @@ from rich.console import Console
 from lbconvert.cli.render_smoke import render_smoke
 from lbconvert.config.read import load_config
 from lbconvert.plan.plan import make_plan
-from lbconvert.smoke.run import run_smoke
 from lbconvert.rewrite.surgery import rewrite
+from lbconvert.smoke.run import run_smoke
 
 ROOT = Path(__file__).resolve().parent.parent
 

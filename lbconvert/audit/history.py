@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lbconvert._json import json_safe
+
 # Canonical series names and the tags tools use for them (first match wins, lower-cased).
 SERIES_ALIASES: dict[str, tuple[str, ...]] = {
     "train_loss": ("train_loss", "train/loss", "loss/train", "loss", "train_loss_step",
@@ -183,7 +185,8 @@ class RunHistory:
             "config": {k: v.to_dict() for k, v in sorted(self.config.items())},
             "series": {k: {"tag": s.tag, "points": len(s),
                            "last_step": s.steps[-1] if s.steps else None,
-                           "last_value": _json_float(s.values[-1]) if s.values else None}
+                           "last_value": (json_safe(s.values[-1], nonfinite="string")
+                                          if s.values else None)}
                        for k, s in sorted(self.series.items())},
             "notes": list(self.notes),
         }
@@ -196,6 +199,3 @@ def _alias_rank(tag: str) -> tuple[int, str]:
     return (SERIES_ALIASES[name].index(tag.lower()) if tag.lower() in SERIES_ALIASES[name]
             else 50, tag)
 
-
-def _json_float(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)

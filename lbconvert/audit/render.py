@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from lbconvert._json import json_safe
 from lbconvert._version import __version__
 from lbconvert.audit.analyze.findings import Finding, severity_rank
-from lbconvert.audit.pipeline import AuditReport
 from lbconvert.audit.analyze.rules import RULES
+from lbconvert.audit.pipeline import AuditReport
 
 FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github")
 GITHUB_MAX_PER_LEVEL = 10  # GitHub shows at most 10 warnings and 10 errors per step
@@ -53,17 +54,14 @@ def _evidence_text(ev: dict[str, Any]) -> str:
 
 def render_json(report: AuditReport) -> str:
     """``report.to_dict()`` as indented JSON (non-finite numbers as strings)."""
-    return json.dumps(_json_safe(report.to_dict()), indent=2) + "\n"
+    return json.dumps(_strings(report.to_dict()), indent=2) + "\n"
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-        return str(x)
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
+
+
+def _strings(x: Any) -> Any:
+    """Audit outputs keep non-finite numbers visible as strings ("nan", "inf")."""
+    return json_safe(x, nonfinite="string")
 
 
 def render_table(report: AuditReport, *, width: int = 120) -> str:
@@ -157,7 +155,7 @@ def render_sarif(report: AuditReport) -> str:
             "ruleId": f.rule_id, "ruleIndex": index[f.rule_id], "level": f.severity,
             "message": {"text": text}, "locations": [_sarif_location(f)],
             "partialFingerprints": {"lbconvert/v1": _fingerprint(f)},
-            "properties": {"run": _rel(f.run), "evidence": _json_safe(f.evidence),
+            "properties": {"run": _rel(f.run), "evidence": _strings(f.evidence),
                            "evidenceStrength": f.evidence_strength}})
     doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "lbconvert", "version": __version__,
@@ -181,7 +179,7 @@ def render_junit(report: AuditReport) -> str:
                              name=f"convert+verify batch {m.get('target_batch')}")
         if not m.get("ok"):
             ET.SubElement(case, "failure", message=str(m.get("summary", "failed")),
-                          type="verification").text = json.dumps(_json_safe(m), default=str)
+                          type="verification").text = json.dumps(_strings(m), default=str)
     for run in report.runs:
         by_rule: dict[str, list[Finding]] = {}
         for f in run.findings:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import platform
 import sys
@@ -22,12 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._json import json_safe
 from lbconvert.atomic import atomic_write_text, check_writable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.result import ConvertResult
     from lbconvert.export.checkpoint import ExportResult
     from lbconvert.plan.plan import Plan
+    from lbconvert.result import ConvertResult
 
 __all__ = ["SCHEMA_VERSION", "ReportFiles", "build_report", "lr_curves", "overall_verdict",
            "write_report"]
@@ -269,18 +269,12 @@ def lr_curves(plan: Plan, cfg: Any = None, points: int = SCHEDULE_POINTS) -> dic
     """The old and new LR schedules over training as ``{"old": {...}, "new": {...}}``.
 
     Each has parallel lists ``epoch`` and ``lr`` plus ``epochs`` (the run's length),
-    ``updates`` and ``steps_per_epoch`` (None when the dataset size is unknown). Uses
-    ``lbconvert.plan.schedule.lr_curve`` (the schedulers' own arithmetic);
-    when that module is absent, a local evaluation of the same closed forms (linear warmup,
-    then step / cosine / poly / linear / exponential / constant), and says so.
+    ``updates`` and ``steps_per_epoch`` (None when the dataset size is unknown), from
+    :func:`lbconvert.plan.schedule.lr_curve`, the arithmetic the torch schedulers follow.
     """
-    try:
-        from lbconvert.plan.schedule import lr_curve
-        source = "lbconvert.plan.schedule.lr_curve"
-    except ImportError:
-        lr_curve = _fallback_lr_curve
-        source = "lbconvert.report.build (closed-form fallback; lbconvert.plan.schedule not installed)"
-    out: dict[str, Any] = {"source": source}
+    from lbconvert.plan.schedule import lr_curve
+
+    out: dict[str, Any] = {"source": "lbconvert.plan.schedule.lr_curve"}
     for which in ("old", "new"):
         try:
             pairs = list(lr_curve(plan, which, points))
@@ -297,43 +291,6 @@ def lr_curves(plan: Plan, cfg: Any = None, points: int = SCHEDULE_POINTS) -> dic
                                 else plan.steps_per_epoch_new),
         }
     return out
-
-
-def _fallback_lr_curve(plan: Plan, which: str, points: int) -> list[tuple[float, float]]:
-    """LR at ``points`` epochs over the run (warmup, then the planned decay)."""
-    old = which == "old"
-    base = plan.lr_old if old else plan.lr_new
-    total = plan.epochs_old if old else plan.epochs_new
-    if base is None or not total:
-        raise ValueError("the plan has no learning rate or no epoch count")
-    warm = float(getattr(plan, "warmup_epochs_old", 0.0) or 0.0) if old else plan.warmup_epochs
-    start = plan.warmup_start_factor
-    milestones = plan.milestones_old if old else plan.milestones_new
-    gamma = plan.gamma if plan.gamma is not None else 0.1
-    floor = plan.min_lr or 0.0
-    kind = (plan.schedule or "constant").lower()
-
-    def lr_at(e: float) -> float:
-        if warm and e < warm:
-            return base * (start + (1 - start) * e / warm)
-        p = min(max((e - warm) / max(total - warm, 1e-12), 0.0), 1.0)
-        if kind in ("step", "multistep"):
-            return base * gamma ** sum(e >= m for m in milestones)
-        if kind == "cosine":
-            return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * p))
-        if kind in ("poly", "linear"):
-            power = 1.0 if kind == "linear" else (plan.poly_power or 2.0)
-            return floor + (base - floor) * (1 - p) ** power
-        if kind == "exponential":
-            # Decays per epoch of the old run: the new run's epochs are stretched by the regime.
-            return base * gamma ** (e if old else e / (plan.epochs_factor or 1.0))
-        return base
-
-    grid = sorted({total * i / (points - 1) for i in range(points)}
-                  | {float(m) for m in milestones if 0 <= m <= total}
-                  | {float(m) - 1e-9 * total for m in milestones if 0 < m <= total}
-                  | ({float(warm)} if warm else set()))
-    return [(e, lr_at(e)) for e in grid]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -357,26 +314,3 @@ def _to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return obj
     return {"value": str(obj)}
-
-
-def json_safe(value: Any) -> Any:
-    """Recursively turn ``value`` into strict JSON data: non-finite floats → None,
-    tuples → lists, Paths and other objects → str, numpy / torch scalars → Python numbers."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
-        return json_safe(item())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return json_safe(_to_dict(value))
-    return str(value)

@@ -28,6 +28,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lbconvert._json import json_safe
+
 #: Verdict levels, best first.
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -64,7 +66,7 @@ class Fit:
         """JSON-safe dict; ``window`` as a two-item list."""
         d = asdict(self)
         d["window"] = list(self.window)
-        return {k: _finite(v) for k, v in d.items()}
+        return {k: json_safe(v) for k, v in d.items()}
 
 
 @dataclass
@@ -117,12 +119,12 @@ class Arm:
             "diverged": self.diverged,
             "curve": {
                 "t": [m.t for m in self.marks],
-                "distance": [_finite(m.distance) for m in self.marks],
-                "loss": [_finite(m.loss) for m in self.marks],
+                "distance": [json_safe(m.distance) for m in self.marks],
+                "loss": [json_safe(m.loss) for m in self.marks],
                 "samples": [m.samples for m in self.marks],
                 "lr": [m.lr for m in self.marks],
                 "groups": {
-                    g: [_finite(m.groups.get(g, float("nan"))) for m in self.marks]
+                    g: [json_safe(m.groups.get(g, float("nan"))) for m in self.marks]
                     for g in (self.marks[0].groups if self.marks else {})
                 },
             },
@@ -149,7 +151,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
-        return {k: _finite(v) for k, v in asdict(self).items()}
+        return {k: json_safe(v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -169,7 +171,7 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 @dataclass
@@ -209,20 +211,20 @@ class DiffusionResult:
                 lo, hi = arm.fit.window
                 fit_lines[name] = {
                     "t": [lo, hi],
-                    "distance": [_finite(arm.fit.predict(lo)), _finite(arm.fit.predict(hi))],
+                    "distance": [json_safe(arm.fit.predict(lo)), json_safe(arm.fit.predict(hi))],
                 }
         return {
             "arms": {k: a.to_dict() for k, a in self.arms.items()},
             "window": list(self.window),
             "fit_lines": fit_lines,
-            "ratios": _json_safe(self.ratios),
-            "by_updates": _json_safe(self.by_updates),
-            "by_samples": _json_safe(self.by_samples),
+            "ratios": json_safe(self.ratios),
+            "by_updates": json_safe(self.by_updates),
+            "by_samples": json_safe(self.by_samples),
             "comparison_basis": self.comparison_basis,
             "verdict": self.verdict.to_dict(),
-            "proxy": _json_safe(self.proxy),
+            "proxy": json_safe(self.proxy),
             "device": self.device,
-            "timings": _json_safe(self.timings),
+            "timings": json_safe(self.timings),
             "data": self.data,
             "seed": self.seed,
             "notes": list(self.notes),
@@ -483,19 +485,3 @@ def _quantile(sorted_vals: list[float], q: float) -> float:
     j = min(i + 1, len(sorted_vals) - 1)
     return sorted_vals[i] + (pos - i) * (sorted_vals[j] - sorted_vals[i])
 
-
-def _finite(v: Any) -> Any:
-    """NaN/inf → None so json.dumps(allow_nan=False) accepts the result."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return _finite(obj)

@@ -9,9 +9,9 @@ from xml.etree import ElementTree as ET
 import jsonschema
 import pytest
 
-from lbconvert.audit.render import escape_data, escape_property, render, render_github
-from lbconvert.audit.pipeline import audit_runs
 from lbconvert.audit.analyze.rules import RULES
+from lbconvert.audit.pipeline import audit_runs
+from lbconvert.audit.render import escape_data, escape_property, render, render_github
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "fixtures" / "runs"

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lbconvert.audit.analyze.findings import Baseline, RuleContext
-from lbconvert.audit.history import RunHistory
-from lbconvert.audit.pipeline import analyze
 from lbconvert.audit.analyze.rules import RULES_BY_ID
 from lbconvert.audit.analyze.trend import fit, fit_log
+from lbconvert.audit.history import RunHistory
+from lbconvert.audit.pipeline import analyze
 
 
 def run(batch=4096, lr=None, updates=2000, **cfg) -> RunHistory:

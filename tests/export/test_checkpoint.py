@@ -16,8 +16,8 @@ from lbconvert.api import ConvertResult
 from lbconvert.config.read import load_config
 from lbconvert.errors import LbconvertError
 from lbconvert.export.checkpoint import export, load_checkpoint, train_snippet
-from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 from lbconvert.export.onnx import PARITY_TOLERANCE, export_onnx
+from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 from lbconvert.plan.plan import make_plan
 from lbconvert.rewrite.surgery import rewrite
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_MODEL

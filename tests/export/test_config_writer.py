@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lbconvert.config.read import load_config
-from lbconvert.export.config_writer import dump_toml, rewrite_document, write_config
 from lbconvert.errors import LbconvertError
+from lbconvert.export.config_writer import dump_toml, rewrite_document, write_config
 from lbconvert.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lbconvert.errors import LbconvertError
-from lbconvert.plan.plan import Plan
 from lbconvert.optim.scheduler import make_scheduler
+from lbconvert.plan.plan import Plan
 from lbconvert.plan.schedule import lr_curve, lr_multiplier
 
 
@@ -30,7 +30,8 @@ def make_plan(**kw) -> Plan:
 
 
 def test_pure_modules_do_not_import_torch():
-    code = ("import sys, lbconvert.plan.schedule, lbconvert.optim.factory, lbconvert.optim.param_groups;"
+    code = ("import sys, lbconvert.plan.schedule, lbconvert.optim.factory, "
+            "lbconvert.optim.param_groups;"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

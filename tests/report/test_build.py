@@ -15,8 +15,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lbconvert._json import json_safe
 from lbconvert.api import ConvertResult
 from lbconvert.config.read import load_config
+from lbconvert.errors import LbconvertError
+from lbconvert.export.checkpoint import ExportResult
+from lbconvert.export.onnx import OnnxExport
+from lbconvert.plan.plan import make_plan
+from lbconvert.report.build import (
+    SCHEMA_VERSION,
+    build_report,
+    lr_curves,
+    write_report,
+)
+from lbconvert.report.schema import REPORT_SCHEMA
+from lbconvert.rewrite.verify import Check, Verification
 from lbconvert.smoke.diffusion import (
     Arm,
     DiffusionResult,
@@ -26,20 +39,6 @@ from lbconvert.smoke.diffusion import (
     fit_log_slope,
     log_spaced_steps,
 )
-from lbconvert.errors import LbconvertError
-from lbconvert.export.checkpoint import ExportResult
-from lbconvert.export.onnx import OnnxExport
-from lbconvert.plan.plan import make_plan
-from lbconvert.report.build import (
-    SCHEMA_VERSION,
-    _fallback_lr_curve,
-    build_report,
-    json_safe,
-    lr_curves,
-    write_report,
-)
-from lbconvert.report.schema import REPORT_SCHEMA
-from lbconvert.rewrite.verify import Check, Verification
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_MODEL, ROOT
 
 sys.path.insert(0, str(EXAMPLE_MODEL.parent))
@@ -264,19 +263,6 @@ def test_lr_curves_match_the_closed_form(with_smoke):
     after = [lr for e, lr in new if end_warm <= e < plan.milestones_new[0]]
     assert after and all(lr == pytest.approx(plan.lr_new) for lr in after)
     assert new[-1][1] == pytest.approx(plan.lr_new * 0.01)
-
-
-def test_fallback_schedule_agrees_with_schedule_module(with_smoke):
-    from lbconvert.plan.schedule import lr_curve
-
-    plan = with_smoke[0].plan
-    for which in ("old", "new"):
-        ours = dict(_fallback_lr_curve(plan, which, 50))
-        theirs = dict(lr_curve(plan, which, 50))
-        shared = set(ours) & set(theirs)
-        assert len(shared) >= 40
-        for epoch in shared:
-            assert ours[epoch] == pytest.approx(theirs[epoch], rel=1e-6), (which, epoch)
 
 
 _json_values = st.recursive(

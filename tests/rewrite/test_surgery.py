@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from fixtures.models.bn_models import Containers, DataDependent, Functional, Lazy, WithSyncAndFrozen
 from lbconvert import GhostBatchNorm, LbconvertError
 from lbconvert.nn.ghost_batchnorm import LazyGhostBatchNorm
 from lbconvert.rewrite.surgery import GhostFunctional, rewrite
-from fixtures.models.bn_models import Containers, DataDependent, Functional, Lazy, WithSyncAndFrozen
 
 
 def _rows(result):

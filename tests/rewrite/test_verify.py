@@ -9,11 +9,11 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from rich.console import Console
 
+from fixtures.models.bn_models import Containers, DataDependent, Functional, Lazy
 from lbconvert import GhostBatchNorm, LbconvertError
 from lbconvert.cli.render_surgery import render_surgery, render_verification
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.rewrite.verify import verify
-from fixtures.models.bn_models import Containers, DataDependent, Functional, Lazy
 
 # ResNets run at 16x16 (layer4 is then 1x1), the rest at the smallest size they accept.
 ZOO = [
