@@ -1,0 +1,255 @@
+"""Weight diffusion while training: ‖w_t − w_0‖ for the whole model and per group.
+
+Hoffer et al. 2017 ("Train longer, generalize better", §3, Fig. 2) observe that the distance
+travelled by the weights grows like log t, ‖w_t − w_0‖ ~ log t, and that a large-batch run
+that has not travelled as far as its small-batch baseline has not finished exploring. The
+smoke test measures it in short arms (``lbconvert.smoke``); :class:`DiffusionMonitor`
+measures it in the user's own training loop, with the same parameter groups
+(``lbconvert.smoke.arms.param_groups_for_distance``), and — when the optimizer is
+:class:`lbconvert.optim.lars.LARS` — the per-layer trust ratios
+``η‖w‖ / (‖∇w‖ + β‖w‖)`` (You et al. 2017, Algorithm 1) as median, min and max.
+
+The tags it logs are the ones the audit reads (``lbconvert.audit.history``):
+``lbconvert/weight_distance``, ``lbconvert/weight_distance/<group>``,
+``lbconvert/trust_ratio_median``, ``lbconvert/trust_ratio_min``, ``lbconvert/trust_ratio_max``.
+
+Cost: w_0 is one copy of the trainable parameters, on the parameters' device by default; with
+``w0_device="cpu"`` and ``w0_dtype=torch.bfloat16`` it takes half the fp32 bytes of host
+memory instead (``memory_bytes`` / ``describe()`` state it), at the price of a host→device
+copy per measurement and bf16 rounding of w_0 (relative error ≤ 2⁻⁸ per element, so distances
+below ≈ 0.4% of ‖w_0‖ are not resolved). A measurement is a few multi-tensor (``_foreach``)
+kernels and one host synchronisation; between measurements the monitor does nothing.
+
+Torch is imported inside functions (``lbconvert`` start-up stays torch-free).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from lbconvert.errors import LbconvertError
+
+PREFIX = "lbconvert"
+DISTANCE_TAG = f"{PREFIX}/weight_distance"
+TRUST_TAGS = (f"{PREFIX}/trust_ratio_median", f"{PREFIX}/trust_ratio_min",
+              f"{PREFIX}/trust_ratio_max")
+
+
+def unwrap_model(model: Any) -> Any:
+    """The module inside DDP / DataParallel / ``torch.compile`` wrappers (``.module``,
+    ``._orig_mod``); other modules are returned as they are."""
+    seen = 0
+    while seen < 8:
+        seen += 1
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
+            inner = getattr(model, "module", None)
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
+def refuse_sharded(named: list[tuple[str, Any]], who: str) -> None:
+    """Raise for FSDP2 (DTensor) parameters: a shard's norm is not the tensor's norm."""
+    from lbconvert.optim.lars import _is_dtensor
+
+    for name, p in named:
+        if _is_dtensor(p):
+            raise LbconvertError(
+                f"{who} got a DTensor (sharded, e.g. FSDP2) parameter {name!r}: ‖w_t − w_0‖ and"
+                " per-layer norms need full tensors, and a shard's norm is not the layer's norm;"
+                " use it with DDP or unsharded parameters"
+            )
+
+
+def is_rank_zero() -> bool:
+    """True outside ``torch.distributed`` or on global rank 0."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class DiffusionMonitor:
+    """‖w_t − w_0‖ (Hoffer et al. 2017) and LARS trust ratios, every ``every_n_steps`` updates.
+
+    Args:
+        model: the model being trained (DDP / DataParallel / compiled wrappers are unwrapped;
+            under DDP weights are replicated, so every rank measures the same numbers and
+            :meth:`log_to` writes on rank 0 only). Create the monitor before the first
+            update: w_0 is copied here.
+        optimizer: optional; when it is :class:`lbconvert.optim.lars.LARS`, each measurement
+            with gradients present adds the trust ratios' median, min and max over the adapted
+            layers.
+        every_n_steps: measure when ``step % every_n_steps == 0`` (see :meth:`step`).
+        w0_device: where w_0 is kept: None = each parameter's own device; ``"cpu"`` to save
+            accelerator memory.
+        w0_dtype: the dtype w_0 is kept in (None = the parameter's); e.g. ``torch.bfloat16``
+            with ``w0_device="cpu"`` halves the fp32 cost (see the module docstring).
+        groups: ``{group: [parameter names]}``; default: the smoke test's grouping
+            (:func:`lbconvert.smoke.arms.param_groups_for_distance`).
+
+    Raises:
+        LbconvertError: for FSDP2 (DTensor) parameters, a model without trainable
+            parameters, or ``every_n_steps < 1``.
+    """
+
+    def __init__(self, model: Any, optimizer: Any = None, *, every_n_steps: int = 10,
+                 w0_device: Any = None, w0_dtype: Any = None,
+                 groups: dict[str, list[str]] | None = None):
+        import torch
+
+        from lbconvert.smoke.arms import param_groups_for_distance
+
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise LbconvertError(f"DiffusionMonitor: every_n_steps={every_n_steps!r} must be an"
+                                 " integer ≥ 1")
+        module = unwrap_model(model)
+        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        if not named:
+            raise LbconvertError("DiffusionMonitor: the model has no trainable parameters:"
+                                 " pass the model being trained")
+        refuse_sharded(list(named.items()), "DiffusionMonitor")
+        self.every_n_steps = every_n_steps
+        self.optimizer = optimizer
+        self.groups = groups if groups is not None else param_groups_for_distance(module)
+        unknown = [n for g in self.groups.values() for n in g if n not in named]
+        if unknown:
+            raise LbconvertError(f"DiffusionMonitor: groups name unknown parameters {unknown[:3]}:"
+                                 " use names from model.named_parameters()")
+        self.order = [n for g in self.groups.values() for n in g]
+        self.params = [named[n] for n in self.order]
+        with torch.no_grad():
+            self.w0 = [p.detach().to(device=w0_device or p.device, dtype=w0_dtype or p.dtype,
+                                     copy=True) for p in self.params]
+        self._same = all(w.device == p.device and w.dtype == p.dtype
+                         for w, p in zip(self.w0, self.params))
+        self.last: dict[str, float] = {}
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held for w_0."""
+        return sum(w.numel() * w.element_size() for w in self.w0)
+
+    def describe(self) -> str:
+        """One line: what is kept where, and what it costs."""
+        devs = sorted({str(w.device) for w in self.w0})
+        dts = sorted({str(w.dtype).replace("torch.", "") for w in self.w0})
+        return (f"w_0: {sum(w.numel() for w in self.w0):,} values in {'/'.join(dts)} on "
+                f"{'/'.join(devs)} = {self.memory_bytes / 2**20:.1f} MiB; "
+                f"{len(self.groups)} groups; every {self.every_n_steps} steps")
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` (optimizer updates done) is a measuring step."""
+        return step % self.every_n_steps == 0
+
+    def measure(self) -> dict[str, float]:
+        """Measure now: ``{tag: value}`` with the total, per-group distances and trust ratios.
+
+        Distances are ``sqrt(Σ ‖w_t − w_0‖²)`` over the tensors of the model / group,
+        accumulated in float32 (float64 parameters stay float64). One host sync.
+        """
+        import torch
+
+        with torch.no_grad():
+            cur = [p.detach() for p in self.params]
+            if self._same:
+                diffs = torch._foreach_sub(cur, self.w0)
+            else:
+                w0 = [w.to(device=p.device, dtype=p.dtype, non_blocking=True)
+                      for w, p in zip(self.w0, cur)]
+                diffs = torch._foreach_sub(cur, w0)
+            norms = _stack_norms(diffs)
+            del diffs
+            trust = self._trust_ratios()
+            host = norms.cpu().tolist()
+            tr = trust.cpu().tolist() if trust is not None else None
+        out: dict[str, float] = {}
+        total_sq = 0.0
+        i = 0
+        per: dict[str, float] = {}
+        for g, names in self.groups.items():
+            sq = sum(v * v for v in host[i:i + len(names)])
+            i += len(names)
+            per[g] = math.sqrt(sq)
+            total_sq += sq
+        out[DISTANCE_TAG] = math.sqrt(total_sq)
+        for g, v in per.items():
+            out[f"{DISTANCE_TAG}/{g}"] = v
+        if tr:
+            tr.sort()
+            n = len(tr)
+            median = tr[n // 2] if n % 2 else 0.5 * (tr[n // 2 - 1] + tr[n // 2])
+            out.update(zip(TRUST_TAGS, (median, tr[0], tr[-1])))
+        self.last = out
+        return out
+
+    def step(self, step: int) -> dict[str, float] | None:
+        """``measure()`` when ``step`` is due, else None (nothing computed)."""
+        return self.measure() if self.due(step) else None
+
+    def log_to(self, writer: Any, step: int, values: dict[str, float] | None = None
+               ) -> dict[str, float] | None:
+        """Measure if ``step`` is due and write each value to ``writer`` on rank 0.
+
+        ``writer`` is a ``SummaryWriter`` (anything with ``add_scalar(tag, value, step)``) or a
+        callable ``fn(tag, value, step)``. ``values`` skips the measurement (already taken).
+        Returns the values (on every rank), or None when the step is not due.
+        """
+        vals = values if values is not None else self.step(step)
+        if vals is None or not is_rank_zero():
+            return vals
+        emit: Callable[[str, float, int], Any]
+        if hasattr(writer, "add_scalar"):
+            emit = writer.add_scalar
+        elif callable(writer):
+            emit = writer
+        else:
+            raise LbconvertError(f"DiffusionMonitor.log_to: {type(writer).__name__} is neither a"
+                                 " SummaryWriter (add_scalar) nor a callable(tag, value, step)")
+        for tag, v in vals.items():
+            emit(tag, v, step)
+        return vals
+
+    def _trust_ratios(self):
+        """Per adapted layer ``η‖w‖/(‖∇w‖ + β‖w‖ + eps)`` (LARS, clipped at 1 with
+        ``trust_clip``); None when the optimizer is not LARS or no gradient is present."""
+        import torch
+
+        from lbconvert.optim.lars import LARS, trust_lr
+
+        if not isinstance(self.optimizer, LARS):
+            return None
+        parts = []
+        for group in self.optimizer.param_groups:
+            if not group.get("lars_adapt", True):
+                continue
+            ps = [p for p in group["params"] if p.grad is not None]
+            if not ps:
+                continue
+            wn = _stack_norms([p.detach() for p in ps])
+            gn = _stack_norms([p.grad.detach() for p in ps])
+            # trust_lr gives γ·local_lr; with γ = 1 it is the trust ratio itself.
+            parts.append(trust_lr(wn, gn, {**group, "lr": 1.0}).float())
+        return torch.cat(parts) if parts else None
+
+
+def _stack_norms(tensors: list[Any]):
+    """Per-tensor L2 norms as one float32 (float64 kept) vector, grouped by device/dtype."""
+    import torch
+
+    out: list[Any] = [None] * len(tensors)
+    buckets: dict[tuple[Any, Any], list[int]] = {}
+    for i, t in enumerate(tensors):
+        buckets.setdefault((t.device, t.dtype), []).append(i)
+    for (_, dtype), idx in buckets.items():
+        # half-precision norms are accumulated and returned in float32 (no fp16 overflow)
+        acc = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+        norms = torch._foreach_norm([tensors[i] for i in idx], 2, dtype=acc)
+        for i, n in zip(idx, norms):
+            out[i] = n
+    dev = tensors[0].device
+    dt = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return torch.stack([n.to(device=dev, dtype=dt) for n in out])
