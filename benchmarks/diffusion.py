@@ -31,6 +31,7 @@ from lbconvert.config.read import TrainConfig
 from lbconvert.plan.plan import make_plan
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.smoke.diffusion import fit_log_slope
+from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.run import run_smoke
 
 
@@ -98,14 +99,16 @@ def main() -> None:
                 model,
                 conv,
                 plan,
+                SmokeOptions(
+                    data=f"{__file__}:make_data",
+                    device="cpu",
+                    smoke_batch=16,
+                    steps=args.steps,
+                    seed=seed,
+                    progress=False,
+                ),
                 input_shape=(1, 8, 8),
                 num_classes=10,
-                data=f"{__file__}:make_data",
-                device="cpu",
-                smoke_batch=16,
-                steps=args.steps,
-                seed=seed,
-                progress=False,
             )
             seconds = time.perf_counter() - t0
             for name, arm in res.arms.items():

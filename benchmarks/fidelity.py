@@ -181,9 +181,12 @@ def smoke(pair: Pair, original: Any, converted: Any, plan: Any, seed: int, setti
         kwargs["steps"] = settings["smoke_steps"]
     if settings["smoke_time"]:
         kwargs["time_budget"] = settings["smoke_time"]
-    return run_smoke(original, converted, plan, input_shape=pair.input_shape, num_classes=10,
-                     data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device="cpu",
-                     seed=seed, calibrate=calibrate, progress=False, **kwargs)
+    from lbconvert.smoke.options import SmokeOptions
+
+    options = SmokeOptions(data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device="cpu",
+                           seed=seed, calibrate=calibrate, progress=False, **kwargs)
+    return run_smoke(original, converted, plan, options, input_shape=pair.input_shape,
+                     num_classes=10)
 
 
 def run_job(job: tuple[Pair, str, int, dict]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from lbconvert.cli.render_smoke import render_smoke
 from lbconvert.config.read import load_config
 from lbconvert.plan.plan import make_plan
 from lbconvert.rewrite.surgery import rewrite
+from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.run import run_smoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +58,15 @@ def main() -> None:
         model,
         conv,
         plan,
+        SmokeOptions(
+            device=args.device,
+            time_budget=args.budget,
+            calibrate=args.calibrate,
+            sharpness=args.sharpness,
+            progress=False,
+        ),
         input_shape=(3, 32, 32),
         num_classes=10,
-        device=args.device,
-        time_budget=args.budget,
-        calibrate=args.calibrate,
-        sharpness=args.sharpness,
-        progress=False,
     )
     wall = time.perf_counter() - t0
     console = Console(width=160)

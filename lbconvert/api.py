@@ -162,12 +162,13 @@ def convert(
         if shape is None:
             raise LbconvertError(f"the smoke test needs the input shape of {spec}",
                                  hint="pass --input-shape C,H,W, or --no-smoke")
-        from lbconvert.smoke.run import SmokeBudgetError, run_smoke
+        from lbconvert.smoke.run import SmokeBudgetError, SmokeOptions, run_smoke
 
         with _timed(timings, "smoke"):
             try:
-                result.smoke = run_smoke(original, surgery.model, plan, input_shape=shape,
-                                         num_classes=num_classes, **(smoke_options or {}))
+                result.smoke = run_smoke(original, surgery.model, plan,
+                                         SmokeOptions.from_mapping(smoke_options),
+                                         input_shape=shape, num_classes=num_classes)
             except SmokeBudgetError as exc:
                 # Too slow for its budget here: say so and keep the rest of the job.
                 result.notes.append(str(exc))

@@ -43,7 +43,6 @@ def make_optimizer(
     are neither adapted nor decayed). For ``keep`` the original optimizer decays every
     parameter, as the original run did, unless ``exclude_decay`` is given.
     """
-    import torch
 
     if plan.lr_new is None:
         raise LbconvertError(
@@ -62,15 +61,51 @@ def make_optimizer(
         )
     if choice != "keep":
         raise LbconvertError(f"unknown optimizer_new {plan.optimizer_new!r}: use 'lars' or 'keep'")
+    return make_original_optimizer(params_or_model, plan, lr=plan.lr_new,
+                                   exclude_adapt=exclude_adapt, exclude_decay=exclude_decay)
+
+
+def make_original_optimizer(
+    params_or_model: Any,
+    plan: Plan,
+    *,
+    lr: float | None = None,
+    exclude_adapt: ExcludeSpec = None,
+    exclude_decay: ExcludeSpec = None,
+) -> torch.optim.Optimizer:
+    """Build the user's original optimizer (``plan.optimizer_old``, default SGD).
+
+    The one builder of it: ``make_optimizer`` with ``optimizer_new="keep"`` uses it at
+    ``lr_new``, the smoke test's original and naive arms at ``plan.lr_old`` (the default
+    ``lr``) times the proxy's scale. SGD gets the plan's momentum and Nesterov flag, RMSprop
+    its momentum; every parameter is decayed by ``plan.weight_decay`` as in the original run
+    unless ``exclude_decay`` is given; ``"lars"`` builds :class:`~lbconvert.optim.lars.LARS`
+    with the plan's trust coefficient.
+
+    Args:
+        params_or_model: an ``nn.Module``, its ``named_parameters()``, or a list of tensors.
+        plan: the plan (``optimizer_old``, ``lr_old``, momentum, weight decay, Nesterov).
+        lr: the learning rate; ``plan.lr_old`` when not given.
+        exclude_adapt: LARS only, as in :func:`make_optimizer`.
+        exclude_decay: parameters not decayed (default: none, except for LARS's rule).
+    """
+    import torch
+
+    lr = plan.lr_old if lr is None else lr
+    if lr is None:
+        raise LbconvertError(
+            "the plan has no learning rate (the config sets none):"
+            " pass --lr or set lr in the config"
+        )
     old = (plan.optimizer_old or "sgd").lower()
     if old not in KEEP:
         raise LbconvertError(
             f"cannot rebuild the original optimizer {plan.optimizer_old!r}: supported are"
             f" {', '.join(sorted(KEEP))}; use --optimizer lars or build it yourself at lr"
-            f" {plan.lr_new}"
+            f" {lr}"
         )
     if KEEP[old] == "LARS":
-        plan_lars = _replace(plan, optimizer_new="lars")
+        plan_lars = _replace(plan, optimizer_new="lars", lr_new=lr)
         return make_optimizer(params_or_model, plan_lars, exclude_adapt=exclude_adapt,
                               exclude_decay=exclude_decay)
     groups = param_groups(_named(params_or_model), weight_decay=plan.weight_decay,
@@ -79,12 +114,28 @@ def make_optimizer(
     for g in groups:
         del g["lars_adapt"]
     cls = getattr(torch.optim, KEEP[old])
-    kwargs: dict[str, Any] = {"lr": plan.lr_new, "weight_decay": plan.weight_decay}
+    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": plan.weight_decay}
     if cls is torch.optim.SGD:
         kwargs.update(momentum=plan.momentum, nesterov=plan.nesterov and plan.momentum > 0)
     elif cls is torch.optim.RMSprop:
         kwargs.update(momentum=plan.momentum)
     return cls(groups, **kwargs)
+
+
+def describe_optimizer(opt: Any) -> str:
+    """One line for the report: class name and the settings that matter."""
+    g = opt.param_groups[0]
+    name = type(opt).__name__.lower()
+    parts = []
+    if "trust_coefficient" in g:
+        parts.append(f"η {g['trust_coefficient']:g}")
+    if "momentum" in g and name != "lars":
+        parts.append(f"momentum {g['momentum']:g}")
+    wd = max((grp.get("weight_decay", 0.0) or 0.0) for grp in opt.param_groups)
+    parts.append(f"wd {wd:g}")
+    if g.get("nesterov"):
+        parts.append("nesterov")
+    return f"{name} ({', '.join(parts)})"
 
 
 def _named(params_or_model: Any) -> Any:

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
 
+from lbconvert.smoke.arms import ArmSetup, run_arm
 from lbconvert.smoke.diffusion import Arm, Calibration, choose_window, curve_gap
-from lbconvert.smoke.run import run_arm
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.smoke.run import _Setup
 
 
 def calibrate_lr(
-    setup: _Setup,
+    setup: ArmSetup,
     original_arm: Arm,
     steps: int,
     step_time: float,

@@ -10,9 +10,9 @@ import torch.nn as nn
 
 from lbconvert import LARS
 from lbconvert.errors import LbconvertError
-from lbconvert.optim.factory import make_optimizer
-from lbconvert.plan.plan import Plan
+from lbconvert.optim.factory import describe_optimizer, make_optimizer, make_original_optimizer
 from lbconvert.optim.scheduler import make_scheduler
+from lbconvert.plan.plan import Plan
 from lbconvert.plan.schedule import lr_curve
 
 
@@ -108,3 +108,32 @@ def test_errors():
         make_optimizer(small_model(), make_plan(lr_new=None))
     with pytest.raises(LbconvertError, match="original optimizer"):
         make_optimizer(small_model(), make_plan(optimizer_new="keep", optimizer_old="shampoo"))
+
+
+def test_original_optimizer_is_one_builder_for_keep_and_the_smoke_arms():
+    """make_original_optimizer builds optimizer_old at lr_old; keep and the smoke's original
+    arm both come from it (one builder), and an SGD step matches the hand-written update."""
+    from lbconvert.smoke import arms
+
+    plan = make_plan(optimizer_old="sgd", nesterov=False)
+    model = small_model()
+    opt = make_original_optimizer(model, plan)
+    assert type(opt) is torch.optim.SGD
+    assert all(g["lr"] == pytest.approx(0.05) and g["weight_decay"] == 5e-4
+               for g in opt.param_groups)
+    assert describe_optimizer(opt) == "sgd (momentum 0.9, wd 0.0005)"
+    w0 = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.step()
+    for p, w, g in zip(model.parameters(), w0, grads):
+        # first step with momentum: buffer = g + wd·w; w ← w − lr·buffer
+        torch.testing.assert_close(p.detach(), w - 0.05 * (g + 5e-4 * w))
+    assert type(make_original_optimizer(small_model(), make_plan(optimizer_old="adam"),
+                                        lr=0.01)) is torch.optim.Adam
+    assert isinstance(make_original_optimizer(small_model(), make_plan(optimizer_old="lars")),
+                      LARS)
+    assert "make_original_optimizer" in open(arms.__file__).read()
+    assert not hasattr(arms, "_old_optimizer")
+    with pytest.raises(LbconvertError, match="learning rate"):
+        make_original_optimizer(small_model(), make_plan(lr_old=None))

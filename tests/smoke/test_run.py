@@ -12,19 +12,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lbconvert.smoke.diffusion import FAIL, PASS, WARN
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 from lbconvert.plan.plan import Plan
-from lbconvert.smoke.run import (
-    DistanceTracker,
-    _ArmRunner,
-    choose_proxy,
-    param_groups_for_distance,
-    run_smoke,
-)
-from lbconvert.smoke.data import make_pool
 from lbconvert.rewrite.surgery import rewrite
+from lbconvert.smoke.arms import ArmRunner, DistanceTracker, param_groups_for_distance
+from lbconvert.smoke.data import make_pool
+from lbconvert.smoke.diffusion import FAIL, PASS, WARN
+from lbconvert.smoke.options import SmokeOptions
+from lbconvert.smoke.proxy import choose_proxy
+from lbconvert.smoke.run import run_smoke as _run_smoke
 
 
 class TinyNet(nn.Module):
@@ -92,6 +89,12 @@ def tiny_result(tiny):
     return _run(model, conv, _plan(), steps=24, seed=0)
 
 
+def run_smoke(model, conv, plan, *, input_shape, num_classes, **options):
+    """run_smoke with its options as keywords (each a SmokeOptions field)."""
+    return _run_smoke(model, conv, plan, SmokeOptions(**options), input_shape=input_shape,
+                      num_classes=num_classes)
+
+
 def _run(model, conv, plan, **kw):
     """run_smoke on the tiny model with the settings every test here shares (CPU, 3×6×6,
     4 classes, no progress bar); keyword arguments override them."""
@@ -140,7 +143,7 @@ def test_accumulated_gradients_equal_full_batch_with_ghost_batchnorm():
 
     def grads(model, micro):
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        runner = _ArmRunner(
+        runner = ArmRunner(
             "converted", model, opt, None, 32, micro, pool, F.cross_entropy, "", "sgd", 4, 0
         )
         runner.step(pool.stream(5))
@@ -276,7 +279,7 @@ def test_sharpness_reported_for_original_and_naive(tiny):
 
 def test_user_errors(tiny):
     model, conv = tiny
-    with pytest.raises(LbconvertError, match="does not accept inputs of shape"):
+    with pytest.raises(LbconvertError, match="rejects inputs of shape"):
         run_smoke(
             model,
             conv,

@@ -1,0 +1,105 @@
+"""The smoke test's time budget: a preflight prediction and measured step times.
+
+Torch is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING
+
+from lbconvert.errors import LbconvertError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+    from lbconvert.smoke.arms import ArmSetup
+    from lbconvert.smoke.proxy import Proxy
+
+MIN_STEPS, MAX_STEPS = 8, 20000
+#: Fraction of the time budget given to training (the rest: data, measuring, fitting).
+TRAIN_SHARE = 0.85
+#: A smoke run predicted to need more than this many budgets is not started (see preflight).
+OVER_BUDGET_LIMIT = 3.0
+
+
+class SmokeBudgetError(LbconvertError):
+    """The smoke test cannot fit its budget on this device; ``convert`` records it as not run."""
+
+
+def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, device: str,
+              time_budget: float) -> float:
+    """Predict the seconds of the shortest meaningful smoke run from one timed step.
+
+    One forward+backward of a copy of ``model`` on two samples gives a per-sample cost; the
+    three arms process b_s + 2·b_l samples per update for ``MIN_STEPS`` updates plus the step
+    measurement. Per-sample cost falls with batch size, so this overestimates; a prediction
+    above ``OVER_BUDGET_LIMIT`` budgets raises :class:`SmokeBudgetError` instead of running
+    for many times the budget (e.g. ResNet-50 at 224×224 on a CPU).
+    """
+    import torch
+
+    from lbconvert.smoke.sharpness import logits_of
+
+    probe = copy.deepcopy(model).to(device).train()
+    x = torch.randn((2, *input_shape), device=device)
+    for _ in range(2):  # the first call pays for allocator and kernel warm-up
+        t0 = time.perf_counter()
+        logits_of(probe(x)).float().sum().backward()
+        sync(device)
+        per_sample = (time.perf_counter() - t0) / 2
+    samples = (proxy.small_batch + 2 * proxy.large_batch) * (MIN_STEPS + 1)
+    predicted = per_sample * samples
+    if predicted > OVER_BUDGET_LIMIT * time_budget:
+        raise SmokeBudgetError(
+            f"smoke test not run: about {predicted:.0f}s predicted on {device} for "
+            f"{MIN_STEPS} updates of the proxy batches {proxy.small_batch}/{proxy.large_batch} "
+            f"({per_sample * 1e3:.0f} ms per sample), over {OVER_BUDGET_LIMIT:g}× the "
+            f"--smoke-time {time_budget:g}s",
+            hint="run it on a GPU (--device cuda), raise --smoke-time, or lower --smoke-batch",
+        )
+    return predicted
+
+
+def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 1) -> float:
+    """Seconds per update of arm ``name`` on a throwaway copy (after a warm-up step on CUDA).
+
+    On CUDA an out-of-memory error halves the micro-batch (keeping it a multiple of the ghost
+    size for the converted arm) and tries again: accumulation reaches the batch instead.
+    """
+    import torch
+
+    while True:
+        runner = setup.build(name)
+        stream = setup.pool.stream(seed + 7919)
+        try:
+            if setup.device.startswith("cuda"):  # lazy init and cuDNN autotuning: not timed
+                runner.step(stream)
+            sync(setup.device)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                runner.step(stream)
+            sync(setup.device)
+            return (time.perf_counter() - start) / repeats
+        except torch.cuda.OutOfMemoryError:
+            unit = setup.proxy.ghost_batch_size if name == "converted" else 1
+            if setup.micro[name] <= unit:
+                raise LbconvertError(
+                    f"smoke arm {name}: micro-batch {setup.micro[name]} does not fit in GPU memory",
+                    hint="pass a smaller --smoke-batch",
+                )
+            del runner
+            torch.cuda.empty_cache()
+            setup.micro[name] = max(unit, (setup.micro[name] // 2 // unit) * unit)
+            setup.notes.append(f"{name}: out of memory, micro-batch lowered to {setup.micro[name]}")
+
+
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+

@@ -1,0 +1,79 @@
+"""What the caller chooses about a smoke run (:class:`SmokeOptions`), typed and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from lbconvert.errors import LbconvertError
+
+
+@dataclasses.dataclass
+class SmokeOptions:
+    """Options of :func:`lbconvert.smoke.run.run_smoke` (the CLI's ``--smoke-*`` flags).
+
+    Attributes:
+        data: ``"synthetic"`` (default) or a data factory spec ``path.py:fn`` / ``pkg.mod:fn``
+            (see :mod:`lbconvert.smoke.data`).
+        device: ``auto`` (CUDA when present, else CPU with a notice), ``cpu``, ``cuda[:N]``.
+        time_budget: seconds for the three arms (``--smoke-time``); sizes the number of updates.
+        smoke_batch: the proxy small batch b_s (``--smoke-batch``); default from the device.
+        steps: a fixed number of updates per arm instead of one sized from the budget.
+        seed: seeds weights' data stream, dropout and the fit's bootstrap.
+        tolerance: relative slope gap the verdict accepts (``--tolerance``).
+        calibrate: also search the converted LR multiplier (``--calibrate``).
+        sharpness: add Keskar et al. 2017 sharpness of the original and naive end points.
+        progress: a progress bar when ``console`` is a terminal.
+        max_micro_batch: cap on the micro-batch (gradient accumulation beyond it).
+        console: a ``rich.console.Console`` for progress (default: stderr).
+        nproc_per_node: processes the arms run data-parallel over (``--nproc-per-node``);
+            1 runs in this process.
+    """
+
+    data: str = "synthetic"
+    device: str = "auto"
+    time_budget: float = 60.0
+    smoke_batch: int | None = None
+    steps: int | None = None
+    seed: int = 0
+    tolerance: float = 0.2
+    calibrate: bool = False
+    sharpness: bool = False
+    progress: bool = True
+    max_micro_batch: int | None = None
+    console: Any = None
+    nproc_per_node: int = 1
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | SmokeOptions | None) -> SmokeOptions:
+        """Options from a mapping of field names (``None`` → defaults); unknown keys are errors."""
+        if values is None:
+            return cls()
+        if isinstance(values, SmokeOptions):
+            return values
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise LbconvertError(
+                f"smoke_options: unknown key(s) {', '.join(unknown)}",
+                hint=f"use {', '.join(sorted(known))}",
+            )
+        return cls(**dict(values))
+
+    def check(self) -> None:
+        """Raise :class:`LbconvertError` naming the flag for a value that cannot run."""
+        if not self.time_budget > 0:
+            raise LbconvertError(
+                f"--smoke-time {self.time_budget} must be positive", hint="e.g. 60"
+            )
+        if not self.tolerance > 0:
+            raise LbconvertError(
+                f"--tolerance {self.tolerance} must be positive", hint="e.g. 0.2"
+            )
+        if self.steps is not None and self.steps < 4:
+            raise LbconvertError(f"--smoke-steps {self.steps} is too few", hint="use 4 or more")
+        if self.nproc_per_node < 1:
+            raise LbconvertError(
+                f"--nproc-per-node {self.nproc_per_node} must be 1 or more", hint="e.g. 2"
+            )
