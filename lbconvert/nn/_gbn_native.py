@@ -30,7 +30,7 @@ Here, per ghost batch of n values per channel (Hoffer et al. 2017, Alg. 1):
   dx = a·(dy - Σdy/n) + b·(x - mean) in four vectorized passes over one cache block at a
   time, straight into the input gradient;
 * running statistics: the sequential BatchNorm updates over the ghost batches in closed
-  form (``ghost_batchnorm.update_running_stats``).
+  form (``running_stats.update_running_stats``).
 
 On CUDA these primitives measured slower than the loop, so ``auto`` uses this on CPU only.
 """
@@ -182,7 +182,7 @@ def native_ghost_batch_norm(x, running_mean, running_var, weight, bias, num_batc
                             track, momentum, eps, ghost):
     """Train-mode ghost batch norm through :class:`NativeGhostBatchNorm`; the running
     statistics and ``num_batches_tracked`` end as after BatchNorm on each ghost batch in turn."""
-    from lbconvert.nn.ghost_batchnorm import update_running_stats
+    from lbconvert.nn.running_stats import update_running_stats
 
     y, stats = NativeGhostBatchNorm.apply(x, weight, bias, eps, ghost)
     if track:

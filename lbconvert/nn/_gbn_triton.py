@@ -26,12 +26,12 @@ Only contiguous NCHW-like inputs are handled; ``available(x)`` says when this pa
 
 from __future__ import annotations
 
-import torch  # noqa: TID253 - inherently torch; torch-free modules never import this one
-from torch import Tensor  # noqa: TID253
+import torch
+from torch import Tensor
 
 try:  # triton ships with CUDA builds of torch; the CPU path never needs it
-    import triton  # noqa: TID253 - inherently torch; torch-free modules never import this one
-    import triton.language as tl  # noqa: TID253
+    import triton
+    import triton.language as tl
 except ImportError:  # pragma: no cover - environment without triton
     triton = None
 

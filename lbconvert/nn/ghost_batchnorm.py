@@ -36,13 +36,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.fx  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.nn.functional as F  # noqa: TID253
-from torch import Tensor  # noqa: TID253
-from torch.nn.modules.batchnorm import _BatchNorm  # noqa: TID253
-from torch.nn.modules.lazy import LazyModuleMixin  # noqa: TID253
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter  # noqa: TID253
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+from lbconvert.nn.running_stats import update_running_stats
 
 __all__ = ["GhostBatchNorm", "LazyGhostBatchNorm", "ghost_batch_norm", "pick_strategy",
            "STRATEGIES"]
@@ -78,42 +80,6 @@ def _bn_chunk(
         factor,
         eps,
     )
-
-
-def _ema_weights(n: int, momentum: float, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """m (1-m)^(n-1-i) for i = 0..n-1, computed in float64 on the host, one copy to device."""
-    return torch.tensor([momentum * (1.0 - momentum) ** (n - 1 - i) for i in range(n)],
-                        dtype=dtype).to(device, non_blocking=True)
-
-
-def update_running_stats(running_mean: Tensor, running_var: Tensor,
-                         num_batches_tracked: Tensor | None, stats: Tensor,
-                         momentum: float | None) -> None:
-    """Apply G sequential BatchNorm buffer updates in closed form, as BatchNorm called on G
-    ghost batches in turn would; stats: (2, G, C), each ghost's mean and unbiased variance.
-
-    EMA with momentum m: r_G = (1-m)^G r_0 + Σ_i m (1-m)^(G-1-i) x_i.
-    Cumulative average (momentum None, PyTorch's factor 1/t after incrementing t):
-    r_G = (t0 r_0 + Σ_i x_i) / (t0 + G). ``num_batches_tracked`` grows by G.
-    Elementwise products and sums only: autocast would run a matmul in bf16/fp16.
-    """
-    if momentum is None and num_batches_tracked is None:
-        raise ValueError("momentum=None needs num_batches_tracked (cumulative average)")
-    bufs = [running_mean, running_var]
-    g = stats.shape[1]
-    with torch.no_grad():
-        stats = stats.to(running_mean.dtype)
-        if momentum is None:
-            t = num_batches_tracked.to(running_mean.dtype)
-            for buf, s in zip(bufs, stats.sum(1)):
-                buf.mul_(t).add_(s).div_(t + g)
-        else:
-            weights = _ema_weights(g, momentum, stats.device, stats.dtype)
-            update = (stats * weights[None, :, None]).sum(1)
-            torch._foreach_mul_(bufs, (1.0 - momentum) ** g)
-            torch._foreach_add_(bufs, list(update.unbind(0)))
-        if num_batches_tracked is not None:
-            num_batches_tracked.add_(g)
 
 
 def _fold(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch  # noqa: TID253 - imported only from lbconvert.optim.lars on CUDA
+import torch
 
 try:
     import triton

@@ -33,12 +33,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.fx  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.nn as nn  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.nn.functional as F  # noqa: TID253
-from torch.fx.passes.infra.pass_base import PassBase, PassResult  # noqa: TID253
-from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase  # noqa: TID253
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.passes.infra.pass_base import PassBase, PassResult
+from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase
 
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm, LazyGhostBatchNorm, ghost_batch_norm

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.nn as nn  # noqa: TID253 - inherently torch; torch-free modules never import this one
-import torch.nn.functional as F  # noqa: TID253
-from torch.utils._pytree import tree_leaves  # noqa: TID253
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils._pytree import tree_leaves
 
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm

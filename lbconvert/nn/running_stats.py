@@ -1,0 +1,47 @@
+"""BatchNorm's running-statistics update for G ghost batches at once, in closed form.
+
+Shared by the GhostBatchNorm strategies that compute every ghost batch's statistics first
+("fold", CPU "native") and then must leave the buffers exactly as G sequential BatchNorm
+calls would (Hoffer et al. 2017, Algorithm 1: inference uses the running statistics).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _ema_weights(n: int, momentum: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """m (1-m)^(n-1-i) for i = 0..n-1, computed in float64 on the host, one copy to device."""
+    return torch.tensor([momentum * (1.0 - momentum) ** (n - 1 - i) for i in range(n)],
+                        dtype=dtype).to(device, non_blocking=True)
+
+
+def update_running_stats(running_mean: Tensor, running_var: Tensor,
+                         num_batches_tracked: Tensor | None, stats: Tensor,
+                         momentum: float | None) -> None:
+    """Apply G sequential BatchNorm buffer updates in closed form, as BatchNorm called on G
+    ghost batches in turn would; stats: (2, G, C), each ghost's mean and unbiased variance.
+
+    EMA with momentum m: r_G = (1-m)^G r_0 + Σ_i m (1-m)^(G-1-i) x_i.
+    Cumulative average (momentum None, PyTorch's factor 1/t after incrementing t):
+    r_G = (t0 r_0 + Σ_i x_i) / (t0 + G). ``num_batches_tracked`` grows by G.
+    Elementwise products and sums only: autocast would run a matmul in bf16/fp16.
+    """
+    if momentum is None and num_batches_tracked is None:
+        raise ValueError("momentum=None needs num_batches_tracked (cumulative average)")
+    bufs = [running_mean, running_var]
+    g = stats.shape[1]
+    with torch.no_grad():
+        stats = stats.to(running_mean.dtype)
+        if momentum is None:
+            t = num_batches_tracked.to(running_mean.dtype)
+            for buf, s in zip(bufs, stats.sum(1)):
+                buf.mul_(t).add_(s).div_(t + g)
+        else:
+            weights = _ema_weights(g, momentum, stats.device, stats.dtype)
+            update = (stats * weights[None, :, None]).sum(1)
+            torch._foreach_mul_(bufs, (1.0 - momentum) ** g)
+            torch._foreach_add_(bufs, list(update.unbind(0)))
+        if num_batches_tracked is not None:
+            num_batches_tracked.add_(g)
