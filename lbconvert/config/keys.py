@@ -1,11 +1,18 @@
 """Key aliases, schedule names and known data-set sizes used when reading training configs.
 
+The one alias table of lbconvert: ``convert``/``plan`` and ``audit`` both read configs
+through :class:`KeyLookup` with :data:`FIELD_KEYS` / :data:`BATCH_KEYS`.
+
 A key pattern is a dotted suffix of a key path: ``"lr"`` matches ``optimizer.lr`` and
 ``optimizer.init_args.lr`` (LightningCLI's ``init_args`` level is transparent);
 ``"optimizer.name"`` matches only a ``name`` under an ``optimizer`` section.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
+
+from lbconvert.config.document import flatten
 
 # Batch-size keys and the stance each one implies: "per-device" / "global" when the key
 # name says so, None when the stance comes from the format (see config.py).
@@ -25,7 +32,7 @@ BATCH_KEYS: tuple[tuple[str, str | None], ...] = (
 )
 
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
-    "lr": ("lr", "learning_rate", "base_lr", "init_lr", "initial_lr"),
+    "lr": ("lr", "learning_rate", "base_lr", "init_lr", "initial_lr", "max_lr", "peak_lr"),
     "epochs": ("epochs", "max_epochs", "num_train_epochs", "num_epochs", "n_epochs",
                "total_epochs", "train_epochs"),
     "max_steps": ("max_steps", "total_steps", "max_iters", "max_iter", "num_steps", "train_steps",
@@ -50,7 +57,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "dataset_size": ("dataset_size", "num_train", "num_samples", "train_size", "n_train",
                      "num_train_samples", "train_num_samples", "num_train_examples",
                      "train_samples", "num_examples", "n_samples"),
-    "devices": ("devices", "num_devices", "gpus", "num_gpus", "n_gpus", "world_size",
+    "devices": ("devices", "num_devices", "gpus", "num_gpus", "n_gpus", "n_gpu", "world_size",
                 "nproc_per_node", "num_processes"),
     "num_nodes": ("num_nodes", "nnodes"),
     "grad_accum": ("gradient_accumulation_steps", "accumulate_grad_batches", "grad_accum_steps",
@@ -61,6 +68,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "num_classes": ("num_classes", "n_classes", "num_labels", "classes"),
     "dataset_name": ("dataset.name", "data.name", "dataset_name", "data_name", "dataset"),
     "data_dir": ("data_dir", "data", "data_path", "data_root"),
+    "ghost_batch_size": ("ghost_batch_size", "ghost_batch", "virtual_batch_size", "ghost_bn"),
 }
 
 # Sections where a key most likely belongs when it appears more than once.
@@ -115,3 +123,40 @@ def normalise_dataset_name(name: str) -> str:
     """``"torch/CIFAR-10"`` → ``"cifar10"``: last path component, lower case, no separators."""
     last = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
     return "".join(ch for ch in last.lower() if ch.isalnum())
+
+
+def norm_key(component: str) -> str:
+    """A key component as matched: lower case, ``-`` read as ``_``."""
+    return component.lower().replace("-", "_")
+
+
+class KeyLookup:
+    """Finds values by key pattern in a flattened document, best match first."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.items = flatten(data)
+
+    def find(self, name: str, patterns: tuple[str, ...],
+             accept: Callable[[Any], bool]) -> tuple[str, Any] | None:
+        """Best ``(dotted key, value)`` for ``patterns`` whose value ``accept`` takes.
+
+        A key in the field's preferred section wins, then the earlier pattern, then the
+        shallower key, then the earlier one in the file. Keys under evaluation sections
+        (``val``, ``test`` ...) never match.
+        """
+        preferred = PREFERRED_SECTIONS.get(name, ())
+        best: tuple[tuple, str, Any] | None = None
+        for order, (path, value) in enumerate(self.items):
+            norm = [norm_key(c) for c in path if norm_key(c) != "init_args"]
+            if any(c in EVAL_SECTIONS for c in norm[:-1]):
+                continue
+            for rank, pattern in enumerate(patterns):
+                pat = pattern.split(".")
+                if norm[-len(pat):] != pat or not accept(value):
+                    continue
+                in_section = any(c in preferred for c in norm[:-1])
+                score = (not in_section, rank, len(norm), order)
+                if best is None or score < best[0]:
+                    best = (score, ".".join(path), value)
+                break
+        return None if best is None else (best[1], best[2])

@@ -19,80 +19,36 @@ No torch import here: ``lbconvert plan`` must start fast.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lbconvert.config.document import Document, load_document
+from lbconvert.config.fields import (
+    FIELD_NAMES,
+    TrainConfig,
+    as_int,
+    as_number,
+    devices_value,
+    milestone_list,
+    number,
+    positive_int,
+    string,
+)
 from lbconvert.config.keys import (
     BATCH_KEYS,
-    EVAL_SECTIONS,
     FIELD_KEYS,
     KNOWN_DATASETS,
-    PREFERRED_SECTIONS,
     SCHEDULE_NAMES,
+    KeyLookup,
+    norm_key,
     normalise_dataset_name,
 )
 from lbconvert.errors import LbconvertError
 
-
-@dataclass
-class TrainConfig:
-    """A training run's schedule-relevant settings, normalised across tools.
-
-    ``batch_size`` is always the *global* batch per optimizer update
-    (per_device_batch × devices × grad_accum). Epoch-valued fields are in epochs;
-    ``milestones`` are epochs. ``raw`` is the parsed document and ``keys`` maps a field
-    name to its key path in ``raw`` (dotted, e.g. ``"optimizer.lr"``) so a rewritten
-    config keeps the user's own key names and order. Unknown keys stay in ``raw``.
-    ``batch_is`` says whether the key at ``keys["batch_size"]`` holds the global or the
-    per-device batch; ``step_size`` is the decay interval of a ``step`` schedule in epochs.
-    """
-
-    path: str | None = None
-    format: str = "flags"  # timm | hf | lightning | lightning-cli | plain | flags
-    file_type: str | None = None  # yaml | toml | json
-    batch_size: int | None = None
-    per_device_batch: int | None = None
-    devices: int = 1
-    grad_accum: int = 1
-    lr: float | None = None
-    epochs: float | None = None
-    max_steps: int | None = None
-    warmup_epochs: float | None = None
-    warmup_steps: int | None = None
-    warmup_ratio: float | None = None
-    schedule: str | None = None  # step|multistep|cosine|poly|linear|constant|exponential
-    milestones: list[float] = field(default_factory=list)
-    gamma: float | None = None
-    poly_power: float | None = None
-    min_lr: float | None = None
-    optimizer: str | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    nesterov: bool | None = None
-    dataset_size: int | None = None
-    input_shape: tuple[int, ...] | None = None  # per sample, e.g. (3, 32, 32)
-    num_classes: int | None = None
-    sources: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
-    batch_is: str = "global"  # global | per-device: what keys["batch_size"] holds
-    step_size: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (without ``raw``) for reports."""
-        d = asdict(self)
-        d.pop("raw")
-        if d["input_shape"] is not None:
-            d["input_shape"] = list(d["input_shape"])
-        return d
+__all__ = ["TrainConfig", "config_from_document", "detect_format", "load_config"]
 
 
-_FIELD_NAMES = {f.name for f in fields(TrainConfig)} - {"sources", "notes", "raw", "keys", "path",
-                                                         "format", "file_type"}
 _BATCH_IS = {"global": "global", "per-device": "per-device", "per_device": "per-device",
              "perdevice": "per-device"}
 _FORMAT_LABEL = {"timm": "timm args.yaml", "hf": "Hugging Face TrainingArguments",
@@ -100,168 +56,12 @@ _FORMAT_LABEL = {"timm": "timm args.yaml", "hf": "Hugging Face TrainingArguments
                  "plain": "plain config", "flags": "flags"}
 
 
-# ---------------------------------------------------------------- reading files
-
-
-def read_document(path: Path) -> tuple[dict[str, Any], str]:
-    """Parse a YAML/TOML/JSON file into a dict; return it with its file type.
-
-    Raises LbconvertError naming the file (and line, when the parser gives one).
-    """
-    if not path.exists():
-        raise LbconvertError(f"config file {path} does not exist",
-                             hint="check the path given to --config")
-    if path.is_dir():
-        raise LbconvertError(f"config path {path} is a directory",
-                             hint="pass a YAML, TOML or JSON file to --config")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LbconvertError(f"cannot read config file {path} ({exc})",
-                             hint="pass a readable UTF-8 YAML, TOML or JSON file") from exc
-    suffix = path.suffix.lower()
-    file_type = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}.get(suffix)
-    if file_type is None:
-        file_type = "json" if text.lstrip().startswith("{") else "yaml"
-    doc = _parse(text, file_type, path)
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise LbconvertError(f"config file {path} is a {type(doc).__name__}, not a mapping of keys",
-                             hint="the top level must be key: value pairs")
-    return doc, file_type
-
-
-def _parse(text: str, file_type: str, path: Path) -> Any:
-    if file_type == "json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LbconvertError(f"cannot parse {path} as JSON (line {exc.lineno}, column "
-                                 f"{exc.colno}: {exc.msg})", hint="fix the JSON syntax") from exc
-    if file_type == "toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ModuleNotFoundError as exc:
-                raise LbconvertError(f"reading TOML ({path}) needs Python ≥ 3.11 or the tomli "
-                                     "package", hint="pip install tomli") from exc
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise LbconvertError(f"cannot parse {path} as TOML ({exc})",
-                                 hint="fix the TOML syntax") from exc
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise LbconvertError(f"cannot parse {path} as YAML ({where}: {problem})",
-                             hint="fix the YAML syntax there") from exc
-
-
-# ---------------------------------------------------------------- key lookup
-
-
-def _flatten(doc: dict[str, Any],
-             prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    out: list[tuple[tuple[str, ...], Any]] = []
-    for key, value in doc.items():
-        path = (*prefix, str(key))
-        if isinstance(value, dict) and value:
-            out.extend(_flatten(value, path))
-        else:
-            out.append((path, value))
-    return out
-
-
-def _norm(component: str) -> str:
-    return component.lower().replace("-", "_")
-
-
-class _Lookup:
-    """Finds values by key pattern in a flattened document, best match first."""
-
-    def __init__(self, doc: dict[str, Any]):
-        self.items = _flatten(doc)
-
-    def find(self, name: str, patterns: tuple[str, ...], accept) -> tuple[str, Any] | None:
-        """Best ``(dotted key, value)`` for ``patterns`` whose value ``accept`` takes."""
-        preferred = PREFERRED_SECTIONS.get(name, ())
-        best: tuple[tuple, str, Any] | None = None
-        for order, (path, value) in enumerate(self.items):
-            norm = [_norm(c) for c in path if _norm(c) != "init_args"]
-            if any(c in EVAL_SECTIONS for c in norm[:-1]):
-                continue
-            for rank, pattern in enumerate(patterns):
-                pat = pattern.split(".")
-                if norm[-len(pat):] != pat or not accept(value):
-                    continue
-                in_section = any(c in preferred for c in norm[:-1])
-                score = (not in_section, rank, len(norm), order)
-                if best is None or score < best[0]:
-                    best = (score, ".".join(path), value)
-                break
-        return None if best is None else (best[1], best[2])
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _as_number(v: Any) -> float | None:
-    if _is_number(v):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            x = float(v)
-        except ValueError:
-            return None
-        return x if math.isfinite(x) else None
-    return None
-
-
-def _as_int(v: Any) -> int | None:
-    x = _as_number(v)
-    return int(x) if x is not None and x == int(x) else None
-
-
-def _positive_int(v: Any) -> bool:
-    x = _as_int(v)
-    return x is not None and x > 0
-
-
-def _number(v: Any) -> bool:
-    return _as_number(v) is not None
-
-
-def _string(v: Any) -> bool:
-    return isinstance(v, str) and v.strip() != ""
-
-
-def _milestone_list(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(_as_number(x) is not None for x in v)
-
-
-def _devices_value(v: Any) -> int | None:
-    """Lightning's ``devices``: an int, a digit string, or a list of device ids."""
-    if isinstance(v, list):
-        return len(v) or None
-    n = _as_int(v)
-    return n if n is not None and n > 0 else None
-
-
 # ---------------------------------------------------------------- format detection
 
 
 def detect_format(doc: dict[str, Any], path: Path | None) -> str:
     """Which tool wrote ``doc``: timm | hf | lightning-cli | lightning | plain."""
-    top = {_norm(str(k)) for k in doc}
+    top = {norm_key(str(k)) for k in doc}
     if {"per_device_train_batch_size", "gradient_accumulation_steps"} & top and (
         "output_dir" in top or "lr_scheduler_type" in top or "num_train_epochs" in top
     ):
@@ -298,10 +98,10 @@ def load_config(
     ``lr: null``, data-set sizes from a known name, ...) are also explained in ``cfg.notes``.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(set(overrides) - _FIELD_NAMES)
+    unknown = sorted(set(overrides) - FIELD_NAMES)
     if unknown:
         raise LbconvertError(f"unknown config override(s) {', '.join(unknown)}",
-                             hint=f"use TrainConfig field names: {', '.join(sorted(_FIELD_NAMES))}")
+                             hint=f"use TrainConfig field names: {', '.join(sorted(FIELD_NAMES))}")
     stance_override = None
     if batch_is is not None:
         stance_override = _BATCH_IS.get(batch_is.strip().lower())
@@ -309,21 +109,39 @@ def load_config(
             raise LbconvertError(f"--batch-is {batch_is!r} is not a known value",
                                  hint="use --batch-is global or --batch-is per-device")
 
-    if path is None:
+    doc = None if path is None else load_document(Path(path))
+    return config_from_document(doc, overrides=overrides, stance_override=stance_override)
+
+
+def config_from_document(doc: Document | None, *, overrides: dict[str, Any] | None = None,
+                         batch_is: str | None = None, fmt: str | None = None,
+                         stance_override: str | None = None) -> TrainConfig:
+    """Normalise a parsed config :class:`Document` (or none) into a :class:`TrainConfig`.
+
+    The assembly behind :func:`load_config`, also used by the audit for configs found beside
+    a run and for in-memory ones (TensorBoard hparams, MLflow params). ``fmt`` forces the
+    tool convention when the document does not show it (hyper-parameters Lightning logged
+    to TensorBoard are ``"lightning"``). ``cfg.lines`` gives each field's line in the file
+    when the document has one.
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if batch_is is not None and stance_override is None:
+        stance_override = _BATCH_IS.get(batch_is.strip().lower())
+    data = doc.data if doc is not None else {}
+    if doc is None:
         cfg = TrainConfig()
-        doc: dict[str, Any] = {}
     else:
-        p = Path(path)
-        doc, file_type = read_document(p)
-        cfg = TrainConfig(path=str(p), format=detect_format(doc, p), file_type=file_type, raw=doc)
-    look = _Lookup(doc)
+        detected = detect_format(data, doc.path)
+        cfg = TrainConfig(path=doc.source_file, file_type=doc.file_type, raw=data,
+                          format=fmt if fmt and detected == "plain" else detected)
+    look = KeyLookup(data)
 
     def take(name: str, accept, convert=lambda v: v, patterns=None):
         hit = look.find(name, patterns or FIELD_KEYS[name], accept)
         if hit is None:
             return None
         key, value = hit
-        if name in _FIELD_NAMES:
+        if name in FIELD_NAMES:
             cfg.keys[name] = key
             cfg.sources[name] = f"config key {key}"
         return convert(value)
@@ -336,24 +154,30 @@ def load_config(
     _apply_plain_overrides(cfg, overrides)
     _read_dataset_size(cfg, look, take)
     _infer_length(cfg)
+    cfg.ghost_batch_size = take("ghost_batch_size", positive_int, as_int)
+    if doc is not None:
+        for name, key in cfg.keys.items():
+            line = doc.line_of(key)
+            if line is not None:
+                cfg.lines[name] = line
     return cfg
 
 
 def _read_schedule_fields(cfg: TrainConfig, take) -> None:
-    name = take("schedule", _string)
+    name = take("schedule", string)
     if name is not None:
         short = name.rsplit(".", 1)[-1]  # class_path "torch.optim.lr_scheduler.StepLR"
-        cfg.schedule = SCHEDULE_NAMES.get(_norm(short), _norm(short))
-    opt = take("optimizer", _string)
+        cfg.schedule = SCHEDULE_NAMES.get(norm_key(short), norm_key(short))
+    opt = take("optimizer", string)
     if opt is not None:
         cfg.optimizer = opt.rsplit(".", 1)[-1].lower()
-    cfg.momentum = take("momentum", _number, _as_number)
-    cfg.weight_decay = take("weight_decay", _number, _as_number)
+    cfg.momentum = take("momentum", number, as_number)
+    cfg.weight_decay = take("weight_decay", number, as_number)
     cfg.nesterov = take("nesterov", lambda v: isinstance(v, bool))
-    cfg.min_lr = take("min_lr", _number, _as_number)
+    cfg.min_lr = take("min_lr", number, as_number)
 
     if cfg.schedule in (None, "multistep", "step"):
-        ms = take("milestones", _milestone_list, lambda v: [float(x) for x in v])
+        ms = take("milestones", milestone_list, lambda v: [float(x) for x in v])
         if ms:
             cfg.milestones = ms
             if cfg.schedule is None:
@@ -361,7 +185,7 @@ def _read_schedule_fields(cfg: TrainConfig, take) -> None:
                 cfg.sources["schedule"] = f"inferred from {cfg.keys['milestones']}"
         elif cfg.schedule in (None, "step"):
             # timm's decay_epochs, torch's step_size: a list there means milestones.
-            step = take("step_size", _number, _as_number)
+            step = take("step_size", number, as_number)
             if step is not None and step > 0 and cfg.schedule == "step":
                 cfg.step_size = step
             else:
@@ -369,38 +193,38 @@ def _read_schedule_fields(cfg: TrainConfig, take) -> None:
                 cfg.sources.pop("step_size", None)
     if cfg.format == "timm" and cfg.schedule == "poly":
         # timm's poly scheduler takes its power from decay_rate.
-        cfg.poly_power = take("gamma", _number, _as_number, patterns=("decay_rate",))
+        cfg.poly_power = take("gamma", number, as_number, patterns=("decay_rate",))
         if cfg.poly_power is not None:
             cfg.keys["poly_power"] = cfg.keys.pop("gamma")
             cfg.sources["poly_power"] = cfg.sources.pop("gamma") + " (timm poly power)"
     else:
-        cfg.gamma = take("gamma", _number, _as_number)
-        cfg.poly_power = take("poly_power", _number, _as_number)
+        cfg.gamma = take("gamma", number, as_number)
+        cfg.poly_power = take("poly_power", number, as_number)
     if cfg.format == "hf" and cfg.schedule == "poly" and cfg.poly_power is None:
         cfg.poly_power = 1.0
         cfg.sources["poly_power"] = "default of HF get_polynomial_decay_schedule_with_warmup"
 
 
 def _read_model_fields(cfg: TrainConfig, take) -> None:
-    shape = take("input_shape", lambda v: _positive_int(v) or (
-        isinstance(v, list) and 2 <= len(v) <= 4 and all(_positive_int(x) for x in v)))
+    shape = take("input_shape", lambda v: positive_int(v) or (
+        isinstance(v, list) and 2 <= len(v) <= 4 and all(positive_int(x) for x in v)))
     if shape is not None:
-        chans = take("in_chans", _positive_int, _as_int) or 3
+        chans = take("in_chans", positive_int, as_int) or 3
         if isinstance(shape, list):
             dims = tuple(int(x) for x in shape)
             cfg.input_shape = dims if len(dims) != 2 else (chans, *dims)
         else:
             cfg.input_shape = (chans, int(shape), int(shape))
-    cfg.num_classes = take("num_classes", _positive_int, _as_int)
+    cfg.num_classes = take("num_classes", positive_int, as_int)
 
 
 def _read_length_fields(cfg: TrainConfig, take) -> None:
-    cfg.epochs = take("epochs", lambda v: _number(v) and _as_number(v) > 0, _as_number)
-    cfg.max_steps = take("max_steps", lambda v: _positive_int(v), _as_int)
-    cfg.warmup_epochs = take("warmup_epochs", lambda v: _number(v) and _as_number(v) >= 0,
-                             _as_number)
-    steps = take("warmup_steps", lambda v: _number(v) and _as_number(v) >= 0, _as_number)
-    ratio = take("warmup_ratio", lambda v: _number(v) and _as_number(v) >= 0, _as_number)
+    cfg.epochs = take("epochs", lambda v: number(v) and as_number(v) > 0, as_number)
+    cfg.max_steps = take("max_steps", lambda v: positive_int(v), as_int)
+    cfg.warmup_epochs = take("warmup_epochs", lambda v: number(v) and as_number(v) >= 0,
+                             as_number)
+    steps = take("warmup_steps", lambda v: number(v) and as_number(v) >= 0, as_number)
+    ratio = take("warmup_ratio", lambda v: number(v) and as_number(v) >= 0, as_number)
     if steps is not None and 0 < steps < 1:
         # Recent transformers accept a fraction in warmup_steps; it means a ratio.
         cfg.warmup_ratio = steps
@@ -415,17 +239,17 @@ def _read_length_fields(cfg: TrainConfig, take) -> None:
         cfg.warmup_ratio = None
 
 
-def _read_batch(cfg: TrainConfig, look: _Lookup, take, overrides, stance_override) -> None:
+def _read_batch(cfg: TrainConfig, look: KeyLookup, take, overrides, stance_override) -> None:
     raw_batch, stance, key = None, None, None
     best = None
     for pattern, key_stance in BATCH_KEYS:
-        hit = look.find("batch_size", (pattern,), _positive_int)
+        hit = look.find("batch_size", (pattern,), positive_int)
         if hit is not None:
             best = (hit, key_stance)
             break
     if best is not None:
         (key, value), stance = best
-        raw_batch = _as_int(value)
+        raw_batch = as_int(value)
         cfg.keys["batch_size"] = key
     format_stance = {"timm": "per-device", "hf": "per-device", "lightning": "per-device",
                      "lightning-cli": "per-device"}.get(cfg.format, "global")
@@ -437,13 +261,13 @@ def _read_batch(cfg: TrainConfig, look: _Lookup, take, overrides, stance_overrid
         stance, why = format_stance, f"the {_FORMAT_LABEL[cfg.format]} convention"
     cfg.batch_is = stance
 
-    devices = take("devices", lambda v: _devices_value(v) is not None, _devices_value)
-    nodes = take("num_nodes", _positive_int, _as_int)
+    devices = take("devices", lambda v: devices_value(v) is not None, devices_value)
+    nodes = take("num_nodes", positive_int, as_int)
     if devices is None and cfg.format.startswith("lightning") and \
             look.find("devices", FIELD_KEYS["devices"], lambda v: v is not None) is not None:
         cfg.notes.append("trainer.devices is not a device count (e.g. 'auto'): assuming 1 "
                          "device; pass --devices N")
-    accum = take("grad_accum", _positive_int, _as_int)
+    accum = take("grad_accum", positive_int, as_int)
     src_batch = cfg.sources.get("batch_size", "")
     if "batch_size" in overrides:
         raw_batch = int(overrides["batch_size"])
@@ -501,14 +325,14 @@ def _read_lr(cfg: TrainConfig, take, overrides) -> None:
         if cfg.format == "timm":
             cfg.keys["lr"] = "lr"
         return
-    cfg.lr = take("lr", lambda v: _number(v) and _as_number(v) > 0, _as_number)
+    cfg.lr = take("lr", lambda v: number(v) and as_number(v) > 0, as_number)
     if cfg.lr is not None or cfg.format != "timm":
         return
     # timm writes args.yaml before resolving `lr: null`: lr = lr_base × ratio (or √ratio),
     # ratio = global batch / lr_base_size (train.py).
     raw = cfg.raw
-    base = _as_number(raw.get("lr_base"))
-    size = _as_number(raw.get("lr_base_size"))
+    base = as_number(raw.get("lr_base"))
+    size = as_number(raw.get("lr_base_size"))
     if base is None or not size or cfg.batch_size is None:
         return
     scale = str(raw.get("lr_base_scale") or "").lower()
@@ -539,13 +363,13 @@ def _apply_plain_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> None:
         cfg.sources[name] = f"flag --{name.replace('_', '-')}"
 
 
-def _read_dataset_size(cfg: TrainConfig, look: _Lookup, take) -> None:
+def _read_dataset_size(cfg: TrainConfig, look: KeyLookup, take) -> None:
     if cfg.dataset_size is None:
-        cfg.dataset_size = take("dataset_size", _positive_int, _as_int)
+        cfg.dataset_size = take("dataset_size", positive_int, as_int)
     if cfg.dataset_size is not None:
         return
     for alias in ("dataset_name", "data_dir"):
-        hit = look.find(alias, FIELD_KEYS[alias], _string)
+        hit = look.find(alias, FIELD_KEYS[alias], string)
         if hit is None:
             continue
         key, name = hit

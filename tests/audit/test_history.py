@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lbconvert.audit.history import RunHistory, Series, canonical_name
-from lbconvert.audit.read.common import apply_config, find_line
+from lbconvert.audit.read.common import apply_config, find_line, load_document
 
 
 def test_canonical_names():
@@ -23,8 +23,7 @@ def test_global_batch_from_per_device_devices_accum_with_source_and_line(tmp_pat
     f.write_text("model: r50\nper_device_train_batch_size: 64\nworld_size: 8\n"
                  "gradient_accumulation_steps: 2\nlearning_rate: 0.4\n")
     h = RunHistory(path="r", format="t")
-    apply_config(h, {"model": "r50", "per_device_train_batch_size": 64, "world_size": 8,
-                     "gradient_accumulation_steps": 2, "learning_rate": 0.4}, f, "args.yaml")
+    apply_config(h, load_document(f), "args.yaml")
     assert h.batch_size == 64 * 8 * 2
     assert h.config["batch_size"].line == 2 and h.config["lr"].line == 5
     assert "64 per device × 8 devices × 2 accumulation" in h.config["batch_size"].source

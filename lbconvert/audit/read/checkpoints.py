@@ -104,9 +104,10 @@ def read_distance(run_dir: Path, history: RunHistory | None = None) -> RunHistor
 def _meta_config(history: RunHistory, meta: dict[str, Any], path: Path) -> None:
     hp = meta.get("hyper_parameters")
     if isinstance(hp, dict):
-        from lbconvert.audit.read.common import apply_config
+        from lbconvert.audit.read.common import apply_config, config_document
 
-        apply_config(history, hp, None, f"{path.name} hyper_parameters")
+        apply_config(history, config_document(hp, f"{path.name} hyper_parameters"),
+                     fmt="lightning")
 
 
 def read(run_dir: Path) -> RunHistory:

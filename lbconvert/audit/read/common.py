@@ -1,46 +1,27 @@
-"""Shared reader helpers: config keys by alias, with the file line each came from.
+"""Shared reader helpers: run configs through lbconvert's one config reader, file search.
 
-Key aliases follow the tools' own spellings (timm ``args.yaml``, HF ``TrainingArguments``,
-Lightning ``hparams.yaml``). The batch size is made *global* (per device × devices × grad
-accumulation) and each value remembers its key and line for SARIF locations.
+Configs are read by :mod:`lbconvert.config` (the same loader, alias table and batch
+arithmetic as ``convert``/``plan``): the batch size is made *global* (per device × devices
+× grad accumulation, as each tool defines it) and each value keeps its key, file and line
+for SARIF locations.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from lbconvert.audit.history import RunHistory
+from lbconvert.config.document import Document, find_line, load_document, mapping_document
+from lbconvert.config.read import config_from_document
 
-# field → keys, first present wins.
-KEY_ALIASES: dict[str, tuple[str, ...]] = {
-    "per_device_batch": ("per_device_train_batch_size", "batch_size", "train_batch_size",
-                         "batch", "bs"),
-    "devices": ("world_size", "devices", "num_devices", "n_gpu", "gpus", "num_gpus"),
-    "grad_accum": ("gradient_accumulation_steps", "accumulate_grad_batches", "grad_accum_steps",
-                   "grad_accum"),
-    "lr": ("lr", "learning_rate", "base_lr", "max_lr", "peak_lr"),
-    "epochs": ("epochs", "max_epochs", "num_train_epochs", "num_epochs"),
-    "max_steps": ("max_steps",),
-    "warmup_epochs": ("warmup_epochs",),
-    "warmup_steps": ("warmup_steps", "warmup_updates"),
-    "warmup_ratio": ("warmup_ratio",),
-    "optimizer": ("opt", "optimizer", "optim"),
-    "schedule": ("sched", "lr_scheduler_type", "schedule", "lr_schedule", "scheduler"),
-    "milestones": ("decay_milestones", "milestones", "lr_milestones"),
-    "gamma": ("decay_rate", "gamma", "lr_gamma"),
-    "momentum": ("momentum",),
-    "weight_decay": ("weight_decay", "wd"),
-    "dataset_size": ("dataset_size", "num_train_samples", "train_size", "num_samples",
-                     "train_samples"),
-    "ghost_batch_size": ("ghost_batch_size", "ghost_batch", "virtual_batch_size", "ghost_bn"),
-}
+__all__ = ["apply_config", "apply_config_file", "config_document", "find_files", "find_line",
+           "load_document", "mapping_document"]
 
-_NUMERIC_INT = {"per_device_batch", "devices", "grad_accum", "max_steps", "warmup_steps",
-                "dataset_size", "ghost_batch_size"}
-_NUMERIC_FLOAT = {"lr", "epochs", "warmup_epochs", "warmup_ratio", "gamma", "momentum",
-                  "weight_decay"}
+# TrainConfig fields the audit keeps (batch_size, per_device_batch handled apart).
+_FIELDS = ("devices", "grad_accum", "lr", "epochs", "max_steps", "warmup_epochs",
+           "warmup_steps", "warmup_ratio", "optimizer", "schedule", "milestones", "gamma",
+           "momentum", "weight_decay", "dataset_size", "ghost_batch_size")
 
 
 MAX_DEPTH = 2  # run_dir/version_0/metrics.csv, run_dir/runs/<date>/events.out.tfevents...
@@ -57,118 +38,73 @@ def find_files(run_dir: Path, pattern: str, max_depth: int = MAX_DEPTH) -> list[
     return sorted(out)
 
 
-def find_line(text: str, key: str) -> int | None:
-    """1-based line of ``key:`` / ``key =`` / ``"key":`` in a config file's text."""
-    pat = re.compile(r'^\s*-?\s*["\']?' + re.escape(key) + r'["\']?\s*[:=]', re.MULTILINE)
-    m = pat.search(text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
+def config_document(data: dict[str, Any] | Document, label: str) -> Document:
+    """A Document for an in-memory config (a dict), or ``data`` itself when it is one."""
+    return data if isinstance(data, Document) else mapping_document(data, label)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            for kk, vv in _flatten(v, f"{prefix}{k}.").items():
-                out.setdefault(kk, vv)
-        out.setdefault(f"{prefix}{k}", v)
-    return out
+def apply_config(history: RunHistory, doc: Document, label: str | None = None, *,
+                 fmt: str | None = None) -> None:
+    """Fill ``history.config`` from a config document (first source wins).
 
-
-def _coerce(fieldname: str, value: Any) -> Any:
-    if isinstance(value, bool) and fieldname != "ghost_batch_size":
-        return None
-    try:
-        if fieldname in _NUMERIC_INT:
-            if isinstance(value, (list, tuple)):
-                value = len(value) if fieldname == "devices" else value[0]
-            if isinstance(value, str) and fieldname == "devices" and value.isdigit():
-                value = int(value)
-            value = int(value) if value not in (None, "", "auto") else None
-            # HF writes max_steps=-1 for "not set"; no count is negative.
-            return value if value is None or value >= 0 else None
-        if fieldname in _NUMERIC_FLOAT:
-            return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-    if fieldname == "milestones":
-        return [float(x) for x in value] if isinstance(value, (list, tuple)) else None
-    return str(value) if value is not None else None
-
-
-def apply_config(history: RunHistory, doc: dict[str, Any], file: Path | None, label: str,
-                 *, batch_is_global: bool = False) -> None:
-    """Fill ``history.config`` from a parsed config document (first source wins).
-
-    ``batch_is_global`` says the document's batch key is already the global batch; else the
-    global batch is per-device × devices × grad accumulation, as the tools define it.
+    The document is read by :func:`lbconvert.config.read.config_from_document`; ``fmt``
+    forces the tool convention (e.g. ``"lightning"`` for hyper-parameters Lightning logged)
+    when the document itself does not show it. A ``--devices`` already in the history
+    counts when the file has no device count.
     """
-    try:
-        text = file.read_text(encoding="utf-8", errors="replace") if file else ""
-    except OSError:
-        text = ""
-    fname = str(file) if file else None
-    flat = _flatten(doc)
-    lower = {k.lower(): k for k in flat}
-    found: dict[str, tuple[Any, str]] = {}
-    for fieldname, aliases in KEY_ALIASES.items():
-        for alias in aliases:
-            key = lower.get(alias) or next((lower[k] for k in lower if k.endswith("." + alias)),
-                                           None)
-            if key is None:
-                continue
-            value = _coerce(fieldname, flat[key])
-            if value is not None:
-                found[fieldname] = (value, key)
-                break
-    for fieldname, (value, key) in found.items():
-        leaf = key.rsplit(".", 1)[-1]
-        history.set(fieldname, value, f"{label} ({key})", file=fname,
-                    line=find_line(text, leaf), raw_key=key)
-    if "per_device_batch" in found:
-        per, key = found["per_device_batch"]
-        if batch_is_global:
-            glob, how = per, "global as written"
+    label = label or doc.label
+    devices = history.config.get("devices")
+    overrides = {"devices": devices.value} if devices is not None else None
+    cfg = config_from_document(doc, overrides=overrides, fmt=fmt)
+    fname = doc.source_file
+
+    def put(name: str, value: Any) -> None:
+        key, source = cfg.keys.get(name), cfg.sources.get(name, "")
+        if value is None or (key is None and not source.startswith("inferred")):
+            return
+        history.set(name, value, f"{label} ({key})" if key else f"{label}: {source}",
+                    file=fname, line=cfg.lines.get(name), raw_key=key)
+
+    for name in _FIELDS:
+        if name == "devices":
+            if "devices" in cfg.keys or "num_nodes" in cfg.keys:
+                key = cfg.keys.get("devices") or cfg.keys["num_nodes"]
+                history.set("devices", cfg.devices, f"{label} ({key})", file=fname,
+                            line=cfg.lines.get("devices", cfg.lines.get("num_nodes")),
+                            raw_key=key)
+            continue
+        put(name, getattr(cfg, name))
+    if cfg.batch_size is not None:
+        key = cfg.keys["batch_size"]
+        if cfg.batch_is == "per-device":
+            how = (f"{cfg.per_device_batch} per device × {cfg.devices} devices × "
+                   f"{cfg.grad_accum} accumulation")
         else:
-            dev = history.get("devices", 1)
-            acc = history.get("grad_accum", 1)
-            glob = per * dev * acc
-            how = f"{per} per device × {dev} devices × {acc} accumulation"
-        history.set("batch_size", glob, f"{label} ({key}: {how})", file=fname,
-                    line=find_line(text, key.rsplit('.', 1)[-1]), raw_key=key)
-    if file is not None:
-        history.config_file = history.config_file or str(file)
+            how = "global as written"
+        history.set("batch_size", cfg.batch_size, f"{label} ({key}: {how})", file=fname,
+                    line=cfg.lines.get("batch_size"), raw_key=key)
+        if cfg.per_device_batch is not None:
+            how = "per device" if cfg.batch_is == "per-device" else \
+                cfg.sources.get("per_device_batch", "")
+            history.set("per_device_batch", cfg.per_device_batch, f"{label} ({key}: {how})",
+                        file=fname, line=cfg.lines.get("batch_size"), raw_key=key)
+    if fname is not None:
+        history.config_file = history.config_file or fname
 
 
-def load_structured(path: Path) -> dict[str, Any]:
-    """Parse a YAML / JSON / TOML file into a dict (empty dict when it is not a mapping)."""
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if suffix == ".json":
-        import json
+def apply_config_file(history: RunHistory, path: Path, label: str | None = None, *,
+                      fmt: str | None = None) -> bool:
+    """Read a config file found beside a run into ``history``; False (and a note) if unreadable.
 
-        doc = json.loads(text)
-    elif suffix == ".toml":
-        import tomllib
+    A config the run left behind that cannot be parsed is not fatal: the audit goes on and
+    says which file and line it could not use.
+    """
+    from lbconvert.errors import LbconvertError
 
-        doc = tomllib.loads(text)
-    else:
-        doc = _yaml_load(text)
-    return doc if isinstance(doc, dict) else {}
-
-
-def _yaml_load(text: str) -> Any:
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        """SafeLoader that reads python/object tags (Lightning hparams.yaml) as plain data."""
-
-    def _any(loader, suffix, node):
-        if isinstance(node, yaml.MappingNode):
-            return loader.construct_mapping(node, deep=True)
-        if isinstance(node, yaml.SequenceNode):
-            return loader.construct_sequence(node, deep=True)
-        return loader.construct_scalar(node)
-
-    _Loader.add_multi_constructor("tag:yaml.org,2002:python/", _any)
-    _Loader.add_multi_constructor("!", _any)
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        doc = load_document(path)
+    except LbconvertError as exc:
+        history.notes.append(f"config not used: {exc}")
+        return False
+    apply_config(history, doc, label or path.name, fmt=fmt)
+    return True

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read import FORMATS, reader
-from lbconvert.audit.read.common import apply_config, load_structured
+from lbconvert.audit.read.common import apply_config, load_document
 from lbconvert.errors import LbconvertError
 
 
@@ -80,7 +80,7 @@ def complete_config(history: RunHistory, *, config_file: str | Path | None = Non
         if not cfg_path.is_file():
             raise LbconvertError(f"--config {cfg_path} does not exist",
                                  hint="pass the run's training config file")
-        apply_config(history, load_structured(cfg_path), cfg_path, f"--config {cfg_path.name}")
+        apply_config(history, load_document(cfg_path), f"--config {cfg_path.name}")
     if batch_size is not None:
         history.set("batch_size", batch_size, "flag --batch-size")
     if dataset_size is not None:

@@ -63,9 +63,10 @@ def read(run_dir: Path) -> RunHistory:
             history.raw_series[name] = s
     args = _training_args(run_dir, history)
     if args:
-        from lbconvert.audit.read.common import apply_config
+        from lbconvert.audit.read.common import apply_config, config_document
 
-        apply_config(history, args, None, "TrainingArguments (TensorBoard args/text_summary)")
+        label = "TrainingArguments (TensorBoard args/text_summary)"
+        apply_config(history, config_document(args, label), fmt="hf")
     gs, ms, ne = state.get("global_step"), state.get("max_steps"), state.get("num_train_epochs")
     fname = str(path)
     if gs:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
-from lbconvert.audit.read.common import apply_config, find_files, load_structured
+from lbconvert.audit.read.common import apply_config_file, find_files
 
 NAME = "lightning"
 LOOKED_FOR = "metrics.csv (+ hparams.yaml) from Lightning's CSVLogger"
@@ -55,7 +55,7 @@ def read(run_dir: Path) -> RunHistory:
     for path in metrics_files(run_dir):
         hp = path.parent / "hparams.yaml"
         if hp.is_file():
-            apply_config(history, load_structured(hp), hp, "hparams.yaml")
+            apply_config_file(history, hp, "hparams.yaml", fmt="lightning")
         with path.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 step = _float(row.get("step", ""))

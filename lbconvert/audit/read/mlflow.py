@@ -18,7 +18,7 @@ import sqlite3
 from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
-from lbconvert.audit.read.common import apply_config, find_files
+from lbconvert.audit.read.common import apply_config, config_document, find_files
 
 NAME = "mlflow"
 LOOKED_FOR = "mlflow.db (MLflow sqlite store) or mlruns/<experiment>/<run>/metrics (file store)"
@@ -85,7 +85,7 @@ def read(run_dir: Path) -> RunHistory:
             params = {p.relative_to(pdir).as_posix(): p.read_text().strip()
                       for p in pdir.rglob("*") if p.is_file()}
         label = f"MLflow params ({run.name}/params)"
-    apply_config(history, {k: _number(v) for k, v in params.items()}, None, label)
+    apply_config(history, config_document({k: _number(v) for k, v in params.items()}, label))
     return history.finalize()
 
 

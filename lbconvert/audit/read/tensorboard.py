@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
-from lbconvert.audit.read.common import apply_config, find_files
+from lbconvert.audit.read.common import apply_config, config_document, find_files
 
 NAME = "tensorboard"
 LOOKED_FOR = "events.out.tfevents.* (TensorBoard)"
@@ -307,4 +307,4 @@ def _apply_text(history: RunHistory, tag: str, text: str) -> None:
         return
     if isinstance(doc, dict):
         # The event file is binary: there is no line to anchor a finding at.
-        apply_config(history, doc, None, f"TensorBoard text summary {tag}")
+        apply_config(history, config_document(doc, f"TensorBoard text summary {tag}"))

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
-from lbconvert.audit.read.common import apply_config, load_structured
+from lbconvert.audit.read.common import apply_config_file
 
 NAME = "timm"
 LOOKED_FOR = "summary.csv + args.yaml (timm train.py)"
@@ -38,7 +38,7 @@ def read(run_dir: Path, *, devices: int | None = None) -> RunHistory:
         history.set("devices", devices, "flag --devices")
     args = run_dir / "args.yaml"
     if args.is_file():
-        apply_config(history, load_structured(args), args, "args.yaml")
+        apply_config_file(history, args, "args.yaml", fmt="timm")
     if "devices" not in history.config:
         history.notes.append("timm's args.yaml has no world size: assumed 1 device "
                              "(pass --devices N)")
