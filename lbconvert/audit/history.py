@@ -23,7 +23,10 @@ SERIES_ALIASES: dict[str, tuple[str, ...]] = {
                  "validation_loss", "test_loss", "loss/test", "eval/eval_loss"),
     "lr": ("lr", "learning_rate", "train/learning_rate", "lr-sgd", "lr-lars", "lr-adam",
            "lr-adamw", "train/lr", "opt/lr", "lr/0", "lr-SGD", "lr-LARS"),
-    "weight_distance": ("weight_distance", "weights/distance", "distance", "w_dist"),
+    "weight_distance": ("lbconvert/weight_distance", "weight_distance", "weights/distance",
+                        "distance", "w_dist"),
+    "noise_scale": ("lbconvert/noise_scale",),
+    "trust_ratio_median": ("lbconvert/trust_ratio_median",),
     "grad_norm": ("grad_norm", "train/grad_norm"),
     "val_accuracy": ("val_acc", "eval_accuracy", "val/acc", "top1", "eval_top1", "val_accuracy"),
 }
@@ -37,6 +40,8 @@ def canonical_name(tag: str) -> str | None:
             return name
     if low.startswith("lr-") or low.startswith("lr/"):
         return "lr"
+    if low.startswith("lbconvert/weight_distance/"):  # DiffusionMonitor's per-group series
+        return "weight_distance/" + low[len("lbconvert/weight_distance/"):]
     return None
 
 
@@ -196,6 +201,6 @@ def _alias_rank(tag: str) -> tuple[int, str]:
     name = canonical_name(tag)
     if name is None:
         return (99, tag)
-    return (SERIES_ALIASES[name].index(tag.lower()) if tag.lower() in SERIES_ALIASES[name]
-            else 50, tag)
+    aliases = SERIES_ALIASES.get(name, ())
+    return (aliases.index(tag.lower()) if tag.lower() in aliases else 50, tag)
 
