@@ -51,6 +51,10 @@ __all__ = ["GhostBatchNorm", "LazyGhostBatchNorm", "ghost_batch_norm", "pick_str
 
 Strategy = Literal["auto", "loop", "native", "fold", "triton"]
 STRATEGIES: tuple[str, ...] = ("loop", "native", "fold", "triton")
+#: Strategies ``auto`` may pick on CUDA: those whose GPU path has run on hardware. "loop" and
+#: "fold" are compositions of PyTorch's own BatchNorm CUDA kernels; "triton" (lbconvert's own
+#: one-launch kernels) joins once ``pytest -m gpu`` passes on a GPU (docs/gpu-kernels.md).
+CUDA_VERIFIED: frozenset[str] = frozenset({"loop", "fold"})
 
 
 def _bn_chunk(
@@ -131,11 +135,13 @@ def pick_strategy(x: Tensor, ghost: int) -> str:
     """The strategy ``auto`` uses for this input (rule from benchmarks/ghost_batchnorm.py).
 
     CPU: "native" (BatchNorm's CPU kernels as primitives per ghost batch, no concatenation
-    copies). CUDA: "loop" while torch.compile traces (Inductor fuses it); the Triton kernels
-    whenever they apply (contiguous NCHW-like input; the one-launch kernels have not been
-    timed on a GPU yet, so no per-shape rule is derived for them); else
-    "fold" for many ghost batches or half precision with few wide channels, where one
-    BatchNorm call over ghost-folded channels beat the per-ghost loop, and "loop" otherwise.
+    copies). CUDA: only strategies in :data:`CUDA_VERIFIED` (docs/gpu-kernels.md): "loop"
+    while torch.compile traces (Inductor fuses it); the one-launch Triton kernels only once
+    they have passed the GPU test suite on hardware (not yet: they have run under Triton's
+    interpreter only, which does not test memory ordering between programs, so
+    ``strategy="triton"`` is opt-in); else "fold" for many ghost batches or half precision
+    with few wide channels, where one BatchNorm call over ghost-folded channels beat the
+    per-ghost loop, and "loop" otherwise.
     """
     if x.device.type != "cuda":
         return "native"
@@ -144,7 +150,7 @@ def pick_strategy(x: Tensor, ghost: int) -> str:
         return "loop"
     from lbconvert.nn import _gbn_triton
 
-    if _gbn_triton.available(x):
+    if "triton" in CUDA_VERIFIED and _gbn_triton.available(x):
         return "triton"
     n_ghosts = x.shape[0] // ghost
     if n_ghosts >= 16:

@@ -247,3 +247,31 @@ def test_native_strategy_equals_loop_incl_channels_last(channels_last):
                         gbn.running_var, gbn.num_batches_tracked))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+class _FakeCudaInput:
+    """What pick_strategy reads of a contiguous CUDA input, without a GPU."""
+
+    device = torch.device("cuda")
+    shape = (4096, 64, 8, 8)
+
+    def element_size(self):
+        return 4
+
+    def __getitem__(self, idx):
+        return torch.empty(8, 8)
+
+
+def test_auto_on_cuda_never_picks_a_kernel_not_verified_on_hardware(monkeypatch):
+    """The one-launch Triton kernels have run only under the interpreter: ``auto`` must not
+    pick them on CUDA even where they apply (docs/gpu-kernels.md); strategy="triton" stays."""
+    from lbconvert.nn import _gbn_triton
+    from lbconvert.nn import ghost_batchnorm as gbn
+
+    monkeypatch.setattr(_gbn_triton, "available", lambda x: True)
+    assert "triton" not in gbn.CUDA_VERIFIED and "triton" in gbn.STRATEGIES
+    for ghost in (2, 32, 128, 4096):
+        assert gbn.pick_strategy(_FakeCudaInput(), ghost) in gbn.CUDA_VERIFIED
+    # once verified on hardware it would be picked where it applies
+    monkeypatch.setattr(gbn, "CUDA_VERIFIED", gbn.CUDA_VERIFIED | {"triton"})
+    assert gbn.pick_strategy(_FakeCudaInput(), 32) == "triton"

@@ -39,6 +39,18 @@ def test_dispatch_falls_back_without_cuda_or_triton(monkeypatch):
     assert torch.isfinite(p).all()
 
 
+def test_fused_kernel_is_opt_in_until_verified_on_hardware(monkeypatch):
+    """Never run on a GPU: not the default (docs/gpu-kernels.md); LBCONVERT_LARS_TRITON=1
+    opts in."""
+    from lbconvert.optim import _lars_triton, lars
+
+    monkeypatch.delenv("LBCONVERT_LARS_TRITON", raising=False)
+    monkeypatch.setattr(_lars_triton, "available", lambda: True)
+    assert lars.TRITON_VERIFIED_ON_HARDWARE is False and lars._triton_enabled() is False
+    monkeypatch.setenv("LBCONVERT_LARS_TRITON", "1")
+    assert lars._triton_enabled() is True
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("momentum,nesterov,clip", [(0.9, False, False), (0.0, False, True),
