@@ -15,28 +15,43 @@ from lbconvert.errors import LbconvertError
 
 # name -> module; resolved lazily so `import lbconvert` never pulls in torch.
 _LAZY = {
-    "GhostBatchNorm": "lbconvert.nn.ghost_batchnorm",
-    "LARS": "lbconvert.optim.lars",
     "convert": "lbconvert.api",
     "ConvertResult": "lbconvert.result",
     "load_config": "lbconvert.config.read",
     "TrainConfig": "lbconvert.config.read",
     "make_plan": "lbconvert.plan.plan",
     "Plan": "lbconvert.plan.plan",
+    "rewrite": "lbconvert.rewrite.surgery",
+    "verify": "lbconvert.rewrite.verify",
+    "make_optimizer": "lbconvert.optim.factory",
+    "make_scheduler": "lbconvert.optim.scheduler",
+    "SmokeOptions": "lbconvert.smoke.options",
+    "ExportOptions": "lbconvert.export.options",
+    "GhostBatchNorm": "lbconvert.nn.ghost_batchnorm",
+    "LARS": "lbconvert.optim.lars",
 }
 
+# The stage functions in pipeline order, then the building blocks. ``make_plan`` is the plan
+# stage: the name ``plan`` is the subpackage ``lbconvert.plan``.
 __all__ = [
-    "LbconvertError", "__version__", "GhostBatchNorm", "LARS", "convert", "ConvertResult",
-    "load_config", "TrainConfig", "make_plan", "Plan",
+    "convert", "ConvertResult", "load_config", "TrainConfig", "make_plan", "Plan", "rewrite",
+    "verify", "SmokeOptions", "ExportOptions", "make_optimizer", "make_scheduler",
+    "GhostBatchNorm", "LARS", "LbconvertError", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.api import convert
     from lbconvert.config.read import TrainConfig, load_config
+    from lbconvert.export.options import ExportOptions
     from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
+    from lbconvert.optim.factory import make_optimizer
     from lbconvert.optim.lars import LARS
+    from lbconvert.optim.scheduler import make_scheduler
     from lbconvert.plan.plan import Plan, make_plan
     from lbconvert.result import ConvertResult
+    from lbconvert.rewrite.surgery import rewrite
+    from lbconvert.rewrite.verify import verify
+    from lbconvert.smoke.options import SmokeOptions
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ report — each a plain function over dataclasses, and collects their results::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
     from lbconvert.config.read import TrainConfig
+    from lbconvert.export.options import ExportOptions
+    from lbconvert.smoke.options import SmokeOptions
 
 
 @contextmanager
@@ -66,49 +68,80 @@ def convert(
     overrides: dict[str, Any] | None = None,
     batch_is: str | None = None,
     weights: str | Path | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
     input_shape: str | Sequence[int] | None = None,
     skip: Sequence[str] = (),
     keep_syncbn: bool = False,
     verify: bool = True,
-    smoke: bool = False,
-    smoke_options: dict[str, Any] | None = None,
-    export: bool = False,
-    out_dir: str | Path | None = None,
-    onnx: bool = False,
-    opset: int | None = None,
-    safetensors: bool = False,
-    force: bool = False,
+    smoke: bool | SmokeOptions | Mapping[str, Any] = False,
+    export: ExportOptions | None = None,
     on_stage: Callable[[str, Any], None] | None = None,
 ) -> ConvertResult:
     """Convert ``model`` for ``target_batch``: plan, GhostBatchNorm surgery, verify, and
-    optionally smoke-test, export and report.
+    optionally smoke-test, export and report (DESIGN.md's stages, in order).
 
-    ``model`` is an ``nn.Module`` (never modified) or a spec string (see
-    :func:`lbconvert.model.load.load_model`); ``config`` a path, a loaded
-    :class:`~lbconvert.config.read.TrainConfig`, or None (then ``overrides`` must give at
-    least ``batch_size``). ``on_stage(name, result)`` is called after each stage (the CLI
-    renders as results arrive). Export and report need ``out_dir``.
+    Args:
+        model: an ``nn.Module`` (never modified: surgery works on a copy) or a spec string
+            (``path/model.py[:fn]``, ``pkg.module:attr``, ``torchvision:resnet50``,
+            ``timm:resnet50``; see :func:`lbconvert.model.load.load_model`).
+        config: the training config that works at the small batch: a file path (YAML, TOML,
+            JSON; timm ``args.yaml``, HF ``TrainingArguments``, Lightning ``hparams.yaml``), a
+            ``dict`` or any ``Mapping`` (an OmegaConf ``DictConfig`` through its mapping
+            interface), an ``argparse.Namespace``, a loaded :class:`TrainConfig`, or None
+            (then ``overrides`` or the ImageNet reference recipe fill it, and the result says
+            so). Every form is read through the same key aliases as a file.
+        target_batch: the global batch of the new run (B_L).
+        rule: LR scaling ``"sqrt"`` (Hoffer et al. 2017), ``"linear"`` (Goyal et al. 2017)
+            or ``"none"``.
+        regime: ``"adapt"`` (same number of updates, Hoffer et al. 2017), ``"budget"`` (same
+            epochs) or a factor on the epochs.
+        warmup: warmup length (``"5"`` epochs, ``"5%"``, ``"auto"``), or None for the plan's
+            default (Goyal et al. 2017's gradual warmup).
+        ghost_batch: GhostBatchNorm's ghost batch size; default from the plan.
+        devices: devices of the new run; ``max_per_device`` caps the per-device batch (the
+            rest is gradient accumulation).
+        optimizer: ``"lars"`` (You et al. 2017) or ``"keep"`` (the config's own optimizer).
+        overrides: values that win over the config, keyed by :class:`TrainConfig` field.
+        batch_is: ``"global"`` or ``"per-device"``: what the config's batch key means.
+        weights: a checkpoint to load into the model first (``weights_only=True``).
+        model_kwargs: keyword arguments for the spec's factory or class (the CLI's
+            ``--model-kwargs key=value ...``), e.g. ``{"vgg_name": "VGG16"}``.
+        input_shape: per-sample input shape, e.g. ``(3, 32, 32)``; default: probed.
+        skip: glob patterns of module names the surgery leaves alone.
+        keep_syncbn: leave SyncBatchNorm as it is.
+        verify: run the verify stage.
+        smoke: run the smoke test: ``True`` with defaults, or a :class:`SmokeOptions` (or a
+            mapping of its fields).
+        export: write the checkpoint, ONNX, config, snippet and reports as described by an
+            :class:`ExportOptions`; None writes nothing.
+        on_stage: ``on_stage(name, stage_result)`` after each stage (the CLI renders as
+            results arrive).
+
+    Returns:
+        A :class:`ConvertResult` with each stage's result.
+
+    Raises:
+        LbconvertError: for anything the caller can fix (a bad config value, a model spec
+            that does not load, an existing output without ``force``), naming what and how.
     """
-    from lbconvert.config.read import TrainConfig, load_config
     from lbconvert.plan.plan import make_plan
 
     timings: dict[str, float] = {}
     notify = on_stage or (lambda name, value: None)
 
     with _timed(timings, "load"):
-        if isinstance(config, TrainConfig):
-            cfg = config
-        else:
-            cfg = load_config(config, overrides=overrides, batch_is=batch_is)
-            if config is None:
-                _assume_reference_recipe(cfg)
+        cfg = _read_config(config, overrides=overrides, batch_is=batch_is)
         loaded = None
         if isinstance(model, str):
             from lbconvert.model.load import load_model
 
-            loaded = load_model(model, weights=weights, num_classes=cfg.num_classes)
+            loaded = load_model(model, weights=weights, num_classes=cfg.num_classes,
+                                model_kwargs=dict(model_kwargs or {}))
             original, spec, name = loaded.module, loaded.spec, loaded.name
         else:
+            if model_kwargs:
+                raise LbconvertError("model_kwargs need a model spec string, not a built "
+                                     "nn.Module", hint="build the module with them yourself")
             original, spec, name = model, f"<{type(model).__name__} object>", \
                 type(model).__name__
             if weights is not None:
@@ -116,14 +149,12 @@ def convert(
 
                 load_weights(original, weights)
         shape, num_classes, shape_note = _resolve_shapes(original, input_shape, cfg, loaded)
-    if export:
-        if out_dir is None:
-            raise LbconvertError("export needs an output folder", hint="pass out_dir / --out")
+    if export is not None:
         from lbconvert.export.checkpoint import check_outputs
 
         # Refuse an existing output now, not after minutes of verify and smoke.
-        check_outputs(out_dir, config_path=cfg.path, onnx=onnx, safetensors=safetensors,
-                      force=force)
+        check_outputs(export.out_dir, config_path=cfg.path, onnx=export.onnx,
+                      safetensors=export.safetensors, force=export.force)
     notify("config", cfg)
     notify("load", loaded)
 
@@ -158,16 +189,17 @@ def convert(
                                               ghost_batch_size=plan.ghost_batch_size)
         notify("verify", result.verification)
 
-    if smoke:
+    smoke_options = _smoke_options(smoke)
+    if smoke_options is not None:
         if shape is None:
             raise LbconvertError(f"the smoke test needs the input shape of {spec}",
                                  hint="pass --input-shape C,H,W, or --no-smoke")
-        from lbconvert.smoke.run import SmokeBudgetError, SmokeOptions, run_smoke
+        from lbconvert.smoke.run import SmokeBudgetError, run_smoke
 
         with _timed(timings, "smoke"):
             try:
                 result.smoke = run_smoke(original, surgery.model, plan,
-                                         SmokeOptions.from_mapping(smoke_options),
+                                         smoke_options,
                                          input_shape=shape, num_classes=num_classes)
             except SmokeBudgetError as exc:
                 # Too slow for its budget here: say so and keep the rest of the job.
@@ -175,17 +207,19 @@ def convert(
         if result.smoke is not None:
             notify("smoke", result.smoke)
 
-    if export:
+    if export is not None:
         from lbconvert.export.checkpoint import export as run_export
         from lbconvert.report.build import write_report
 
-        out = Path(out_dir)
+        out = Path(export.out_dir)
         with _timed(timings, "export"):
-            result.export = run_export(result, out, onnx=onnx, opset=opset,
-                                       safetensors=safetensors, force=force)
+            result.export = run_export(result, out, onnx=export.onnx, opset=export.opset,
+                                       safetensors=export.safetensors, force=export.force,
+                                       dynamic_size=export.dynamic_size)
         notify("export", result.export)
         with _timed(timings, "report"):
-            result.report_files = write_report(result, result.export, out, force=force)
+            result.report_files = write_report(result, result.export, out,
+                                               force=export.force)
         notify("report", result.report_files)
     return result
 
@@ -233,3 +267,57 @@ def _resolve_shapes(model: nn.Module, flag: str | Sequence[int] | None, cfg: Tra
     if shape is not None:
         num_classes = probe_output(model, shape, num_classes, strict=False).num_classes
     return shape, num_classes, note
+
+
+def _smoke_options(smoke: bool | SmokeOptions | Mapping[str, Any] | None) -> SmokeOptions | None:
+    """``convert(smoke=...)``: False/None → no smoke test, True → defaults, a mapping of
+    :class:`SmokeOptions` field names or a ``SmokeOptions`` → those options."""
+    from lbconvert.smoke.options import SmokeOptions
+
+    if smoke is None or smoke is False:
+        return None
+    if smoke is True:
+        return SmokeOptions()
+    if isinstance(smoke, (SmokeOptions, Mapping)):
+        options = SmokeOptions.from_mapping(smoke)
+        options.check()
+        return options
+    raise LbconvertError(f"smoke={smoke!r} is not understood",
+                         hint="pass True, False, a SmokeOptions or a dict of its fields")
+
+
+def _read_config(config: Any, *, overrides: dict[str, Any] | None,
+                 batch_is: str | None) -> TrainConfig:
+    """Any config form :func:`convert` accepts → a :class:`TrainConfig`, through the one
+    reader and alias table (a dict's keys are read exactly as a file's would be)."""
+    import argparse
+
+    from lbconvert.config.document import mapping_document
+    from lbconvert.config.read import TrainConfig, config_from_document, load_config
+
+    if isinstance(config, TrainConfig):
+        return config
+    if config is None or isinstance(config, (str, Path)):
+        cfg = load_config(config, overrides=overrides, batch_is=batch_is)
+        if config is None:
+            _assume_reference_recipe(cfg)
+        return cfg
+    if isinstance(config, argparse.Namespace):
+        data, label = vars(config), "argparse.Namespace"
+    elif isinstance(config, Mapping):
+        data, label = _plain(config), f"<{type(config).__name__}>"
+    else:
+        raise LbconvertError(
+            f"config of type {type(config).__name__} is not a training config",
+            hint="pass a file path, a dict (or any Mapping), an argparse.Namespace, a "
+                 "TrainConfig, or None",
+        )
+    return config_from_document(mapping_document(dict(data), label), overrides=overrides,
+                                batch_is=batch_is)
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested Mappings (OmegaConf ``DictConfig``, ``MappingProxyType``) → plain dicts."""
+    return {str(k): _plain(v) if isinstance(v, Mapping) else
+            [(_plain(x) if isinstance(x, Mapping) else x) for x in v]
+            if isinstance(v, (list, tuple)) else v for k, v in mapping.items()}

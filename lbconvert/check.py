@@ -124,7 +124,7 @@ def check_model(entry: ModelEntry, root: Path, *, smoke: bool = False) -> list[d
     out = []
     for batch in entry.target_batches:
         result = convert(_resolve_spec(entry.spec, root), config, target_batch=batch,
-                         input_shape=entry.input_shape, verify=True, smoke=smoke, export=False)
+                         input_shape=entry.input_shape, verify=True, smoke=smoke)
         ver = result.verification
         ok = bool(ver is None or ver.passed)
         surgery = result.surgery.to_dict() if result.surgery is not None else None

@@ -23,8 +23,8 @@ def test_readme_python_example_runs(monkeypatch, capsys):
 
 def test_convert_module_object_and_scheduler_trajectory():
     import lbconvert
-    from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
     from lbconvert.model.load import load_model
+    from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 
     model = load_model(str(EXAMPLE_MODEL)).module
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -58,10 +58,73 @@ def test_smoke_that_cannot_fit_its_budget_is_reported_not_run(tmp_path):
     import lbconvert
 
     res = lbconvert.convert(str(EXAMPLE_MODEL), str(EXAMPLE_CONFIG), target_batch=1024,
-                            smoke=True, smoke_options={"time_budget": 1e-4, "progress": False},
-                            export=True, out_dir=tmp_path)
+                            smoke={"time_budget": 1e-4, "progress": False},
+                            export=lbconvert.ExportOptions(out_dir=tmp_path))
     assert res.smoke is None
     note = next(n for n in res.notes if n.startswith("smoke test not run"))
     assert "predicted" in note and "--smoke-time" in note
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["smoke"]["run"] is False and "predicted" in report["smoke"]["reason"]
+
+
+def _tiny_bn_net():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                               torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 10))
+
+
+@pytest.mark.parametrize("form", ["dict", "namespace", "mapping_proxy"])
+def test_convert_accepts_in_memory_configs_read_like_a_file(form, tmp_path):
+    """A dict (argparse's vars(), Hydra/OmegaConf users), a Namespace and any Mapping go
+    through the same key aliases as a file: ``learning_rate`` is the LR, ``max_epochs`` the
+    epochs, and the plan equals the one from the same values in a YAML file."""
+    import argparse
+    import types
+
+    import lbconvert
+
+    values = {"batch_size": 128, "learning_rate": 0.1, "max_epochs": 200,
+              "optimizer": {"momentum": 0.9}}
+    config = {"dict": values, "namespace": argparse.Namespace(**values),
+              "mapping_proxy": types.MappingProxyType(values)}[form]
+    res = lbconvert.convert(_tiny_bn_net(), config, target_batch=8192, verify=False,
+                            input_shape=(3, 8, 8))
+    yaml_file = tmp_path / "train.yaml"
+    yaml_file.write_text("batch_size: 128\nlearning_rate: 0.1\nmax_epochs: 200\n"
+                         "optimizer:\n  momentum: 0.9\n")
+    from_file = lbconvert.convert(_tiny_bn_net(), str(yaml_file), target_batch=8192,
+                                  verify=False, input_shape=(3, 8, 8))
+    assert res.config.batch_size == 128 and res.config.lr == 0.1 and res.config.epochs == 200
+    assert res.plan.lr_new == pytest.approx(0.1 * 8)  # √(8192/128) = 8
+    assert res.plan.lr_new == from_file.plan.lr_new
+    assert res.plan.epochs_new == from_file.plan.epochs_new
+    assert res.config.momentum == from_file.config.momentum == 0.9
+
+
+def test_convert_with_plain_dict_from_the_issue():
+    import lbconvert
+
+    res = lbconvert.convert(_tiny_bn_net(), {"batch_size": 128, "lr": 0.1, "epochs": 200},
+                            target_batch=8192, input_shape=(3, 8, 8))
+    assert res.ok and res.plan.lr_new == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("bad", [42, ["batch_size", 128], 3.5])
+def test_convert_refuses_a_config_of_the_wrong_type_in_one_line(bad):
+    import lbconvert
+
+    with pytest.raises(lbconvert.LbconvertError) as info:
+        lbconvert.convert(_tiny_bn_net(), bad, target_batch=8192, verify=False,
+                          input_shape=(3, 8, 8))
+    message = str(info.value)
+    assert "\n" not in message and type(bad).__name__ in message
+    assert "dict" in message and "Namespace" in message
+
+
+def test_convert_refuses_unknown_smoke_option():
+    import lbconvert
+
+    with pytest.raises(lbconvert.LbconvertError, match="smoke_options: unknown key"):
+        lbconvert.convert(_tiny_bn_net(), {"batch_size": 128, "lr": 0.1, "epochs": 2},
+                          target_batch=1024, verify=False, input_shape=(3, 8, 8),
+                          smoke={"time": 5})

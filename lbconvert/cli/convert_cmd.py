@@ -50,6 +50,13 @@ def convert(
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", help="State dict to load first (torch.load weights_only=True; Lightning "
         ".ckpt accepted).")] = None,
+    model_kwargs: Annotated[Optional[list[str]], typer.Option(
+        "--model-kwargs", help="Arguments for the model's builder, key=value ... (timm's "
+        "convention; values read as Python literals), e.g. --model-kwargs vgg_name=VGG16.")
+    ] = None,
+    dynamic_size: Annotated[bool, typer.Option(
+        "--dynamic-size", help="With --onnx: dynamic spatial axes too (fully convolutional "
+        "models), checked at 160 px.")] = False,
     input_shape: Annotated[Optional[str], typer.Option(
         "--input-shape", help="Per-sample input shape, e.g. 3,32,32 (default: config, model, "
         "or probed).")] = None,
@@ -105,13 +112,27 @@ def convert(
     overrides: dict[str, Any] = {k: v for k, v in {
         "batch_size": batch_size, "lr": lr, "epochs": epochs, "dataset_size": dataset_size,
     }.items() if v is not None}
-    smoke = not no_smoke
-    smoke_options = dict(data=data, device=device, time_budget=smoke_time,
-                         smoke_batch=smoke_batch, seed=seed, tolerance=tolerance,
-                         calibrate=calibrate, sharpness=sharpness,
-                         progress=console.is_terminal)
-    export = not (no_export or smoke_only)
-    out_dir = _out_dir(out, model)
+    from lbconvert.export.options import ExportOptions
+    from lbconvert.model.load import parse_model_kwargs
+    from lbconvert.smoke.options import SmokeOptions
+
+    kwargs = parse_model_kwargs(model_kwargs)
+    if dynamic_size and not onnx:
+        raise LbconvertError("--dynamic-size applies to the ONNX export", hint="add --onnx")
+
+    # Every option is checked here, before the model is loaded: a bad --smoke-* value or an
+    # existing --out fails in milliseconds, not after verify.
+    smoke: SmokeOptions | bool = False
+    if not no_smoke or smoke_only:
+        smoke = SmokeOptions(data=data, device=device, time_budget=smoke_time,
+                             smoke_batch=smoke_batch, seed=seed, tolerance=tolerance,
+                             calibrate=calibrate, sharpness=sharpness,
+                             progress=console.is_terminal)
+        smoke.check()
+    export = None
+    if not (no_export or smoke_only):
+        export = ExportOptions(out_dir=_out_dir(out, model), onnx=onnx, opset=opset,
+                               dynamic_size=dynamic_size, safetensors=safetensors, force=force)
 
     from lbconvert.api import convert as run_convert
     from lbconvert.cli.render_convert import StageRenderer
@@ -121,10 +142,9 @@ def convert(
         model, config, target_batch=target_batch, rule=rule, regime=regime, warmup=warmup,
         ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
         optimizer=optimizer, overrides=overrides, batch_is=batch_is, weights=weights,
+        model_kwargs=kwargs,
         input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
-        verify=not (no_verify or smoke_only), smoke=smoke or smoke_only,
-        smoke_options=smoke_options, export=export, out_dir=out_dir, onnx=onnx, opset=opset,
-        safetensors=safetensors, force=force, on_stage=renderer,
+        verify=not (no_verify or smoke_only), smoke=smoke, export=export, on_stage=renderer,
     )
     renderer.finish(result, json_output=fmt == "json")
     if not result.ok:
