@@ -34,14 +34,27 @@ def make_optimizer(
     exclude_adapt: ExcludeSpec = None,
     exclude_decay: ExcludeSpec = None,
 ) -> torch.optim.Optimizer:
-    """Build the converted run's optimizer from ``plan``.
+    """Build the converted run's optimizer from ``plan``: LARS (You et al. 2017, Algorithm 1:
+    local_lr = η‖w‖/(‖∇w‖ + β‖w‖)) or, for ``optimizer="keep"``, the config's own optimizer
+    at the planned learning rate.
 
-    ``params_or_model``: an ``nn.Module`` (preferred: names drive the exclusions and the
-    model's ``no_weight_decay()`` hook is honoured), ``model.named_parameters()``, or an
-    iterable of tensors. For LARS, ``exclude_adapt``/``exclude_decay`` follow
-    :func:`lbconvert.optim.param_groups.param_groups` (default: 1-D tensors, biases and hook names
-    are neither adapted nor decayed). For ``keep`` the original optimizer decays every
-    parameter, as the original run did, unless ``exclude_decay`` is given.
+    Args:
+        params_or_model: an ``nn.Module`` (preferred: names drive the exclusions and the
+            model's ``no_weight_decay()`` hook is honoured), ``model.named_parameters()``, or
+            an iterable of tensors.
+        plan: the :class:`~lbconvert.plan.plan.Plan` (``lr_new``, ``optimizer_new``,
+            ``momentum``, ``weight_decay``, ``trust_coefficient``, ``nesterov``).
+        exclude_adapt: for LARS, parameters that get no trust ratio; follows
+            :func:`lbconvert.optim.param_groups.param_groups` (default: 1-D tensors, biases
+            and the hook's names are neither adapted nor decayed).
+        exclude_decay: parameters without weight decay. For ``keep`` the original optimizer
+            decays every parameter, as the original run did, unless this is given.
+
+    Returns:
+        A ``torch.optim.Optimizer`` whose groups' ``lr`` is the planned LR.
+
+    Raises:
+        LbconvertError: the plan has no learning rate, or names an optimizer not built here.
     """
 
     if plan.lr_new is None:

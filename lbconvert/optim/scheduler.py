@@ -36,6 +36,18 @@ def make_scheduler(
     (warmup from 0, or a ``min_lr`` floor on poly/linear). Epoch boundaries (warmup end,
     milestones) are rounded to whole steps: a milestone at epoch m takes effect at step
     ``ceil(m × steps_per_epoch)``. Base LRs are the optimizer groups' current LRs.
+
+    Args:
+        optimizer: the optimizer whose groups' LRs are the planned peak LRs (e.g. from
+            :func:`lbconvert.optim.factory.make_optimizer`).
+        plan: the :class:`~lbconvert.plan.plan.Plan` (warmup, schedule family, milestones,
+            epochs of the new run).
+        steps_per_epoch: optimizer updates per epoch of the new run.
+        interval: ``"step"`` or ``"epoch"``: how often the caller calls ``step()``.
+
+    Returns:
+        A ``torch.optim.lr_scheduler.LRScheduler`` whose LR at every update equals
+        ``base_lr × lbconvert.plan.schedule.lr_multiplier(plan, t)``.
     """
     from torch.optim import lr_scheduler as S
 

@@ -386,6 +386,20 @@ def rewrite(model: nn.Module, ghost_batch_size: int, *, skip: Sequence[str] = ()
 
     Ghost Batch Normalization: Hoffer et al. 2017, Algorithm 1. See the module docstring for
     the routes; the result's rows list every BatchNorm-like site, including those left alone.
+
+    Args:
+        model: the model; never modified (the surgery works on a deep copy).
+        ghost_batch_size: samples per ghost batch (Hoffer et al. use 128; Masters & Luschi
+            2018 find ≈ 8 best).
+        skip: glob patterns of qualified module names to leave alone.
+        keep_syncbn: leave ``SyncBatchNorm`` as it is (cross-device statistics kept).
+
+    Returns:
+        A :class:`SurgeryResult`: the converted ``model`` (same state-dict keys), the route
+        used (module swap or torch.fx), and one row per site with what was done and why.
+
+    Raises:
+        LbconvertError: ``model`` is not an ``nn.Module`` or the ghost size is not ≥ 1.
     """
     if not isinstance(model, nn.Module):
         raise LbconvertError(f"rewrite needs a torch.nn.Module, got {type(model).__name__}")
