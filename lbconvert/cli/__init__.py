@@ -114,4 +114,27 @@ def main(argv: list[str] | None = None) -> None:
         # --debug is accepted anywhere on the line, so strip it before Click routes.
         args = [a for a in args if a != "--debug"]
         os.environ["LBCONVERT_DEBUG"] = "1"
-    app(args=args, prog_name="lbconvert")
+    app(args=expand_multi_value(args), prog_name="lbconvert")
+
+
+#: Options that take several values after one flag, as timm's argparse ``nargs="*"`` does.
+MULTI_VALUE_OPTIONS = ("--model-kwargs",)
+
+
+def expand_multi_value(args: list[str]) -> list[str]:
+    """``--model-kwargs a=1 b=2`` → ``--model-kwargs a=1 --model-kwargs b=2`` (Click takes
+    one value per occurrence); the values are the following ``key=value`` words."""
+    out: list[str] = []
+    current = None
+    for arg in args:
+        if arg in MULTI_VALUE_OPTIONS:
+            current = arg
+            out.append(arg)
+            continue
+        if current and out[-1] != current and "=" in arg and not arg.startswith("-"):
+            out += [current, arg]
+            continue
+        if not (current and out[-1] == current):
+            current = None
+        out.append(arg)
+    return out

@@ -26,8 +26,13 @@ class StageRenderer:
     def _load(self, loaded: Any) -> None:
         if loaded is not None:
             extra = f" ← weights {loaded.weights}" if loaded.weights else ""
-            self.console.print(f"[bold]model[/] {loaded.spec} ({loaded.source}: "
-                               f"{loaded.factory}){extra}")
+            args = ", ".join(f"{k}={v!r}" for k, v in getattr(loaded, "kwargs", {}).items())
+            self.console.print(f"[bold]model[/] {loaded.name} from {loaded.spec} "
+                               f"({loaded.source}: {loaded.factory}"
+                               f"{'(' + args + ')' if args else ''}){extra}", highlight=False)
+            for note in loaded.notes:
+                if note.startswith("chose"):
+                    self.console.print(f"[dim]note: {note}[/]", highlight=False)
 
     def _plan(self, plan: Any) -> None:
         from lbconvert.cli.render_plan import render_plan

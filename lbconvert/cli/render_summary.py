@@ -84,6 +84,5 @@ def _key_numbers(result: Any) -> list[tuple[str, str]]:
     export = getattr(result, "export", None)
     onnx = getattr(export, "onnx", None) if export is not None else None
     if onnx is not None and onnx.parity:
-        rows.append(("ONNX parity", ", ".join(f"batch {b}: {d:.2g}" for b, d in onnx.parity.items())
-                     + f" (max |Δ|, tolerance {onnx.tolerance:g})"))
+        rows.append(("ONNX parity", onnx.parity_summary()))
     return rows

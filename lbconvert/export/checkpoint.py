@@ -71,6 +71,7 @@ def export(
     safetensors: bool = False,
     force: bool = False,
     write_config: Callable[..., Any] | None = None,
+    dynamic_size: bool = False,
 ) -> ExportResult:
     """Write the converted model, its config and a training snippet into ``out_dir``.
 
@@ -79,6 +80,7 @@ def export(
     ``write_config(cfg, plan, dest, force=...)`` defaults to
     ``lbconvert.export.config_writer.write_config``; a config without a file is skipped with a
     note. An ONNX export that fails still leaves the checkpoint, with ``ok=False``.
+    ``dynamic_size`` makes the ONNX graph's spatial axes dynamic (fully convolutional models).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -111,7 +113,11 @@ def export(
             res.files["config"] = str(written if isinstance(written, (str, Path))
                                       else planned["config"])
     else:
-        res.notes.append("the training config came from flags, not a file: no config written")
+        res.notes.append("no config file was given (the values came from flags"
+                         + (" and the assumed reference recipe" if any(
+                             str(v).startswith("assumed") for v in
+                             getattr(result.config, "sources", {}).values()) else "")
+                         + "): no config written")
 
     atomic_write_text(planned["snippet"], train_snippet(result), force=force)
     res.files["snippet"] = str(planned["snippet"])
@@ -120,7 +126,8 @@ def export(
         from lbconvert.export.onnx import export_onnx
 
         res.onnx = export_onnx(
-            result.model, result.input_shape, planned["onnx"], opset=opset, force=force
+            result.model, result.input_shape, planned["onnx"], opset=opset, force=force,
+            dynamic_size=dynamic_size,
         )
         if res.onnx.path:
             res.files["onnx"] = res.onnx.path
@@ -157,8 +164,11 @@ def train_snippet(result: ConvertResult) -> str:
     LR) and ``make_scheduler`` (warmup, Goyal et al. 2017, then the rescaled schedule).
     """
     plan = result.plan
-    cfg_path = getattr(result.config, "path", None) or "path/to/train_config.yaml"
-    spec = result.model_spec or ""
+    cfg_path = getattr(result.config, "path", None)
+    # Absolute paths: the snippet runs from wherever the user puts it, not where lbconvert ran.
+    cfg_path = str(Path(cfg_path).resolve()) if cfg_path else "path/to/train_config.yaml"
+    spec = _absolute_spec(result.model_spec or "")
+    model_kwargs = dict(getattr(getattr(result, "loaded", None), "kwargs", None) or {})
     # A model passed as an object (Python API) has no spec to reload: take it as an argument.
     from_spec = bool(spec) and not spec.startswith("<")
     accum = max(int(plan.grad_accum or 1), 1)
@@ -192,7 +202,8 @@ def train_snippet(result: ConvertResult) -> str:
         "def train(" + ("" if from_spec else "model, ")
         + "train_loader, device=\"cuda\" if torch.cuda.is_available() else \"cpu\"):",
         "    \"\"\"Train the converted model; returns it.\"\"\"",
-        f"    model = load_model({spec!r}).module" if from_spec else None,
+        (f"    model = load_model({spec!r}, model_kwargs={model_kwargs!r}).module"
+         if model_kwargs else f"    model = load_model({spec!r}).module") if from_spec else None,
         f"    res = lbconvert.convert(model, {str(cfg_path)!r}, target_batch={plan.target_batch})",
         "    model = res.model.to(device)",
         "    optimizer = res.make_optimizer(model)",
@@ -211,6 +222,17 @@ def train_snippet(result: ConvertResult) -> str:
         "",
     ]
     return "\n".join(line for line in lines if line is not None)
+
+
+def _absolute_spec(spec: str) -> str:
+    """A file spec (``models/resnet.py:ResNet18``, ``models:ResNet18``) with an absolute path;
+    torchvision:/timm:/importable-module specs unchanged."""
+    if not spec or spec.startswith(("<", "torchvision:", "timm:")):
+        return spec
+    head, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if head.endswith(".py") or Path(head).exists():
+        return str(Path(head).resolve()) + sep + attr
+    return spec
 
 
 def _fmt(value: float | None) -> str:

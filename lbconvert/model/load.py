@@ -4,11 +4,19 @@ Specs, as a user types them:
 
 - ``path/to/model.py`` — a factory named ``build_model`` / ``create_model`` /
   ``get_model`` / ``model`` (or an ``nn.Module`` instance named ``model``), else the one
-  ``nn.Module`` subclass defined in the file that builds without arguments;
+  model the file defines (see :func:`model_candidates`: helper blocks that other code in the
+  file builds on are not models); several → an error listing them;
   ``path/to/model.py:name`` picks an attribute.
-- ``package.module:attr`` — an importable factory, class or instance.
+- ``folder:attr`` — a package folder in (or relative to) the current directory, e.g.
+  ``models:ResNet18`` from a repository root; the attribute is looked up in the package,
+  then in its modules.
+- ``package.module:attr`` — an importable factory, class or instance; the current directory
+  is on the import path, as with ``python -m``, pytest and uvicorn.
 - ``torchvision:<name>`` — ``torchvision.models.get_model(name, weights=None)``; no download.
 - ``timm:<name>`` — ``timm.create_model(name, pretrained=False)`` when timm is installed.
+
+``model_kwargs`` (the CLI's ``--model-kwargs key=value ...``, timm's convention) are passed to
+the factory or class, e.g. ``VGG(vgg_name="VGG16")``.
 
 Every problem a user can cause raises :class:`~lbconvert.errors.LbconvertError` naming the
 spec and the fix.
@@ -21,6 +29,7 @@ import importlib.util
 import inspect
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +54,7 @@ class LoadedModel:
     weights: str | None = None
     input_shape: tuple[int, ...] | None = None  # per sample, when the source knows it
     notes: list[str] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # --model-kwargs passed to the factory
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (without the module)."""
@@ -56,40 +66,47 @@ class LoadedModel:
             "weights": self.weights,
             "input_shape": list(self.input_shape) if self.input_shape else None,
             "notes": list(self.notes),
+            "kwargs": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                       for k, v in self.kwargs.items()},
         }
 
 
 def load_model(spec: str, *, weights: str | Path | None = None,
-               num_classes: int | None = None) -> LoadedModel:
+               num_classes: int | None = None,
+               model_kwargs: dict[str, Any] | None = None) -> LoadedModel:
     """Build the model a spec names; load ``weights`` (a state dict) when given.
 
     ``num_classes`` is passed to factories that accept it (e.g. from the training config),
     so a CIFAR config gets a 10-class head without editing the user's file.
+    ``model_kwargs`` are passed to the factory (a key it does not accept is an error).
     """
     import torch.nn as nn
 
+    kwargs = dict(model_kwargs or {})
     if spec.startswith("torchvision:"):
-        loaded = _load_torchvision(spec, num_classes)
+        loaded = _load_torchvision(spec, num_classes, kwargs)
     elif spec.startswith("timm:"):
-        loaded = _load_timm(spec, num_classes)
+        loaded = _load_timm(spec, num_classes, kwargs)
     else:
         path_part, _, attr = _split_spec(spec)
-        if path_part.endswith(".py") or Path(path_part).exists():
+        if Path(path_part).is_dir() and not path_part.endswith(".py"):
+            module = _import_package_dir(spec, Path(path_part))
+            if not attr:
+                raise LbconvertError(
+                    f"model spec {spec!r} is a folder: name the model in it",
+                    hint=f"e.g. {path_part}:<ModelName> or {path_part}/<file>.py",
+                )
+            module = _module_with(spec, module, attr)
+            loaded = _from_module(spec, module, attr, num_classes, source="package",
+                                  name=attr, kwargs=kwargs)
+        elif path_part.endswith(".py") or Path(path_part).exists():
             module = _import_file(spec, Path(path_part))
             loaded = _from_module(spec, module, attr or None, num_classes, source="file",
-                                  name=Path(path_part).stem)
+                                  name=Path(path_part).stem, kwargs=kwargs)
         elif attr:
-            try:
-                module = importlib.import_module(path_part)
-            except ModuleNotFoundError as exc:
-                raise LbconvertError(
-                    f"model spec {spec!r}: cannot import module {path_part!r} ({exc})",
-                    hint="check the name, install the package, or give a path/to/model.py",
-                ) from None
-            except Exception as exc:  # user code raising on import
-                raise _import_failed(spec, exc) from exc
+            module = _import_module(spec, path_part)
             loaded = _from_module(spec, module, attr, num_classes, source="module",
-                                  name=attr)
+                                  name=attr, kwargs=kwargs)
         else:
             raise LbconvertError(
                 f"model spec {spec!r} names nothing lbconvert can load",
@@ -126,6 +143,75 @@ def _import_failed(spec: str, exc: BaseException) -> LbconvertError:
     )
 
 
+@contextmanager
+def _on_path(folder: str):
+    """``folder`` first on ``sys.path`` for the duration (as ``python -m`` puts the cwd)."""
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+
+
+def _import_module(spec: str, name: str) -> Any:
+    """Import ``name`` with the current directory on the import path."""
+    with _on_path(str(Path.cwd())):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            raise LbconvertError(
+                f"model spec {spec!r}: cannot import module {name!r} from the current "
+                f"directory {str(Path.cwd())!r} or the installed packages ({exc})",
+                hint="run from the repository root, install the package, or give a "
+                "path/to/model.py",
+            ) from None
+        except Exception as exc:  # user code raising on import
+            raise _import_failed(spec, exc) from exc
+
+
+def _import_package_dir(spec: str, folder: Path) -> Any:
+    """Import a folder (``models``) as a package from its parent directory."""
+    folder = folder.resolve()
+    if not folder.name.isidentifier():
+        raise LbconvertError(f"model spec {spec!r}: folder {folder.name!r} is not a Python "
+                             "package name", hint="give path/to/file.py:<name> instead")
+    with _on_path(str(folder.parent)):
+        try:
+            return importlib.import_module(folder.name)
+        except Exception as exc:  # user code raising on import
+            raise _import_failed(spec, exc) from exc
+
+
+def _module_with(spec: str, package: Any, attr: str) -> Any:
+    """The package if it has ``attr``, else the one module file in its folder defining it."""
+    if hasattr(package, attr):
+        return package
+    folder = Path(package.__file__).parent if getattr(package, "__file__", None) else \
+        Path(next(iter(package.__path__)))
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        if path.stem == "__init__" or f"{attr}" not in path.read_text(errors="replace"):
+            continue
+        with _on_path(str(folder.parent)):
+            try:
+                module = importlib.import_module(f"{package.__name__}.{path.stem}")
+            except Exception as exc:  # user code raising on import
+                raise _import_failed(spec, exc) from exc
+        if hasattr(module, attr):
+            found.append(module)
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(m.__name__ for m in found)
+    raise LbconvertError(
+        f"model spec {spec!r}: {attr!r} is " + (f"defined in several modules ({names})" if found
+                                                else f"not in package {package.__name__!r}"),
+        hint=f"name the module: {package.__name__}.<module>:{attr}",
+    )
+
+
 def _import_file(spec: str, path: Path) -> Any:
     if not path.is_file():
         raise LbconvertError(f"model file {str(path)!r} does not exist",
@@ -136,27 +222,23 @@ def _import_file(spec: str, path: Path) -> Any:
         raise LbconvertError(f"model file {str(path)!r} cannot be imported as Python",
                              hint="give a .py file")
     module = importlib.util.module_from_spec(module_spec)
-    # The file may import its siblings (models/blocks.py); make its folder importable.
-    folder = str(path.resolve().parent)
-    added = folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
+    # The file may import its siblings (models/blocks.py) or its package (from models.x
+    # import y, run from the repository root): make its folder and the cwd importable.
     sys.modules[mod_name] = module
     try:
-        module_spec.loader.exec_module(module)
+        with _on_path(str(Path.cwd())), _on_path(str(path.resolve().parent)):
+            module_spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(mod_name, None)
         raise _import_failed(spec, exc) from exc
-    finally:
-        if added:
-            sys.path.remove(folder)
     return module
 
 
 def _from_module(spec: str, module: Any, attr: str | None, num_classes: int | None, *,
-                 source: str, name: str) -> LoadedModel:
+                 source: str, name: str, kwargs: dict[str, Any]) -> LoadedModel:
     import torch.nn as nn
 
+    notes: list[str] = []
     if attr:
         if not hasattr(module, attr):
             available = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
@@ -173,24 +255,107 @@ def _from_module(spec: str, module: Any, attr: str | None, num_classes: int | No
                 target, factory = obj, cand
                 break
         if target is None:
-            own = [
-                obj for obj in vars(module).values()
-                if inspect.isclass(obj) and issubclass(obj, nn.Module)
-                and obj.__module__ == module.__name__ and _buildable_without_args(obj)
-            ]
-            if len(own) != 1:
-                found = ", ".join(o.__name__ for o in own) or "none"
-                raise LbconvertError(
-                    f"model spec {spec!r}: no factory named {'/'.join(FACTORY_NAMES)} and "
-                    f"{'several' if own else 'no'} nn.Module classes buildable without "
-                    f"arguments ({found})",
-                    hint=f"name one explicitly: {spec}:<name>",
-                )
-            target, factory = own[0], own[0].__name__
-    module_obj = _call_factory(spec, target, factory, num_classes)
-    notes = [f"built by {factory}()"] if factory else []
-    return LoadedModel(module=module_obj, spec=spec, name=name if source == "file" else
-                       factory or name, source=source, factory=factory, notes=notes)
+            target, factory, why = _choose_candidate(spec, module, kwargs)
+            notes.append(why)
+    module_obj = _call_factory(spec, target, factory, num_classes, kwargs)
+    if factory:
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        notes.insert(0, f"built by {factory}({args})")
+    return LoadedModel(module=module_obj, spec=spec, name=factory if source != "file" or
+                       factory not in FACTORY_NAMES else name, source=source,
+                       factory=factory, notes=notes, kwargs=kwargs)
+
+
+def model_candidates(module: Any) -> tuple[list[Any], list[Any]]:
+    """The models a file defines, as a user reads it: ``(ready, need_args)``.
+
+    Candidates are the file's own ``nn.Module`` classes and its public module-level
+    functions. A class or function that other code in the file refers to by name (a helper
+    block such as ``BasicBlock``, a generic ``ResNet(block, num_blocks)`` that ``ResNet18()``
+    builds on) is a part, not the model; functions named ``test*``/``main*`` are scripts and
+    do not count as users. ``ready`` can be called without arguments, ``need_args`` cannot.
+    """
+    import torch.nn as nn
+
+    mod_name = module.__name__
+    own = {
+        n: obj for n, obj in vars(module).items()
+        if not n.startswith("_") and getattr(obj, "__module__", None) == mod_name
+        and ((inspect.isclass(obj) and issubclass(obj, nn.Module))
+             or (inspect.isfunction(obj) and not n.lower().startswith(("test", "main"))))
+    }
+    sources = {}
+    for n, obj in vars(module).items():
+        if getattr(obj, "__module__", None) == mod_name and (inspect.isclass(obj)
+                                                            or inspect.isfunction(obj)):
+            if n.lower().startswith(("test", "main")):
+                continue
+            try:
+                sources[n] = inspect.getsource(obj)
+            except (OSError, TypeError):
+                sources[n] = ""
+    used = {n for n in own
+            if any(re.search(rf"\b{re.escape(n)}\b", src) for other, src in sources.items()
+                   if other != n)}
+    tops = [obj for n, obj in own.items() if n not in used]
+    ready = [obj for obj in tops if _buildable_without_args(obj)]
+    need = [obj for obj in tops if not _buildable_without_args(obj)
+            and inspect.isclass(obj)]
+    return ready, need
+
+
+def _choose_candidate(spec: str, module: Any, kwargs: dict[str, Any]) -> tuple[Any, str, str]:
+    ready, need = model_candidates(module)
+    if kwargs:  # --model-kwargs: the candidates that accept them all
+        fits = [obj for obj in ready + need if _accepts(obj, kwargs)]
+        if len(fits) == 1:
+            return fits[0], fits[0].__name__, (f"chose {fits[0].__name__}, the one model in "
+                                               "the file accepting --model-kwargs")
+        ready, need = [o for o in ready if o in fits], [o for o in need if o in fits]
+    if len(ready) == 1:
+        obj = ready[0]
+        return obj, obj.__name__, (f"chose {obj.__name__}, the one model in the file "
+                                   "(helper blocks used by other code are skipped)")
+    names = ", ".join(o.__name__ for o in ready)
+    if ready:
+        raise LbconvertError(
+            f"model spec {spec!r}: the file defines several models ({names})",
+            hint=f"name one: {spec}:{ready[0].__name__}",
+        )
+    if len(need) == 1:
+        required = ", ".join(_required_args(need[0]))
+        raise LbconvertError(
+            f"model spec {spec!r}: the model {need[0].__name__} needs arguments ({required})",
+            hint="pass them with --model-kwargs " + " ".join(
+                f"{a}=..." for a in _required_args(need[0])),
+        )
+    found = ", ".join(o.__name__ for o in need) or "none"
+    raise LbconvertError(
+        f"model spec {spec!r}: no factory named {'/'.join(FACTORY_NAMES)} and no model "
+        f"buildable without arguments (models needing arguments: {found})",
+        hint=f"name one explicitly: {spec}:<name> [--model-kwargs key=value ...]",
+    )
+
+
+def _required_args(target: Any) -> list[str]:
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in sig.parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _accepts(target: Any, kwargs: dict[str, Any]) -> bool:
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return False
+    params = sig.parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return set(_required_args(target)) <= set(kwargs)
+    return set(kwargs) <= set(params) and set(_required_args(target)) <= set(kwargs)
 
 
 def _buildable_without_args(cls: type) -> bool:
@@ -205,10 +370,15 @@ def _buildable_without_args(cls: type) -> bool:
     )
 
 
-def _call_factory(spec: str, target: Any, factory: str | None, num_classes: int | None) -> Any:
+def _call_factory(spec: str, target: Any, factory: str | None, num_classes: int | None,
+                  model_kwargs: dict[str, Any]) -> Any:
     import torch.nn as nn
 
     if isinstance(target, nn.Module):
+        if model_kwargs:
+            raise LbconvertError(f"model spec {spec!r}: {factory!r} is a module instance, so "
+                                 "--model-kwargs cannot be passed to it",
+                                 hint="point the spec at its class or factory")
         return target
     if not callable(target):
         raise LbconvertError(f"model spec {spec!r}: {factory!r} is not callable",
@@ -217,20 +387,23 @@ def _call_factory(spec: str, target: Any, factory: str | None, num_classes: int 
         sig = inspect.signature(target)
     except (TypeError, ValueError):
         sig = None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(model_kwargs)
     if sig is not None:
-        required = [
-            p.name for p in sig.parameters.values()
-            if p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        params = sig.parameters
+        open_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in kwargs if k not in params] if not open_kw else []
+        if unknown:
+            raise LbconvertError(
+                f"--model-kwargs {', '.join(unknown)}: {factory}() takes no such argument",
+                hint=f"{factory}{sig}",
+            )
+        required = [a for a in _required_args(target) if a not in kwargs]
         if required:
             raise LbconvertError(
                 f"model spec {spec!r}: {factory}() needs arguments ({', '.join(required)})",
-                hint="give them defaults, or add a zero-argument factory and name it "
-                "with path.py:factory",
+                hint="pass them with --model-kwargs " + " ".join(f"{a}=..." for a in required),
             )
-        if num_classes is not None and "num_classes" in sig.parameters:
+        if num_classes is not None and "num_classes" in params and "num_classes" not in kwargs:
             kwargs["num_classes"] = num_classes
     try:
         return target(**kwargs)
@@ -241,7 +414,8 @@ def _call_factory(spec: str, target: Any, factory: str | None, num_classes: int 
         ) from exc
 
 
-def _load_torchvision(spec: str, num_classes: int | None) -> LoadedModel:
+def _load_torchvision(spec: str, num_classes: int | None,
+                      model_kwargs: dict[str, Any]) -> LoadedModel:
     import torchvision
 
     name = spec.split(":", 1)[1]
@@ -261,7 +435,12 @@ def _load_torchvision(spec: str, num_classes: int | None) -> LoadedModel:
     if name in ("googlenet", "inception_v3"):
         # Their default init uses scipy's truncnorm over every weight: slow and pointless here.
         kwargs["init_weights"] = False
-    model = torchvision.models.get_model(name, **kwargs)
+    kwargs.update(model_kwargs)
+    try:
+        model = torchvision.models.get_model(name, **kwargs)
+    except TypeError as exc:
+        raise LbconvertError(f"torchvision {name}: {exc}",
+                             hint="check --model-kwargs against the builder's arguments") from None
     shape = (3, 299, 299) if name == "inception_v3" else None
     if shape is None and not any(k in name for k in ("raft", "rcnn", "retinanet", "ssd",
                                                      "fcos", "keypoint", "deeplab", "fcn",
@@ -270,10 +449,10 @@ def _load_torchvision(spec: str, num_classes: int | None) -> LoadedModel:
         shape = (3, 224, 224)
     return LoadedModel(module=model, spec=spec, name=name, source="torchvision",
                        factory=f"torchvision.models.get_model({name!r}, weights=None)",
-                       input_shape=shape)
+                       input_shape=shape, kwargs=dict(model_kwargs))
 
 
-def _load_timm(spec: str, num_classes: int | None) -> LoadedModel:
+def _load_timm(spec: str, num_classes: int | None, model_kwargs: dict[str, Any]) -> LoadedModel:
     try:
         import timm
     except ImportError:
@@ -285,8 +464,12 @@ def _load_timm(spec: str, num_classes: int | None) -> LoadedModel:
     kwargs: dict[str, Any] = {"pretrained": False}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    kwargs.update(model_kwargs)
     try:
         model = timm.create_model(name, **kwargs)
+    except TypeError as exc:
+        raise LbconvertError(f"timm {name}: {exc}",
+                             hint="check --model-kwargs against the model's arguments") from None
     except RuntimeError as exc:
         raise LbconvertError(f"timm cannot build {name!r}: {exc}",
                              hint="see timm.list_models()") from None
@@ -294,7 +477,7 @@ def _load_timm(spec: str, num_classes: int | None) -> LoadedModel:
     shape = tuple(cfg["input_size"]) if "input_size" in cfg else None
     return LoadedModel(module=model, spec=spec, name=name, source="timm",
                        factory=f"timm.create_model({name!r}, pretrained=False)",
-                       input_shape=shape)
+                       input_shape=shape, kwargs=dict(model_kwargs))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -355,3 +538,27 @@ def _strip_prefix(state: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
         if stripped and set(stripped) & wanted:
             return stripped
     return state
+
+
+def parse_model_kwargs(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """``["vgg_name=VGG16", "depth=3 width=0.5"]`` → ``{"vgg_name": "VGG16", "depth": 3, ...}``.
+
+    timm's ``--model-kwargs`` convention: each ``key=value`` is read as a Python literal
+    (numbers, booleans, None, lists) and otherwise kept as a string. Raises
+    :class:`LbconvertError` naming the flag for an item that is not ``key=value``.
+    """
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        for part in item.replace(",", " ").split() if "[" not in item else [item]:
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or not key.isidentifier():
+                raise LbconvertError(f"--model-kwargs {part!r} is not key=value",
+                                     hint="e.g. --model-kwargs vgg_name=VGG16 depth=3")
+            try:
+                out[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                out[key] = value
+    return out

@@ -143,9 +143,8 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
     if export is not None and export.onnx is not None:
         o = export.onnx
         if o.ok:
-            parity = ", ".join(f"batch {b}: {d:.2g}" for b, d in o.parity.items())
-            line = (f"ONNX ({o.exporter}, opset {o.opset}) checker passed"
-                    + (f"; parity max |Δ| {parity}" if parity else "; parity not checked"))
+            line = (f"ONNX ({o.exporter}, opset {o.opset}) checker passed; parity "
+                    + o.parity_summary())
         else:
             line = o.error or "ONNX export failed"
         checks.append({"stage": "export", "level": PASS if o.ok else FAIL, "summary": line})

@@ -236,16 +236,18 @@ def _export(doc: dict[str, Any]) -> str:
     onnx = exp.get("onnx")
     if onnx:
         checker = {True: "passed", False: "failed"}.get(onnx.get("checker_ok"), "—")
-        prow = [[b, fmt(d, 3), fmt((onnx.get("max_abs_output") or {}).get(b), 3)]
+        prow = [[b, fmt(d, 3), fmt((onnx.get("relative") or {}).get(b), 3),
+                 fmt((onnx.get("bound") or {}).get(b), 3),
+                 fmt((onnx.get("max_abs_output") or {}).get(b), 3)]
                 for b, d in (onnx.get("parity") or {}).items()]
         parts.append(
             f"<p>ONNX: exporter <code>{_e(onnx.get('exporter'))}</code>, opset "
             f"{_e(fmt(onnx.get('opset')))}, checker (full) <b>{_e(checker)}</b>, dynamic batch "
             f"{_e(fmt(onnx.get('dynamic_batch')))}, runtime {_e(fmt(onnx.get('runtime')))}, "
-            f"tolerance {_e(fmt(onnx.get('tolerance')))}.</p>")
+            f"rule: {_e(onnx.get('rule') or '')}.</p>")
         if prow:
-            parts.append(_table(["batch", "max |ONNX − PyTorch|", "max |output|"], prow,
-                                numeric={0, 1, 2}))
+            parts.append(_table(["case", "max |ONNX − PyTorch|", "relative", "bound",
+                                 "max |output|"], prow, numeric={1, 2, 3, 4}))
         if onnx.get("fallback_reason"):
             parts.append(f"<p class=\"muted\">Fallback: {_e(onnx['fallback_reason'])}</p>")
     if exp.get("error"):

@@ -204,14 +204,13 @@ def _files(doc: dict[str, Any]) -> str:
     lines = ["### Files", _table(["file", "path"], rows) if rows else "None written."]
     onnx = exp.get("onnx")
     if onnx:
-        parity = ", ".join(f"batch {b}: {fmt(d, 3)}"
-                           for b, d in (onnx.get("parity") or {}).items())
+        parity = onnx.get("parity_summary") if onnx.get("parity") else ""
         checker = {True: "passed", False: "failed"}.get(onnx.get("checker_ok"), "—")
         lines.append(
             f"\nONNX: exporter `{onnx.get('exporter')}`, opset {fmt(onnx.get('opset'))}, "
             f"checker {checker}, "
-            f"dynamic batch {fmt(onnx.get('dynamic_batch'))}; parity max |ONNX − PyTorch| "
-            + (f"{parity} (tolerance {fmt(onnx.get('tolerance'))})" if parity else "not checked"))
+            f"dynamic batch {fmt(onnx.get('dynamic_batch'))}, dynamic size "
+            f"{fmt(onnx.get('dynamic_size'))}; parity " + (parity or "not checked"))
         if onnx.get("fallback_reason"):
             lines.append(f"\nFallback: {onnx['fallback_reason']}")
     if exp.get("error"):

@@ -48,7 +48,7 @@ def test_torchvision_spec_has_input_shape_and_no_download():
         ("missing_file.py", "does not exist"),
         (str(FILES / "raises_on_import.py"), "ZeroDivisionError"),
         (str(FILES / "needs_args.py"), "needs arguments (width, depth)"),
-        (str(FILES / "two_classes.py"), "several nn.Module classes"),
+        (str(FILES / "two_classes.py"), "several models (A, B)"),
         (str(FILES / "not_a_module.py"), "not a torch.nn.Module"),
         (f"{FILES / 'single_class.py'}:Nope", "'Nope' not found"),
         ("torchvision:resnet5O", "did you mean"),
@@ -92,3 +92,78 @@ def test_weights_plain_lightning_and_pickled(tmp_path):
     torch.save({"other.weight": torch.zeros(1)}, wrong)
     with pytest.raises(LbconvertError, match="does not match the model"):
         load_weights(dst, wrong)
+
+
+REPO = Path(__file__).resolve().parents[2] / "fixtures" / "repo_layout"
+
+
+@pytest.fixture
+def repo_root(monkeypatch):
+    """Run from the stand-in repository's root, and forget its ``models`` package after."""
+    monkeypatch.chdir(REPO)
+    yield REPO
+    import sys
+
+    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+        del sys.modules[name]
+
+
+def _bn_count(module):
+    return sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+
+
+def test_package_folder_and_module_specs_from_the_current_directory(repo_root):
+    by_folder = load_model("models:ResNet18")
+    assert by_folder.source == "package" and by_folder.name == "ResNet18"
+    # ResNet18 here: stem BN + 2 blocks × 2 BN + 2 stages' second... count independently:
+    # stage 1: 2 blocks × 2 BN; stage 2: 2 blocks × 2 BN + 1 shortcut BN; plus the stem.
+    assert _bn_count(by_folder.module) == 1 + 4 + 4 + 1
+    by_module = load_model("models.resnet:ResNet18")
+    assert by_module.source == "module" and _bn_count(by_module.module) == 10
+    # A name only in a submodule (models/__init__ does not import vgg) is found there.
+    vgg = load_model("models:VGG", model_kwargs={"vgg_name": "VGG11"})
+    assert vgg.factory == "VGG" and vgg.kwargs == {"vgg_name": "VGG11"}
+
+
+def test_file_without_name_lists_models_not_helper_blocks(repo_root):
+    with pytest.raises(LbconvertError) as info:
+        load_model("models/resnet.py")
+    # BasicBlock builds without arguments but ResNet18 uses it: a part, not a candidate.
+    assert "several models (ResNet18, ResNet34)" in str(info.value)
+    assert "BasicBlock" not in str(info.value)
+
+
+def test_file_without_name_picks_the_one_model(tmp_path):
+    src = (REPO / "models" / "resnet.py").read_text().split("def ResNet34")[0]
+    (tmp_path / "one.py").write_text(src)
+    loaded = load_model(str(tmp_path / "one.py"))
+    assert loaded.factory == "ResNet18" and loaded.name == "ResNet18"
+    assert any("chose ResNet18" in n for n in loaded.notes)
+
+
+def test_builder_needing_arguments_takes_model_kwargs(repo_root):
+    with pytest.raises(LbconvertError) as info:
+        load_model("models/vgg.py")
+    assert "VGG needs arguments (vgg_name)" in str(info.value)
+    assert "--model-kwargs vgg_name=" in info.value.hint
+    loaded = load_model("models/vgg.py", model_kwargs={"vgg_name": "VGG13"})
+    assert loaded.factory == "VGG" and _bn_count(loaded.module) == 4  # VGG13: 4 convs
+    with pytest.raises(LbconvertError, match="takes no such argument"):
+        load_model("models/vgg.py:VGG", model_kwargs={"vgg_name": "VGG11", "depth": 3})
+
+
+def test_parse_model_kwargs_literals_and_strings():
+    from lbconvert.model.load import parse_model_kwargs
+
+    assert parse_model_kwargs(["vgg_name=VGG16", "depth=3 width=0.5,bias=False",
+                               "drop=None"]) == {"vgg_name": "VGG16", "depth": 3,
+                                                  "width": 0.5, "bias": False, "drop": None}
+    with pytest.raises(LbconvertError, match="not key=value"):
+        parse_model_kwargs(["depth"])
+
+
+def test_torchvision_and_timm_take_model_kwargs():
+    loaded = load_model("torchvision:resnet18", model_kwargs={"zero_init_residual": True})
+    assert float(loaded.module.layer1[0].bn2.weight.detach().abs().sum()) == 0.0
+    with pytest.raises(LbconvertError, match="torchvision resnet18"):
+        load_model("torchvision:resnet18", model_kwargs={"no_such_arg": 1})
