@@ -35,6 +35,8 @@ SERIES_ALIASES: dict[str, tuple[str, ...]] = {
 def canonical_name(tag: str) -> str | None:
     """The canonical series name for a logged tag, or None when it is not one we use."""
     low = tag.strip().lower()
+    if low.startswith("train/lbconvert/"):  # HF's TensorBoard callback prefixes "train/"
+        low = low[len("train/"):]
     for name, aliases in SERIES_ALIASES.items():
         if low in aliases:
             return name

@@ -23,3 +23,8 @@ def test_monitor_distance_wins_over_other_distance_tags():
     h.finalize()
     assert h.series["weight_distance"].tag == DISTANCE_TAG
     assert h.series["weight_distance/fc"].values == [0.5, 1.0]
+
+
+def test_hf_tensorboard_train_prefix():
+    assert canonical_name("train/lbconvert/weight_distance") == "weight_distance"
+    assert canonical_name("train/lbconvert/weight_distance/h") == "weight_distance/h"
