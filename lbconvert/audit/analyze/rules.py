@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lbconvert.audit.analyze.diffusion_curve import check_diffusion_curve
 from lbconvert.audit.analyze.findings import Finding, Rule, RuleContext, RuleResult
-from lbconvert.audit.history import RunHistory
 from lbconvert.audit.analyze.trend import fit, fit_log, value_at, window
+from lbconvert.audit.history import RunHistory
 
 # Thresholds, each with its reason.
 UPDATES_ERROR = 0.5  # fewer than half the baseline's updates: Hoffer's gap is large
@@ -417,5 +418,8 @@ RULES: list[Rule] = [
          check_lars_warmup),
     Rule("LB009", "non-finite", "error", "NaN or inf in the logs",
          "A diverged run: every later number is meaningless.", check_nonfinite),
+    Rule("LB010", "diffusion-short-of-baseline", "warning", "Weights travelled less than the "
+         "baseline's", "Hoffer et al. 2017: ‖w − w0‖ ~ log t; compared by updates with a "
+         "monitored baseline.", lambda ctx: check_diffusion_curve(ctx, _first_drop)),
 ]
 RULES_BY_ID = {r.id: r for r in RULES}
