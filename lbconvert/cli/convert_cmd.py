@@ -6,6 +6,7 @@ arrives. Torch is imported only once the command runs, never at ``--help``.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -101,6 +102,10 @@ def convert(
         "--safetensors", help="Also write model.safetensors.")] = False,
     no_export: Annotated[bool, typer.Option(
         "--no-export", help="Do not write the output folder.")] = False,
+    nproc_per_node: Annotated[int, typer.Option(
+        "--nproc-per-node", help="Run the smoke arms data-parallel over this many processes "
+        "(torchrun's launcher; NCCL on CUDA, gloo on CPU). Several machines: start it with "
+        "torchrun's --nnodes/--rdzv-* flags instead.", min=1)] = 1,
     fmt: o.FormatOpt = "table",
 ) -> None:
     """Run the conversion pipeline and render what each stage did."""
@@ -108,7 +113,12 @@ def convert(
 
     if fmt not in ("table", "json"):
         raise LbconvertError(f"--format {fmt!r} is not known", hint="use table or json")
-    console = Console(stderr=fmt == "json")
+    from lbconvert.cli import launch
+
+    worker = launch.in_worker()
+    main_rank = not worker or launch.rank() == 0
+    # Rank 0 renders and writes the outputs; the other ranks are silent.
+    console = Console(stderr=fmt == "json", quiet=not main_rank)
     overrides: dict[str, Any] = {k: v for k, v in {
         "batch_size": batch_size, "lr": lr, "epochs": epochs, "dataset_size": dataset_size,
     }.items() if v is not None}
@@ -127,25 +137,39 @@ def convert(
         smoke = SmokeOptions(data=data, device=device, time_budget=smoke_time,
                              smoke_batch=smoke_batch, seed=seed, tolerance=tolerance,
                              calibrate=calibrate, sharpness=sharpness,
-                             progress=console.is_terminal)
+                             progress=console.is_terminal, nproc_per_node=nproc_per_node)
         smoke.check()
     export = None
-    if not (no_export or smoke_only):
+    if not (no_export or smoke_only) and main_rank:
         export = ExportOptions(out_dir=_out_dir(out, model), onnx=onnx, opset=opset,
                                dynamic_size=dynamic_size, safetensors=safetensors, force=force)
+
+    if smoke and nproc_per_node > 1 and not worker:  # this process only launches the ranks
+        raise typer.Exit(launch.relaunch(nproc_per_node, launch.own_argv(nproc_per_node)))
 
     from lbconvert.api import convert as run_convert
     from lbconvert.cli.render_convert import StageRenderer
 
     renderer = StageRenderer(console, config_path=config)
-    result = run_convert(
-        model, config, target_batch=target_batch, rule=rule, regime=regime, warmup=warmup,
-        ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
-        optimizer=optimizer, overrides=overrides, batch_is=batch_is, weights=weights,
-        model_kwargs=kwargs,
-        input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
-        verify=not (no_verify or smoke_only), smoke=smoke, export=export, on_stage=renderer,
-    )
-    renderer.finish(result, json_output=fmt == "json")
+    try:
+        result = run_convert(
+            model, config, target_batch=target_batch, rule=rule, regime=regime, warmup=warmup,
+            ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
+            optimizer=optimizer, overrides=overrides, batch_is=batch_is, weights=weights,
+            model_kwargs=kwargs,
+            input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
+            verify=not (no_verify or smoke_only), smoke=smoke, export=export, on_stage=renderer,
+        )
+    except Exception as exc:
+        if not worker or os.environ.get("LBCONVERT_DEBUG", "") not in ("", "0"):
+            raise
+        # One rank of several: torchrun's error file gets the line; rank 0 of a user's
+        # torchrun also prints it, a worker of --nproc-per-node leaves that to the launcher.
+        code = launch.record_failure(exc)
+        if main_rank and not launch.launched_by_lbconvert():
+            raise
+        raise typer.Exit(code) from None
+    if main_rank:
+        renderer.finish(result, json_output=fmt == "json")
     if not result.ok:
         raise typer.Exit(1)

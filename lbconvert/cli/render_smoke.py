@@ -137,6 +137,21 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
         + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
         + "[/dim]"
     )
+    layout = getattr(result, "layout", None)
+    if layout:
+        from rich.table import Table
+
+        from lbconvert.report.markdown import layout_rows, layout_summary
+
+        console.print(layout_summary(layout))
+        if layout.get("world_size", 1) > 1:
+            table = Table("rank", "host", "device", "step time (s) orig / naive / conv",
+                          "peak memory", box=None)
+            for row in layout_rows(layout):
+                table.add_row(*row)
+            console.print(table)
+        for note in layout.get("notes") or []:
+            console.print(f"[dim]note: {note}[/dim]")
     for note in result.notes + [n for a in result.arms.values() for n in a.notes]:
         console.print(f"[dim]note: {note}[/dim]")
 

@@ -11,7 +11,7 @@ import base64
 import html
 from typing import Any
 
-from lbconvert.report.markdown import fmt, plan_rows, smoke_rows
+from lbconvert.report.markdown import fmt, layout_rows, layout_summary, plan_rows, smoke_rows
 
 __all__ = ["render_html"]
 
@@ -223,8 +223,13 @@ def _smoke(doc: dict[str, Any], plots: dict[str, str]) -> str:
     proxy_html = ("<details><summary>proxy batches used by the smoke test</summary>"
                   + _table(None, [[k, fmt(v)] for k, v in proxy.items()]) + "</details>"
                   if isinstance(proxy, dict) and proxy else "")
-    return _section(title, head, plots.get("diffusion", ""), table, info, proxy_html,
-                    plots.get("loss", ""), _list(smoke.get("notes") or []))
+    layout = smoke.get("layout")
+    layout_html = (f"<p>{_e(layout_summary(layout))}</p>" + _table(
+        ["rank", "host", "device", "step time (s) original / naive / converted", "peak memory"],
+        layout_rows(layout)) + _list(layout.get("notes") or [])
+        if isinstance(layout, dict) and layout else "")
+    return _section(title, head, plots.get("diffusion", ""), table, info, layout_html,
+                    proxy_html, plots.get("loss", ""), _list(smoke.get("notes") or []))
 
 
 def _export(doc: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_markdown", "fmt", "plan_rows", "smoke_rows", "LEVEL_MARK"]
+__all__ = ["render_markdown", "fmt", "plan_rows", "smoke_rows", "layout_rows", "layout_summary",
+           "LEVEL_MARK"]
 
 LEVEL_MARK = {"PASS": "✅ PASS", "WARN": "⚠️ WARN", "FAIL": "❌ FAIL"}
 #: Surgery rows shown before the table is folded.
@@ -191,9 +192,41 @@ def _smoke(doc: dict[str, Any]) -> str:
     proxy = smoke.get("proxy")
     if proxy:
         lines.append(f"\nProxy batches: {fmt(proxy)}")
+    layout = smoke.get("layout")
+    if layout:
+        lines += ["", layout_summary(layout), "",
+                  _table(["rank", "host", "device", "step time (s) original / naive / converted",
+                          "peak memory"], layout_rows(layout))]
+        lines += [f"\n- {note}" for note in layout.get("notes") or []]
     for note in smoke.get("notes") or []:
         lines.append(f"\n- {note}")
     return "\n".join(lines)
+
+
+def layout_summary(layout: dict[str, Any]) -> str:
+    """One line: how many processes ran the arms, and each rank's batch per update."""
+    world = layout.get("world_size", 1)
+    how = (f"{world} processes ({layout.get('backend')}, {layout.get('launcher')}), data-parallel"
+           if world > 1 else "1 process")
+    per = ", ".join(
+        f"{arm} {n}" + (f" in {layout['accumulation'][arm]} micro-batches of "
+                        f"{layout['micro_batch'][arm]}"
+                        if (layout.get("accumulation") or {}).get(arm, 1) > 1 else "")
+        for arm, n in (layout.get("per_rank_batch") or {}).items()
+    )
+    return f"Smoke layout: {how}; samples per rank per update: {per}."
+
+
+def layout_rows(layout: dict[str, Any]) -> list[list[str]]:
+    """One row per rank: rank, host, device, step time per arm, peak memory and its kind."""
+    rows = []
+    for r in layout.get("ranks") or []:
+        times = " / ".join(fmt(r.get("step_time", {}).get(a), 3)
+                           for a in ("original", "naive", "converted"))
+        peak = r.get("peak_memory_bytes")
+        mem = f"{peak / 2**20:.0f} MiB ({r.get('memory')})" if peak else "—"
+        rows.append([str(r.get("rank")), str(r.get("host")), str(r.get("device")), times, mem])
+    return rows
 
 
 def _files(doc: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import math
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable
 
 from lbconvert.smoke.diffusion import Arm, Mark, log_spaced_steps
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lbconvert.plan.plan import Plan
     from lbconvert.smoke.data import SamplePool
+    from lbconvert.smoke.distributed import DistContext
     from lbconvert.smoke.proxy import Proxy
 
 #: The three arms, in the order they run and are reported.
@@ -37,7 +39,12 @@ ARMS = ("original", "naive", "converted")
 
 
 class ArmRunner:
-    """One arm's model, optimizer, schedule and training step (fresh per run)."""
+    """One arm's model, optimizer, schedule and training step (fresh per run).
+
+    ``dist``: the data-parallel context (every rank agrees on when to stop); ``net``: the
+    module the step calls — ``model`` itself, or ``model`` in DDP when the arm is sharded,
+    in which case this rank trains on its contiguous share of each update's batch.
+    """
 
     def __init__(
         self,
@@ -53,24 +60,45 @@ class ArmRunner:
         optimizer_name: str,
         ghost: int | None,
         warmup: int,
+        *,
+        dist: DistContext | None = None,
+        net: nn.Module | None = None,
     ):
         self.name, self.model, self.optimizer, self.scheduler = name, model, optimizer, scheduler
         self.batch, self.micro, self.pool, self.loss_fn = batch, micro, pool, loss_fn
         self.description, self.optimizer_name = description, optimizer_name
         self.ghost, self.warmup = ghost, warmup
+        self.dist, self.net = dist, model if net is None else net
+        self.sharded = net is not None and net is not model
+
+    @property
+    def share(self) -> int:
+        """Samples this process trains on per update (the batch, or its rank's share)."""
+        return self.batch // self.dist.world_size if self.sharded else self.batch
 
     def step(self, stream: Any) -> torch.Tensor:
-        """One update: the next ``batch`` samples, accumulated over micro-batches."""
+        """One update: the next ``batch`` samples, accumulated over micro-batches.
+
+        Sharded: this rank's contiguous share of them; DDP averages the gradients over the
+        ranks in the last micro-batch's backward (the others run under ``no_sync``). Returns
+        this process's mean loss over the samples it saw.
+        """
         from lbconvert.smoke.sharpness import logits_of
 
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         idx = stream.take(self.batch)
+        share = self.share
+        if self.sharded:
+            idx = idx[self.dist.rank * share : (self.dist.rank + 1) * share]
+        chunks = idx.split(self.micro)
         total = None
-        for chunk in idx.split(self.micro):
-            out = logits_of(self.model(self.pool.x[chunk]))
-            loss = self.loss_fn(out, self.pool.y[chunk]) * (chunk.numel() / self.batch)
-            loss.backward()
+        for k, chunk in enumerate(chunks):
+            last = k == len(chunks) - 1
+            with nullcontext() if last or not self.sharded else self.net.no_sync():
+                out = logits_of(self.net(self.pool.x[chunk]))
+                loss = self.loss_fn(out, self.pool.y[chunk]) * (chunk.numel() / share)
+                loss.backward()
             total = loss.detach() if total is None else total + loss.detach()
         self.optimizer.step()
         if self.scheduler is not None:
@@ -158,8 +186,16 @@ def run_arm(
         if on_step is not None:
             on_step()
         late = deadline is not None and time.perf_counter() > deadline
+        loss = None
+        if runner.dist is not None and (t in marks_at or deadline is not None):
+            # Every rank stops at the same update: the mean loss and "late on any rank".
+            from lbconvert.smoke.distributed import all_reduce
+
+            world = runner.dist.world_size
+            loss_sum, late_any = all_reduce([float(loss_t), float(late)], runner.dist)
+            loss, late = (loss_sum / world if runner.sharded else float(loss_t)), late_any > 0
         if t in marks_at or late:
-            loss = float(loss_t)
+            loss = float(loss_t) if loss is None else loss
             dist, groups = tracker.measure()
             arm.marks.append(Mark(t, dist, groups, loss, t * runner.batch, runner.lr()))
             if not (math.isfinite(loss) and math.isfinite(dist)):
@@ -199,6 +235,11 @@ class ArmSetup:
 
     ``micro_cap`` caps the micro-batch (gradient accumulation beyond it); ``micro`` per arm
     and ``notes`` are filled in here and may be lowered/appended by the budget's OOM retry.
+    ``dist``: data-parallel over ranks (:mod:`lbconvert.smoke.distributed`): an arm whose
+    batch splits into equal shares of at least 2 is sharded (DDP), ``micro`` is then per rank
+    and the large arms accumulate ``plan.grad_accum`` micro-batches per update where the plan
+    does; an arm too small to split (the proxy small batch on few ranks) runs whole on every
+    rank from rank 0's weights.
     """
 
     original: nn.Module
@@ -208,19 +249,45 @@ class ArmSetup:
     pool: SamplePool
     device: str
     micro_cap: int | None = None
+    dist: DistContext | None = None
     micro: dict[str, int] = dataclasses.field(init=False)
+    sharded: dict[str, bool] = dataclasses.field(init=False)
     notes: list[str] = dataclasses.field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         import torch.nn.functional as F
 
         proxy, cap = self.proxy, self.micro_cap
+        world = 1 if self.dist is None else self.dist.world_size
         self.loss_fn = F.cross_entropy if self.pool.classification else F.mse_loss
-        self.micro = {
-            "original": self._micro(proxy.small_batch, 1, cap),
-            "naive": self._micro(proxy.large_batch, 1, cap),
-            "converted": self._micro(proxy.large_batch, proxy.ghost_batch_size, cap),
-        }
+        batches = {"original": proxy.small_batch, "naive": proxy.large_batch,
+                   "converted": proxy.large_batch}
+        units = {"original": 1, "naive": 1, "converted": proxy.ghost_batch_size}
+        self.sharded = {n: world > 1 and b % world == 0 and b // world >= 2
+                        for n, b in batches.items()}
+        self.micro = {}
+        for name, batch in batches.items():
+            share, unit, limit = batch // world if self.sharded[name] else batch, units[name], cap
+            accum = self.plan.grad_accum if world > 1 and name != "original" else 1
+            if accum > 1 and share // accum >= unit:  # the plan's gradient accumulation
+                limit = min(limit or share, share // accum)
+            self.micro[name] = self._micro(share, unit, limit)
+
+    def share(self, name: str) -> int:
+        """Samples per process per update of arm ``name``."""
+        batch = self.proxy.small_batch if name == "original" else self.proxy.large_batch
+        return batch // self.dist.world_size if self.sharded[name] else batch
+
+    def _parallel(self, model: nn.Module, name: str) -> dict[str, Any]:
+        """DDP for a sharded arm; rank 0's weights for one that runs whole on every rank."""
+        if self.dist is None:
+            return {}
+        from lbconvert.smoke.distributed import broadcast_, wrap
+
+        if self.sharded[name]:
+            return {"dist": self.dist, "net": wrap(model, self.dist)}
+        broadcast_([*model.parameters(), *model.buffers()], self.dist)
+        return {"dist": self.dist}
 
     @staticmethod
     def _micro(batch: int, unit: int, cap: int | None) -> int:
@@ -257,8 +324,9 @@ class ArmSetup:
             _set_ghost(
                 model,
                 proxy.ghost_batch_size,
-                fold=proxy.large_batch // proxy.ghost_batch_size >= 16,
+                fold=self.share(name) // proxy.ghost_batch_size >= 16,
             )
+            par = self._parallel(model, name)
             plan = self.conv_plan(multiplier)
             opt = make_optimizer(model, plan)
             sched = make_scheduler(opt, plan, proxy.steps_per_epoch, interval="step")
@@ -281,9 +349,12 @@ class ArmSetup:
                 opt_name,
                 proxy.ghost_batch_size,
                 proxy.warmup_steps,
+                **par,
             )
-        model = copy.deepcopy(self.original).to(self.device)
         from lbconvert.optim.factory import describe_optimizer, make_original_optimizer
+
+        model = copy.deepcopy(self.original).to(self.device)
+        par = self._parallel(model, name)
 
         opt = make_original_optimizer(model, self.plan, lr=float(self.plan.lr_old) * proxy.lr_scale)
         opt_name = describe_optimizer(opt)
@@ -306,6 +377,7 @@ class ArmSetup:
             opt_name,
             None,
             0,
+            **par,
         )
 
     def _old_schedule(self, opt: Any, name: str) -> Any:

@@ -196,6 +196,8 @@ class DiffusionResult:
     seed: int
     notes: list[str] = field(default_factory=list)
     calibration: Calibration | None = None
+    #: processes, per-rank batch/micro-batch, per-rank step time and peak memory (smoke.run)
+    layout: dict[str, Any] | None = None
     comparison_basis: str = (
         "updates: Hoffer et al. 2017 adapt the regime so the large batch makes the same number "
         "of updates, and the diffusion law ‖w_t − w_0‖ ~ log t is in updates (one random-walk "
@@ -229,6 +231,7 @@ class DiffusionResult:
             "seed": self.seed,
             "notes": list(self.notes),
             "calibration": self.calibration.to_dict() if self.calibration else None,
+            "layout": json_safe(self.layout),
         }
 
 

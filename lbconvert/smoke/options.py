@@ -28,7 +28,10 @@ class SmokeOptions:
         max_micro_batch: cap on the micro-batch (gradient accumulation beyond it).
         console: a ``rich.console.Console`` for progress (default: stderr).
         nproc_per_node: processes the arms run data-parallel over (``--nproc-per-node``);
-            1 runs in this process.
+            1 runs in this process. More needs the processes started by torchrun (the CLI
+            does that); under torchrun the arms are data-parallel whatever this says.
+        dist_timeout: seconds a collective waits for the other ranks before the run fails
+            with an error naming the rank (a failed or stuck peer never hangs the run).
     """
 
     data: str = "synthetic"
@@ -44,6 +47,7 @@ class SmokeOptions:
     max_micro_batch: int | None = None
     console: Any = None
     nproc_per_node: int = 1
+    dist_timeout: float = 300.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | SmokeOptions | None) -> SmokeOptions:
@@ -73,6 +77,11 @@ class SmokeOptions:
             )
         if self.steps is not None and self.steps < 4:
             raise LbconvertError(f"--smoke-steps {self.steps} is too few", hint="use 4 or more")
+        if self.nproc_per_node > 1 and self.calibrate:
+            raise LbconvertError(
+                f"--calibrate with --nproc-per-node {self.nproc_per_node} is not supported yet",
+                hint="run --calibrate in one process",
+            )
         if self.nproc_per_node < 1:
             raise LbconvertError(
                 f"--nproc-per-node {self.nproc_per_node} must be 1 or more", hint="e.g. 2"

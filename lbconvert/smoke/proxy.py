@@ -39,7 +39,7 @@ class Proxy:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
-def choose_proxy(plan: Plan, device_type: str, smoke_batch: int | None) -> Proxy:
+def choose_proxy(plan: Plan, device_type: str, smoke_batch: int | None, world: int = 1) -> Proxy:
     """Scale B_S, B_L to b_s, b_l = round(M·b_s) that fit the device, keeping M.
 
     Default b_s = min(B_S, cap // M) with cap = 128 on CPU, 4096 on CUDA (at least 2, the
@@ -48,6 +48,11 @@ def choose_proxy(plan: Plan, device_type: str, smoke_batch: int | None) -> Proxy
     between the arms' LRs stay those of the plan. The ghost size: the plan's when b_l holds at
     least two ghost batches of it and is a multiple of it; otherwise scaled by b_l/B_L so the
     number of ghost batches per update is the plan's, rounded to a divisor of b_l (≥ 2).
+
+    ``world`` > 1 processes (data-parallel smoke): the cap is per device, so b_l may be
+    ``world`` × cap — the plan's own B_L and per-device batch when they fit — and b_l is a
+    multiple of ``world``; the ghost batches must then fit each rank's share b_l/world, as
+    GhostBatchNorm splits each device's batch on its own.
     """
     b_big, b_small = plan.target_batch, plan.source_batch
     m = b_big / b_small
@@ -57,21 +62,29 @@ def choose_proxy(plan: Plan, device_type: str, smoke_batch: int | None) -> Proxy
             hint="use 2 or more (BatchNorm needs two samples)",
         )
     cap = DEFAULT_LARGE_CAP.get(device_type, DEFAULT_LARGE_CAP["cpu"])
+    cap *= world
     b_s = smoke_batch or max(2, min(b_small, int(cap // m)))
     b_l = max(b_s, int(round(b_s * m)))
-    g = plan.ghost_batch_size
     notes = []
-    if b_l == b_big or (b_l >= 2 * g and b_l % g == 0):
+    if b_l % world:
+        b_l = max(world, world * round(b_l / world))
+        notes.append(f"proxy large batch rounded to {b_l}, a multiple of the {world} ranks")
+    share = b_l // world
+    g = plan.ghost_batch_size
+    if (world == 1 and b_l == b_big) or (
+        share % g == 0 and (b_l == b_big or share >= 2 * g)
+    ):
         ghost, scaled = g, False
     else:
         want = max(2.0, g * b_l / b_big)
-        divisors = [d for d in range(2, b_l + 1) if b_l % d == 0] or [b_l]
+        divisors = [d for d in range(2, share + 1) if share % d == 0] or [share]
         ghost = min(divisors, key=lambda d: (abs(math.log(d / want)), d))
         scaled = True
         notes.append(
             f"ghost batch {g} does not fit the proxy large batch {b_l} twice: scaled to "
             f"{ghost} ({b_l // ghost} ghost batches per update; the plan has "
             f"{b_big // g})"
+            + (f"; {share // ghost} per rank's share of {share}" if world > 1 else "")
         )
     if b_s < 8:
         notes.append(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lbconvert.plan.plan import Plan
     from lbconvert.smoke.data import SamplePool
+    from lbconvert.smoke.distributed import DistContext
 
 __all__ = ["SmokeBudgetError", "SmokeOptions", "run_smoke"]
 
@@ -77,11 +78,6 @@ def run_smoke(
     """
     opts = SmokeOptions.from_mapping(options)
     opts.check()
-    device, time_budget, smoke_batch, seed = (
-        opts.device, opts.time_budget, opts.smoke_batch, opts.seed
-    )
-    steps, data, tolerance = opts.steps, opts.data, opts.tolerance
-
     t_start = time.perf_counter()
     if not input_shape:
         raise LbconvertError(
@@ -93,16 +89,60 @@ def run_smoke(
             "the plan has no learning rate, so the smoke arms cannot train",
             hint="pass --lr or add the LR to the config",
         )
-    dev, dev_note = resolve_device(device)
+    dev, dev_note = resolve_device(opts.device)
     notes = [dev_note] if dev_note else []
-    proxy = choose_proxy(plan, dev.split(":")[0], smoke_batch)
+    from lbconvert.smoke import distributed
+
+    ctx = distributed.from_env(dev, opts.dist_timeout)
+    if ctx is None and opts.nproc_per_node > 1:
+        raise LbconvertError(
+            f"nproc_per_node={opts.nproc_per_node} needs one process per rank, started by "
+            "torchrun",
+            hint=f"run `lbconvert MODEL ... --nproc-per-node {opts.nproc_per_node}` (it "
+            f"launches them) or `torchrun --nproc-per-node {opts.nproc_per_node} your_script.py`",
+        )
+    try:
+        return _run(original, converted, plan, opts, ctx, dev, notes, t_start,
+                    tuple(input_shape), num_classes)
+    finally:
+        distributed.close(ctx)
+
+
+def _run(
+    original: nn.Module,
+    converted: nn.Module,
+    plan: Plan,
+    opts: SmokeOptions,
+    ctx: DistContext | None,
+    dev: str,
+    notes: list[str],
+    t_start: float,
+    input_shape: tuple[int, ...],
+    num_classes: int | None,
+) -> DiffusionResult:
+    """run_smoke after its checks: in this process, or as one rank of a data-parallel run."""
+    from lbconvert.smoke import distributed
+
+    time_budget, smoke_batch, seed = opts.time_budget, opts.smoke_batch, opts.seed
+    steps, data, tolerance = opts.steps, opts.data, opts.tolerance
+    world = 1 if ctx is None else ctx.world_size
+    progress = opts.progress and (ctx is None or ctx.is_main)
+    if ctx is not None:
+        dev = ctx.device
+        if opts.calibrate:
+            raise LbconvertError(
+                "--calibrate is not supported with several processes yet",
+                hint="run --calibrate without --nproc-per-node",
+            )
+    distributed.reset_peak_memory(dev)
+    proxy = choose_proxy(plan, dev.split(":")[0], smoke_batch, world=world)
     timings: dict[str, float] = {}
 
     out_dim, num_classes, note = _probe_output(original, input_shape, num_classes)
     if note:
         notes.append(note)
     if steps is None:  # a fixed number of updates was asked for: no budget to protect
-        preflight(original, tuple(input_shape), proxy, dev, time_budget)
+        _preflight(original, input_shape, proxy, dev, time_budget, ctx)
     from lbconvert.smoke.data import make_pool
 
     bytes_per = 4 * math.prod(input_shape)
@@ -117,6 +157,8 @@ def run_smoke(
         seed=seed,
         device=dev,
     )
+    if ctx is not None:  # every rank trains on rank 0's samples
+        distributed.broadcast_([pool.x, pool.y], ctx)
     proxy.pool_size = len(pool)
     if plan.steps_per_epoch_new:
         proxy.steps_per_epoch = plan.steps_per_epoch_new
@@ -131,15 +173,20 @@ def run_smoke(
     )
     timings["data"] = time.perf_counter() - t_start
 
-    setup = ArmSetup(original, converted, plan, proxy, pool, dev, opts.max_micro_batch)
+    setup = ArmSetup(original, converted, plan, proxy, pool, dev, opts.max_micro_batch, ctx)
     t0 = time.perf_counter()
-    step_times = {name: measure_step_time(setup, name, seed) for name in ARMS}
+    own_step_times = {name: measure_step_time(setup, name, seed) for name in ARMS}
+    step_times = dict(own_step_times)
+    if ctx is not None:  # the slowest rank sets the pace of all
+        step_times = dict(zip(ARMS, distributed.all_reduce(list(step_times.values()), ctx, "max")))
     timings["measure"] = time.perf_counter() - t0
     remaining = time_budget * TRAIN_SHARE - (time.perf_counter() - t_start)
     per_update = sum(step_times.values()) * 1.05
     fixed = steps is not None
     if not fixed:
         steps = int(min(MAX_STEPS, max(MIN_STEPS, remaining // per_update)))
+        if ctx is not None:  # every rank makes the same number of updates
+            steps = int(distributed.all_reduce([steps], ctx, "min")[0])
     forced = not fixed and remaining // per_update < MIN_STEPS
     if forced:
         notes.append(
@@ -163,7 +210,7 @@ def run_smoke(
     left = max(0.0, t_start + time_budget - train_start)
     total_cost = sum(steps * step_times[n] for n in ARMS) or 1.0
     cum = 0.0
-    with _progress(opts.progress, opts.console) as bar:
+    with _progress(progress, opts.console) as bar:
         tasks = {n: bar.add_task(f"smoke {n}", total=steps) for n in ARMS} if bar else {}
         for name in ARMS:
             runner = setup.build(name)
@@ -179,13 +226,15 @@ def run_smoke(
             arm.step_time = step_times[name]
             arms[name], runners[name] = arm, runner
             timings[f"arm_{name}"] = arm.seconds
-    if setup.micro["naive"] < proxy.large_batch:
+    if setup.micro["naive"] < setup.share("naive"):
         arms["naive"].notes.append(
             "plain BatchNorm over accumulated micro-batches: statistics are "
             f"per micro-batch of {setup.micro['naive']}, not per batch"
         )
 
     n_eff = min(a.steps for a in arms.values())
+    if ctx is not None:
+        n_eff = int(distributed.all_reduce([n_eff], ctx, "min")[0])
     window, problem = choose_window(n_eff, proxy.warmup_steps)
     for k, arm in enumerate(arms.values()):
         try:
@@ -216,6 +265,7 @@ def run_smoke(
         t0 = time.perf_counter()
         _add_sharpness(runners, arms, pool, setup, seed)
         timings["sharpness"] = time.perf_counter() - t0
+    layout = _layout(setup, ctx, own_step_times)
     timings["total"] = time.perf_counter() - t_start
 
     proxy_d = dataclasses.asdict(proxy)
@@ -234,6 +284,7 @@ def run_smoke(
         seed=seed,
         notes=notes + setup.notes + proxy.notes,
         calibration=calibration,
+        layout=layout,
     )
 
 
@@ -292,3 +343,65 @@ def _progress(enabled: bool, console: Any) -> Any:
         console=console,
         transient=True,
     )
+
+
+def _preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Any, device: str,
+               time_budget: float, ctx: DistContext | None) -> None:
+    """:func:`preflight`, agreed over the ranks: if one rank's prediction is over, all stop."""
+    if ctx is None:
+        preflight(model, input_shape, proxy, device, time_budget)
+        return
+    from lbconvert.smoke import distributed
+
+    error = None
+    try:
+        preflight(model, input_shape, proxy, device, time_budget)
+    except SmokeBudgetError as exc:
+        error = exc
+    if distributed.all_reduce([float(error is not None)], ctx, "max")[0] > 0:
+        raise error or SmokeBudgetError(
+            "smoke test not run: another rank predicted more than its time budget",
+            hint="raise --smoke-time or lower --smoke-batch",
+        )
+
+
+def _layout(setup: ArmSetup, ctx: DistContext | None,
+            step_times: dict[str, float]) -> dict[str, Any]:
+    """Processes, per-rank batches and micro-batches, per-rank step time and peak memory."""
+    from lbconvert.smoke import distributed
+
+    peak, kind = distributed.peak_memory(setup.device)
+    mine = {
+        "rank": 0 if ctx is None else ctx.rank,
+        "host": distributed.host(),
+        "device": setup.device,
+        "step_time": dict(step_times),
+        "peak_memory_bytes": peak,
+        "memory": kind,
+    }
+    ranks = [mine] if ctx is None else distributed.gather(mine, ctx)
+    plan = setup.plan
+    notes = []
+    world = 1 if ctx is None else ctx.world_size
+    if world > 1 and plan.devices != world:
+        notes.append(
+            f"the plan has {plan.devices} device(s); the smoke ran on {world} processes, "
+            f"so each holds {setup.share('converted')} samples of the proxy large batch"
+        )
+    for name in ARMS:
+        if world > 1 and not setup.sharded[name]:
+            notes.append(
+                f"{name} arm: batch too small to split over {world} ranks: each ran it whole "
+                "from rank 0's weights"
+            )
+    return {
+        "world_size": world,
+        "backend": None if ctx is None else ctx.backend,
+        "launcher": "torchrun" if ctx is not None else None,
+        "per_rank_batch": {n: setup.share(n) for n in ARMS},
+        "micro_batch": dict(setup.micro),
+        "accumulation": {n: -(-setup.share(n) // setup.micro[n]) for n in ARMS},
+        "sharded": dict(setup.sharded),
+        "ranks": ranks,
+        "notes": notes,
+    }
