@@ -1,0 +1,100 @@
+"""action.yml: parse it and run its steps' ``run:`` commands on fixtures/repo.
+
+The install step is pointed at a copy of this checkout (pip ``--target`` a temporary folder, no
+dependencies, no build isolation: nothing is downloaded and the shared environment is left
+alone); the later steps then run the ``lbconvert`` that step installed, as in the action.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+ACTION = ROOT / "action.yml"
+
+
+def _action():
+    return yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+
+
+def test_action_shape():
+    doc = _action()
+    assert doc["runs"]["using"] == "composite"
+    assert set(doc["inputs"]) == {"path", "fail-on"}
+    uses = [s.get("uses", "") for s in doc["runs"]["steps"]]
+    assert any(u.startswith("actions/setup-python@") for u in uses)
+    assert any(u.startswith("github/codeql-action/upload-sarif@") for u in uses)
+    for step in doc["runs"]["steps"]:
+        if "run" in step:
+            assert step["shell"] == "bash"  # composite run steps must name their shell
+    # README shows the action next to the pre-commit hooks
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "uses: " in readme and "fail-on:" in readme and "pre-commit" in readme
+
+
+def _expand(cmd: str, inputs: dict[str, str]) -> str:
+    def sub(m):
+        return inputs[m.group(1)]
+
+    out = re.sub(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", sub, cmd)
+    assert "${{" not in out, out
+    return out
+
+
+@pytest.mark.slow
+def test_action_steps_run_on_fixture_repo(tmp_path):
+    doc = _action()
+    inputs = {k: v.get("default", "") for k, v in doc["inputs"].items()}
+    inputs["path"] = str(ROOT / "fixtures" / "repo")
+    # a copy of the checkout to install from (the build writes next to its sources)
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "lbconvert", src / "lbconvert",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, src / name)
+    site = tmp_path / "site"
+    env = dict(os.environ)
+    env.update({"PIP_NO_DEPS": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_TARGET": str(site),
+                "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                "PYTHONPATH": str(site),
+                "PATH": f"{site / 'bin'}{os.pathsep}{os.path.dirname(sys.executable)}"
+                        f"{os.pathsep}{env.get('PATH', '')}"})
+    work = tmp_path / "work"
+    work.mkdir()
+    results = []
+    for step in doc["runs"]["steps"]:
+        if "run" not in step:
+            continue
+        step_env = dict(env)
+        step_env.update({k: str(v) for k, v in (step.get("env") or {}).items()})
+        if "LBCONVERT_SPEC" in step_env:
+            step_env["LBCONVERT_SPEC"] = str(src)  # the install, pointed at the checkout
+        proc = subprocess.run(["bash", "-c", _expand(step["run"], inputs)], cwd=work,
+                              env=step_env, capture_output=True, text=True, timeout=600)
+        results.append((step.get("name"), proc))
+    names = [n for n, _ in results]
+    assert names == ["Install lbconvert", "lbconvert check (SARIF)",
+                     "lbconvert check (annotations, gate)"]
+    install, sarif_step, gate = (p for _, p in results)
+    assert install.returncode == 0, install.stderr[-2000:]
+    assert (site / "lbconvert" / "__init__.py").is_file()
+    assert sarif_step.returncode == 0, sarif_step.stderr[-2000:]  # --fail-on never
+    sarif = json.loads((work / "lbconvert.sarif").read_text(encoding="utf-8"))
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["tool"]["driver"]["name"]
+    assert gate.returncode in (0, 1), gate.stderr[-2000:]
+    annotations = [ln for ln in gate.stdout.splitlines() if ln.startswith("::")]
+    n_results = len(sarif["runs"][0]["results"])
+    assert len(annotations) >= min(n_results, 1) if n_results else True
+    # the gate fails exactly when a finding is at or above fail-on (error)
+    errors = [r for r in sarif["runs"][0]["results"] if r.get("level") == "error"]
+    assert gate.returncode == (1 if errors else 0)
