@@ -162,12 +162,14 @@ def convert(
         plan = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
                          ghost_batch=ghost_batch, devices=devices,
                          max_per_device=max_per_device, optimizer=optimizer)
-    notify("plan", plan)
 
     from lbconvert.rewrite.surgery import rewrite
 
     with _timed(timings, "rewrite"):
         surgery = rewrite(original, plan.ghost_batch_size, skip=skip, keep_syncbn=keep_syncbn)
+    if surgery.converted == 0 and surgery.skipped == 0:
+        _no_batchnorm(plan, surgery, original)
+    notify("plan", plan)
     notify("rewrite", surgery)
 
     result = ConvertResult(
@@ -321,3 +323,15 @@ def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): _plain(v) if isinstance(v, Mapping) else
             [(_plain(x) if isinstance(x, Mapping) else x) for x in v]
             if isinstance(v, (list, tuple)) else v for k, v in mapping.items()}
+
+
+def _no_batchnorm(plan: Any, surgery: Any, model: nn.Module) -> None:
+    """A model with nothing to convert (ConvNeXt, ViT, FrozenBatchNorm2d backbones): the plan
+    and the surgery table say so instead of ghost-batch advice that does not apply."""
+    from lbconvert.model.probe import has_attention
+    from lbconvert.plan.plan import without_batchnorm
+
+    without_batchnorm(plan, attention=has_attention(model), left_alone=surgery.left_alone)
+    surgery.notes.insert(0, "no BatchNorm to convert" + (
+        f" ({surgery.left_alone} frozen/eval-only left alone)" if surgery.left_alone else "")
+        + ": nothing for GhostBatchNorm to do")

@@ -73,7 +73,9 @@ def _key_numbers(result: Any) -> list[tuple[str, str]]:
     surgery = getattr(result, "surgery", None)
     if surgery is not None:
         rows.append(("GhostBatchNorm", f"{surgery.converted} site(s), ghost batch "
-                                       f"{surgery.ghost_batch_size}, route {surgery.route}"))
+                                       f"{surgery.ghost_batch_size}, route {surgery.route}"
+                     if surgery.converted or surgery.skipped else
+                     "no BatchNorm to convert: nothing for GhostBatchNorm to do"))
     smoke = getattr(result, "smoke", None)
     if smoke is not None:
         ratio = getattr(smoke.verdict, "slope_ratio", None)

@@ -14,7 +14,16 @@ _ROUTE_STYLE = {"swap": "green", "fx": "cyan", "skipped": "yellow", "left": "dim
 
 
 def render_surgery(result: Any, console: Console, *, max_rows: int = 60) -> None:
-    """Print the surgery table: module path, old type, new type, ghost size, route, totals."""
+    """Print the surgery table: module path, old type, new type, ghost size, route, totals.
+
+    A model with no BatchNorm at all gets one line saying so instead of an empty table."""
+    if not result.rows:
+        console.print("BatchNorm surgery: no BatchNorm in the model, nothing for "
+                      "GhostBatchNorm to do")
+        for note in getattr(result, "notes", []):
+            if not note.startswith("no BatchNorm"):
+                console.print(f"[dim]note: {note}[/]")
+        return
     table = Table(title=f"BatchNorm surgery — route: {result.route}", title_justify="left")
     for col in ("module", "old type", "new type", "ghost", "route", "note"):
         table.add_column(col, overflow="fold")

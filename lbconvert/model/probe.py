@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     import torch.nn as nn
 
-__all__ = ["LOGIT_KEYS", "OutputProbe", "infer_input_shape", "logits_of", "model_device",
-           "probe_output", "resolve_input_shape"]
+__all__ = ["LOGIT_KEYS", "OutputProbe", "has_attention", "infer_input_shape", "logits_of",
+           "model_device", "probe_output", "resolve_input_shape"]
 
 #: Keys of a mapping output tried, in order, before its first tensor value.
 LOGIT_KEYS = ("logits", "out")
@@ -200,3 +200,13 @@ def probe_output(model: nn.Module, input_shape: Sequence[int], num_classes: int 
                            f"num_classes {num_classes} in the config, but the model outputs "
                            f"{width} values")
     return OutputProbe(out_shape, width, num_classes)
+
+
+def has_attention(model: nn.Module) -> bool:
+    """True when the model has attention layers (``nn.MultiheadAttention``, a transformer
+    layer, or a module class named ``*Attention*``, as timm and Hugging Face name theirs)."""
+    import torch.nn as nn
+
+    kinds = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+    return any(isinstance(m, kinds) or "attention" in type(m).__name__.lower()
+               for m in model.modules())

@@ -486,3 +486,31 @@ def _plan_cost(plan: Plan) -> None:
     elif plan.max_steps_new is not None:
         plan.updates_new = plan.max_steps_new
         plan.samples_new = plan.max_steps_new * plan.target_batch
+
+
+def without_batchnorm(plan: Plan, *, attention: bool, left_alone: int = 0) -> None:
+    """Adjust ``plan`` for a model with no BatchNorm to convert (ConvNeXt, ViT, a detection
+    backbone of FrozenBatchNorm2d): drop the ghost-batch change, notes and warnings (they do
+    not apply), say so, and say what LARS is for.
+
+    LARS was designed for and shown on conv nets with BatchNorm (AlexNet-BN to 8K, ResNet-50
+    to 32K, You et al. 2017); for transformers (``attention``) the large-batch optimizer of
+    the literature is LAMB (You et al. 2020), so LARS there is a warning, not a note.
+    """
+    plan.changes = [c for c in plan.changes if c.field != "ghost_batch_size"]
+    plan.notes = [n for n in plan.notes if "ghost batch" not in n]
+    plan.warnings = [w for w in plan.warnings if "ghost batch" not in w]
+    frozen = (f" ({left_alone} frozen/eval-only BatchNorm left as they are)" if left_alone
+              else "")
+    plan.notes.insert(0, f"no BatchNorm to convert{frozen}: nothing for GhostBatchNorm to do; "
+                      "the plan is the learning rate, regime and warmup only")
+    if plan.optimizer_new != "lars":
+        return
+    if attention:
+        plan.warnings.append("LARS (You et al. 2017) is a choice for conv nets with BatchNorm; "
+                             "this model uses attention, for which LAMB (You et al. 2020) or "
+                             "your own optimizer (--optimizer keep) is the usual choice")
+    else:
+        plan.notes.append("LARS (You et al. 2017) was shown on conv nets with BatchNorm; "
+                          "without BatchNorm it is untested there: --optimizer keep keeps "
+                          "your optimizer with the scaled LR")

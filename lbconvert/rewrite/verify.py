@@ -8,12 +8,16 @@ passed in are never changed) and returns a :class:`Verification` with one :class
   ``strict=True``;
 * ``eval_outputs``: eval-mode outputs equal (max abs difference ≤ ``atol``);
 * ``train_ghost_equals_batch``: in training with the ghost size ≥ the batch, outputs, parameter
-  gradients and buffers equal those of the original (GhostBatchNorm reduces to BatchNorm);
+  gradients and buffers equal those of the original (GhostBatchNorm reduces to BatchNorm). When
+  the model's training forward needs more than inputs (a detection model wants targets), the
+  check is made per site instead, on the activations below;
 * ``train_ghost_chunked``: in training with ghost < batch, every converted site, fed the input it
   receives inside the model, matches the ORIGINAL module applied ghost batch by ghost batch
   (Hoffer et al. 2017, Algorithm 1): outputs, input/weight/bias gradients and running
   statistics. Checking per site keeps the reference independent of what the rest of the model
-  does across samples.
+  does across samples. The activations are captured by forward pre-hooks in an EVAL forward,
+  which needs only inputs; sites that run only in training (auxiliary heads) are captured by a
+  training forward when the model allows one.
 
 The check batch is small (CPU-friendly): by default ghost size 2 in the copies and a batch of 4,
 so that there are two ghost batches. Differences in the chunked check are relative,
@@ -250,6 +254,19 @@ def _grads(model: nn.Module, outputs: list[torch.Tensor], cot: list[torch.Tensor
 
 def _check_ghost_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Tensor,
                           seed: int) -> tuple[float, str]:
+    try:
+        return _whole_model_eq_batch(original, converted, x, seed)
+    except Exception as exc:  # noqa: BLE001 - e.g. detection models need targets in training
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+    captured, how = _capture_sites(converted, x, len(x), seed)
+    worst, site = _per_site(original, captured, len(x), seed)
+    return worst, (f"per site ({len(captured)} of {len(_ghost_sites(converted))} site(s), "
+                   f"activations from the {how}): the model's training forward raised {why}; "
+                   f"worst relative difference at {site or '-'}")
+
+
+def _whole_model_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Tensor,
+                          seed: int) -> tuple[float, str]:
     with _preserved(original, converted):
         original.train()
         converted.train()
@@ -271,30 +288,47 @@ def _check_ghost_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Te
     return max(out, grads, bufs), detail
 
 
-def _check_chunked(original: nn.Module, converted: nn.Module, x: torch.Tensor, ghost: int,
-                   seed: int) -> tuple[float, str]:
+def _capture_sites(converted: nn.Module, x: torch.Tensor, ghost: int,
+                   seed: int) -> tuple[dict[str, tuple], str]:
+    """Each site's module (a copy, as it was before running) and the arguments it received:
+    from an eval forward (needs only inputs), then a training forward for sites that did not
+    run in eval, when the model's training forward works without targets."""
     sites = _ghost_sites(converted)
     captured: dict[str, tuple] = {}
-    handles = []
-    for path, m in sites.items():
-        def hook(mod, args, kwargs, path=path):
-            if path not in captured:
-                captured[path] = (clone_module(mod), tuple(
-                    a.detach().clone() if isinstance(a, torch.Tensor) else a
-                    for a in (*args, *kwargs.values())))
-        handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
-    with _preserved(converted):
+
+    def run(training: bool) -> None:
+        handles = []
+        for path, m in sites.items():
+            def hook(mod, args, kwargs, path=path):
+                if path not in captured:
+                    captured[path] = (clone_module(mod), tuple(
+                        a.detach().clone() if isinstance(a, torch.Tensor) else a
+                        for a in (*args, *kwargs.values())))
+            handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
+        with _preserved(converted):
+            try:
+                converted.train(training)
+                _set_ghost(converted, ghost)
+                torch.manual_seed(seed)
+                with torch.no_grad():
+                    converted(x)
+            finally:
+                for h in handles:
+                    h.remove()
+
+    run(False)
+    how = "eval forward"
+    if len(captured) < len(sites):
         try:
-            converted.train()
-            _set_ghost(converted, ghost)
-            torch.manual_seed(seed)
-            with torch.no_grad():
-                converted(x)
-        finally:
-            for h in handles:
-                h.remove()
-    if not captured:
-        return 0.0, "no GhostBatchNorm site ran (nothing to check)"
+            run(True)
+            how = "eval forward, train-only sites from a training forward"
+        except Exception:  # noqa: BLE001 - the training forward is optional here
+            how = "eval forward (sites that run only in training were not reached)"
+    return captured, how
+
+
+def _per_site(original: nn.Module, captured: dict[str, tuple], ghost: int,
+              seed: int) -> tuple[float, str]:
     worst, worst_site = 0.0, ""
     for path, (before, args) in captured.items():
         if isinstance(before, GhostFunctional):
@@ -303,8 +337,19 @@ def _check_chunked(original: nn.Module, converted: nn.Module, x: torch.Tensor, g
             diff = _site_module(original.get_submodule(path), before, args[0], ghost, seed)
         if diff >= worst:
             worst, worst_site = diff, path
+    return worst, worst_site
+
+
+def _check_chunked(original: nn.Module, converted: nn.Module, x: torch.Tensor, ghost: int,
+                   seed: int) -> tuple[float, str]:
+    sites = _ghost_sites(converted)
+    captured, how = _capture_sites(converted, x, ghost, seed)
+    if not captured:
+        return 0.0, "no GhostBatchNorm site ran (nothing to check)"
+    worst, worst_site = _per_site(original, captured, ghost, seed)
     return worst, (f"{len(captured)} of {len(sites)} site(s) checked against the original applied "
-                   f"per ghost batch of {ghost} (batch {len(x)}); worst {worst_site or '-'}")
+                   f"per ghost batch of {ghost} (batch {len(x)}, activations from the {how}); "
+                   f"worst {worst_site or '-'}")
 
 
 def _site_module(ref_mod: nn.Module, ghost_mod: nn.Module, x: torch.Tensor, ghost: int,

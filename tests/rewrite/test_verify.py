@@ -119,3 +119,28 @@ def test_renderers_print_tables():
     assert "stem.1" in text and "GhostBatchNorm" in text and "skipped" in text
     assert "converted 4 · skipped 1" in text and "train_ghost_chunked" in text
     assert "verified" in text
+
+
+def test_detection_model_needing_targets_verifies_per_site():
+    from fixtures.models.detection_like import DetectionLike
+
+    model = DetectionLike(head_bn=True)
+    result, v = _check_ok(model, (3, 8, 8), ghost=2)
+    assert result.converted == 1 and result.left_alone == 2  # two FrozenBatchNorm2d stay
+    eq, chunked = v.checks[3], v.checks[4]
+    assert "per site" in eq.detail and "targets should not be none" in eq.detail
+    assert "1 of 1 site(s)" in chunked.detail and "eval forward" in chunked.detail
+    nothing, v = _check_ok(DetectionLike(head_bn=False), (3, 8, 8), ghost=2)
+    assert nothing.converted == 0
+
+
+def test_per_site_fallback_still_catches_a_wrong_site():
+    from fixtures.models.detection_like import DetectionLike
+
+    model = DetectionLike(head_bn=True)
+    result = rewrite(model, 2)
+    result.model.head[1].eps = 0.5  # a different normalization than the original's
+    v = verify(model, result.model, (3, 8, 8), ghost_batch_size=2)
+    failed = {c.name: c for c in v.checks if not c.passed}
+    assert {"train_ghost_equals_batch", "train_ghost_chunked"} <= set(failed)
+    assert failed["train_ghost_chunked"].value > 1e-3

@@ -1,0 +1,83 @@
+"""`lbconvert MODEL` on repositories as they are laid out (issue 14): specs from the current
+directory, --model-kwargs, models without BatchNorm, detection models, options and config
+values refused before any work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lbconvert.cli import app, expand_multi_value
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO = ROOT / "fixtures" / "repo_layout"
+MODELS = ROOT / "fixtures" / "models"
+
+
+def _run(args, **kw):
+    res = CliRunner().invoke(app, expand_multi_value([str(a) for a in args]),
+                             prog_name="lbconvert", **kw)
+    return res
+
+
+@pytest.fixture
+def repo_root(monkeypatch):
+    monkeypatch.chdir(REPO)
+    yield REPO
+    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+        del sys.modules[name]
+
+
+QUICK = ["--target-batch", "1024", "--no-smoke", "--no-export", "--input-shape", "3,16,16"]
+
+
+def test_package_folder_spec_from_repo_root_names_the_model(repo_root):
+    res = _run(["models:ResNet18", *QUICK])
+    assert res.exit_code == 0, res.output[-1500:]
+    assert "model ResNet18 from models:ResNet18" in res.output
+    assert "converted 10" in res.output
+
+
+def test_module_spec_with_cwd_on_the_import_path(repo_root):
+    res = _run(["models.resnet:ResNet34", *QUICK])
+    assert res.exit_code == 0, res.output[-1500:]
+    assert "model ResNet34" in res.output
+
+
+def test_file_spec_lists_candidates_and_model_kwargs_unquoted(repo_root):
+    res = _run(["models/resnet.py", *QUICK])
+    assert res.exit_code == 2 and "several models (ResNet18, ResNet34)" in res.output
+    res = _run(["models/vgg.py", *QUICK])
+    assert res.exit_code == 2 and "--model-kwargs vgg_name=" in res.output
+    # timm's spelling: several key=value words after one flag.
+    res = _run(["models/vgg.py", "--model-kwargs", "vgg_name=VGG13", "num_classes=7", *QUICK])
+    assert res.exit_code == 0, res.output[-1500:]
+    assert "model VGG" in res.output and "vgg_name='VGG13'" in res.output
+    assert "converted 4" in res.output
+
+
+@pytest.mark.parametrize("factory, attention", [("TinyViT", True), ("TinyConvNeXt", False)])
+def test_model_without_batchnorm_says_so(factory, attention):
+    res = _run([f"{MODELS / 'no_bn.py'}:{factory}", *QUICK])
+    assert res.exit_code == 0, res.output[-1500:]
+    out = " ".join(res.output.split())
+    assert "nothing for GhostBatchNorm to do" in out
+    assert "Masters & Luschi" not in out  # the ghost-batch warning does not apply
+    assert "ghost batch 128" not in out
+    assert ("LAMB (You et al. 2020)" in out) is attention
+    assert "LARS (You et al. 2017)" in out
+
+
+def test_detection_model_with_frozen_batchnorm_verifies():
+    small = ["--batch-size", "16", "--lr", "0.02", "--target-batch", "64", "--no-smoke",
+             "--no-export", "--input-shape", "3,8,8"]
+    res = _run([f"{MODELS / 'detection_like.py'}", *small, "--ghost-batch", "2"])
+    assert res.exit_code == 0, res.output[-2000:]
+    out = " ".join(res.output.split())
+    assert "converted 1" in out and "left alone 2" in out and "verified" in out
+    res = _run([f"{MODELS / 'detection_like.py'}:frozen_only", *small])
+    assert res.exit_code == 0, res.output[-2000:]
+    assert "2 frozen/eval-only" in " ".join(res.output.split())
