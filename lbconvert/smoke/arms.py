@@ -172,7 +172,7 @@ def run_arm(
         description=runner.description,
         batch=runner.batch,
         micro_batch=runner.micro,
-        accumulation=math.ceil(runner.batch / runner.micro),
+        accumulation=math.ceil(runner.share / runner.micro),
         lr=float(group.get("initial_lr", group["lr"])),
         optimizer=runner.optimizer_name,
         steps=0,
