@@ -96,6 +96,9 @@ def load_config(
     "per-device") overrides the format's own stance on what the batch-size key means.
     Every value's origin is recorded in ``cfg.sources``; inferred values (timm's
     ``lr: null``, data-set sizes from a known name, ...) are also explained in ``cfg.notes``.
+    A value the plan uses that is present but unusable (``lr: abc``, ``epochs: 0``,
+    milestones out of order) raises ``LbconvertError`` naming the file, line and key
+    (:func:`lbconvert.config.validate.check_values`).
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(overrides) - FIELD_NAMES)
@@ -110,7 +113,11 @@ def load_config(
                                  hint="use --batch-is global or --batch-is per-device")
 
     doc = None if path is None else load_document(Path(path))
-    return config_from_document(doc, overrides=overrides, stance_override=stance_override)
+    cfg = config_from_document(doc, overrides=overrides, stance_override=stance_override)
+    from lbconvert.config.validate import check_values
+
+    check_values(cfg, doc, overrides)  # convert and plan act on them: no silent drops
+    return cfg
 
 
 def config_from_document(doc: Document | None, *, overrides: dict[str, Any] | None = None,
