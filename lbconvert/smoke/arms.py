@@ -236,10 +236,9 @@ class ArmSetup:
     ``micro_cap`` caps the micro-batch (gradient accumulation beyond it); ``micro`` per arm
     and ``notes`` are filled in here and may be lowered/appended by the budget's OOM retry.
     ``dist``: data-parallel over ranks (:mod:`lbconvert.smoke.distributed`): an arm whose
-    batch splits into equal shares of at least 2 is sharded (DDP), ``micro`` is then per rank
-    and the large arms accumulate ``plan.grad_accum`` micro-batches per update where the plan
-    does; an arm too small to split (the proxy small batch on few ranks) runs whole on every
-    rank from rank 0's weights.
+    large arm (naive, converted) is sharded (DDP): ``micro`` is then per rank and they
+    accumulate ``plan.grad_accum`` micro-batches per update where the plan does. The original
+    arm stands for the user's run at B_S and runs whole on every rank from rank 0's weights.
     """
 
     original: nn.Module
@@ -263,7 +262,8 @@ class ArmSetup:
         batches = {"original": proxy.small_batch, "naive": proxy.large_batch,
                    "converted": proxy.large_batch}
         units = {"original": 1, "naive": 1, "converted": proxy.ghost_batch_size}
-        self.sharded = {n: world > 1 and b % world == 0 and b // world >= 2
+        # The original arm stands for the user's run at B_S as the config gives it: whole.
+        self.sharded = {n: world > 1 and n != "original" and b % world == 0 and b // world >= 2
                         for n, b in batches.items()}
         self.micro = {}
         for name, batch in batches.items():

@@ -83,6 +83,12 @@ def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 1) -
             sync(setup.device)
             return (time.perf_counter() - start) / repeats
         except torch.cuda.OutOfMemoryError:
+            if setup.dist is not None:  # a retry on one rank only would desynchronise them
+                raise LbconvertError(
+                    f"smoke arm {name}: out of GPU memory on rank {setup.dist.rank} "
+                    f"(micro-batch {setup.micro[name]} per rank)",
+                    hint="pass a smaller --smoke-batch",
+                ) from None
             unit = setup.proxy.ghost_batch_size if name == "converted" else 1
             if setup.micro[name] <= unit:
                 raise LbconvertError(

@@ -390,10 +390,9 @@ def _layout(setup: ArmSetup, ctx: DistContext | None,
         )
     for name in ARMS:
         if world > 1 and not setup.sharded[name]:
-            notes.append(
-                f"{name} arm: batch too small to split over {world} ranks: each ran it whole "
-                "from rank 0's weights"
-            )
+            why = ("it stands for the original run at B_S" if name == "original"
+                   else f"its batch does not split over {world} ranks")
+            notes.append(f"{name} arm: run whole on every rank from rank 0's weights ({why})")
     return {
         "world_size": world,
         "backend": None if ctx is None else ctx.backend,
