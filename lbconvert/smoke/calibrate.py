@@ -46,13 +46,22 @@ def calibrate_lr(
         gap, bias = curve_gap(arm, original_arm, window)
         if arm.diverged or not math.isfinite(bias):
             gap, bias = math.inf, math.inf
+        if setup.dist is not None:  # every rank takes the same branch: rank 0's numbers
+            from lbconvert.smoke.distributed import broadcast_values
+
+            gap, bias = broadcast_values([gap, bias], setup.dist)
         trials.append({"multiplier": mult, "gap": gap, "bias": bias, "steps": arm.steps})
         return bias
 
     def time_left() -> bool:
         spent = time.perf_counter() - t0
         per = spent / max(1, len(trials))
-        return len(trials) < min_trials or (len(trials) < max_trials and spent + per <= budget)
+        more = len(trials) < min_trials or (len(trials) < max_trials and spent + per <= budget)
+        if setup.dist is not None:  # one more run only if every rank has the time
+            from lbconvert.smoke.distributed import all_reduce
+
+            more = all_reduce([float(more)], setup.dist, "min")[0] > 0
+        return more
 
     lo = hi = None
     bias = trial(1.0)

@@ -151,6 +151,17 @@ def all_reduce(values: list[float], ctx: DistContext, op: str = "sum") -> list[f
     return t.cpu().tolist()
 
 
+def broadcast_values(values: list[float], ctx: DistContext) -> list[float]:
+    """Rank 0's ``values`` on every rank (a decision all ranks must take alike)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    with _collective(ctx, "broadcast"):
+        dist.broadcast(t, src=0)
+    return t.cpu().tolist()
+
+
 def gather(obj: Any, ctx: DistContext) -> list[Any]:
     """Every rank's ``obj`` (picklable), in rank order, on every rank."""
     import torch.distributed as dist

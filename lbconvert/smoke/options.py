@@ -77,11 +77,6 @@ class SmokeOptions:
             )
         if self.steps is not None and self.steps < 4:
             raise LbconvertError(f"--smoke-steps {self.steps} is too few", hint="use 4 or more")
-        if self.nproc_per_node > 1 and self.calibrate:
-            raise LbconvertError(
-                f"--calibrate with --nproc-per-node {self.nproc_per_node} is not supported yet",
-                hint="run --calibrate in one process",
-            )
         if self.nproc_per_node < 1:
             raise LbconvertError(
                 f"--nproc-per-node {self.nproc_per_node} must be 1 or more", hint="e.g. 2"

@@ -129,11 +129,6 @@ def _run(
     progress = opts.progress and (ctx is None or ctx.is_main)
     if ctx is not None:
         dev = ctx.device
-        if opts.calibrate:
-            raise LbconvertError(
-                "--calibrate is not supported with several processes yet",
-                hint="run --calibrate without --nproc-per-node",
-            )
     distributed.reset_peak_memory(dev)
     proxy = choose_proxy(plan, dev.split(":")[0], smoke_batch, world=world)
     timings: dict[str, float] = {}

@@ -66,8 +66,9 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
                    os.path.join(out_dir, f"arm{rank}.pt"))
         # the whole smoke run, as one rank of two (the process group is already there)
         model, conv = _models()
-        res = run_smoke(model, conv, _plan(), SmokeOptions(device="cpu", steps=8, progress=False),
-                        input_shape=(3, 6, 6), num_classes=4)
+        opts = SmokeOptions(device="cpu", steps=8, progress=False, calibrate=True,
+                            time_budget=4)
+        res = run_smoke(model, conv, _plan(), opts, input_shape=(3, 6, 6), num_classes=4)
         with open(os.path.join(out_dir, f"smoke{rank}.json"), "w") as fh:
             json.dump(res.to_dict(), fh)
     finally:
@@ -119,6 +120,9 @@ def test_full_smoke_run_reports_both_ranks(two_ranks):
         c0, c1 = docs[0]["arms"][name]["curve"], docs[1]["arms"][name]["curve"]
         assert c0["distance"] == c1["distance"] and len(c0["distance"]) > 0
         assert c0["loss"] == c1["loss"]  # the mean over both shares, agreed
+    cal0, cal1 = docs[0]["calibration"], docs[1]["calibration"]  # --calibrate: same search
+    assert len(cal0["trials"]) >= 4 and cal0["trials"] == cal1["trials"]
+    assert cal0["multiplier"] == cal1["multiplier"]
 
 
 def test_proxy_for_several_ranks_keeps_ghosts_inside_each_share():
@@ -172,8 +176,6 @@ def test_several_processes_from_python_need_torchrun(monkeypatch):
     with pytest.raises(LbconvertError, match="torchrun"):
         run_smoke(model, conv, _plan(), SmokeOptions(device="cpu", steps=6, nproc_per_node=2),
                   input_shape=(3, 6, 6), num_classes=4)
-    with pytest.raises(LbconvertError, match="--calibrate"):
-        SmokeOptions(nproc_per_node=2, calibrate=True).check()
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
