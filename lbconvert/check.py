@@ -144,7 +144,12 @@ def check_model(entry: ModelEntry, root: Path, *, smoke: bool = False) -> list[d
 
 def run_check(repo: str | Path = ".", *, smoke: bool = False, fail_on: str | None = None,
               logs_only: bool = False, models: bool = True) -> AuditReport:
-    """Check every declared model and audit every declared run; one combined report."""
+    """Check every declared model and audit every declared run; one combined report.
+
+    ``models=False`` (``--runs-only``, the pre-commit hook) never imports torch: checkpoint
+    files are not loaded (``logs_only``), the run's logs are.
+    """
+    logs_only = logs_only or not models
     cfg = load_check_config(repo)
     level = fail_on or cfg.fail_on
     root = cfg.root

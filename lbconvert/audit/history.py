@@ -44,7 +44,9 @@ def canonical_name(tag: str) -> str | None:
         return "lr"
     if low.startswith("lbconvert/weight_distance/"):  # DiffusionMonitor's per-group series
         return "weight_distance/" + low[len("lbconvert/weight_distance/"):]
-    return None
+    from lbconvert.audit.tags import normalised_name
+
+    return normalised_name(low)
 
 
 @dataclass
@@ -128,6 +130,21 @@ class RunHistory:
     total_updates: float | None = None
     step_note: str = ""
     notes: list[str] = field(default_factory=list)
+    name: str = ""  # the run's name in the audited folder (relative path, MLflow run name)
+    damage: list[Any] = field(default_factory=list)  # tfrecord.Damage: where reading stopped
+    tag_map: dict[str, str] = field(default_factory=dict)  # --tag: logged tag → canonical
+    distance_origin: float | None = None  # update of w_0 of a checkpoint distance series
+
+    @property
+    def distance_from_init(self) -> bool:
+        """False when the weight distance is measured from a checkpoint after step 0."""
+        return self.distance_origin is None or self.distance_origin == 0
+
+    @property
+    def unused_tags(self) -> list[str]:
+        """Logged tags that feed no canonical series (unknown, or another tag won)."""
+        used = {s.tag for s in self.series.values()}
+        return sorted(t for t in self.raw_series if t not in used)
 
     def get(self, key: str, default: Any = None) -> Any:
         """A config value (without its source) or ``default``."""
@@ -150,10 +167,19 @@ class RunHistory:
         s.values.append(value)
 
     def finalize(self) -> RunHistory:
-        """Sort raw series, map them to canonical names and infer ``total_updates``."""
+        """Sort raw series, map them to canonical names and infer ``total_updates``.
+
+        ``tag_map`` (``--tag CANONICAL=TAG``) is applied first and wins over the aliases.
+        """
         for tag in list(self.raw_series):
             self.raw_series[tag] = self.raw_series[tag].sorted()
+        for tag, name in self.tag_map.items():
+            s = self.raw_series.get(tag)
+            if s is not None and len(s):
+                self.series[name] = Series(name, s.steps, s.values, tag)
         for tag in sorted(self.raw_series, key=_alias_rank):
+            if tag in self.tag_map:
+                continue
             name = canonical_name(tag)
             if name and name not in self.series and len(self.raw_series[tag]):
                 s = self.raw_series[tag]
@@ -196,6 +222,12 @@ class RunHistory:
                                           if s.values else None)}
                        for k, s in sorted(self.series.items())},
             "notes": list(self.notes),
+            "name": self.name,
+            "damage": [d.to_dict() for d in self.damage],
+            "unused_tags": self.unused_tags,
+            "tag_map": dict(self.tag_map),
+            "distance_from_init": self.distance_from_init,
+            "distance_origin": self.distance_origin,
         }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lbconvert.audit.analyze.findings import Baseline, Finding, RuleContext, severity_rank
-from lbconvert.audit.history import RunHistory
 from lbconvert.audit.analyze.rules import RULES
+from lbconvert.audit.history import RunHistory
+from lbconvert.audit.read.discover import RunRef, find_runs
 from lbconvert.errors import LbconvertError
 
 
@@ -78,26 +79,60 @@ def analyze(history: RunHistory, baseline: Baseline | None = None) -> RunAudit:
 
 
 def baseline_from_run(history: RunHistory) -> Baseline:
-    """The small-batch reference from a baseline run's own history."""
-    b = history.batch_size
-    if b is None:
-        raise LbconvertError(f"baseline {history.path} has no batch size in its files",
-                             hint="pass --reference-batch B instead, or a baseline with a config")
+    """The small-batch reference from a baseline run's own history (batch size may be None)."""
     lr = history.get("lr")
     s = history.series.get("lr")
     if s is not None and s.finite().values:
         lr = max(s.finite().values)
-    return Baseline(batch_size=b, source=history.path, lr=lr, epochs=history.epochs_done,
-                    updates=history.total_updates, history=history)
+    source = history.path if not history.name or history.name == Path(history.path).name \
+        or "#" in history.path else f"{history.path} ({history.name})"
+    return Baseline(batch_size=history.batch_size, source=source, lr=lr,
+                    epochs=history.epochs_done, updates=history.total_updates,
+                    history=history)
+
+
+def _reference(reference_batch: int | None, reference_lr: float | None,
+               reference_epochs: float | None, reference_updates: float | None
+               ) -> Baseline | None:
+    if reference_batch is None and reference_updates is None and reference_epochs is None:
+        return None
+    parts = [f"--reference-batch {reference_batch}" if reference_batch else None,
+             f"--reference-epochs {reference_epochs:g}" if reference_epochs else None,
+             f"--reference-updates {reference_updates:g}" if reference_updates else None]
+    assumed = reference_epochs is None and reference_updates is None
+    source = " ".join(p for p in parts if p) + (" (length assumed: same epochs as the run)"
+                                                if assumed else "")
+    return Baseline(batch_size=reference_batch, lr=reference_lr, source=source,
+                    epochs=reference_epochs, updates=reference_updates,
+                    length_assumed=assumed)
+
+
+def _baseline_run(baseline_dir: str | Path, baseline_run: str | None,
+                  read: Callable[[RunRef], RunHistory]) -> tuple[RunRef, RunHistory]:
+    refs = find_runs(baseline_dir, run=baseline_run) or \
+        [RunRef(Path(baseline_dir), Path(baseline_dir).name, Path(baseline_dir))]
+    if len(refs) > 1:
+        names = ", ".join(r.name for r in refs)
+        raise LbconvertError(f"--baseline {baseline_dir} holds {len(refs)} runs ({names})",
+                             hint="pick one with --baseline-run NAME")
+    return refs[0], read(refs[0])
 
 
 def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = None,
                reference_batch: int | None = None, reference_lr: float | None = None,
+               reference_epochs: float | None = None, reference_updates: float | None = None,
                config_file: str | Path | None = None, batch_size: int | None = None,
                devices: int | None = None, dataset_size: int | None = None,
                format_in: str | None = None, logs_only: bool = False,
-               fail_on: str = "error") -> AuditReport:
-    """Read and analyze each run directory against an optional small-batch baseline."""
+               fail_on: str = "error", run: str | None = None, run_id: str | None = None,
+               run_name: str | None = None, baseline_run: str | None = None,
+               tag_map: dict[str, str] | None = None) -> AuditReport:
+    """Discover the runs under each directory, read them and analyze each on its own.
+
+    Every folder with its own logs is one run (``run`` / ``run_id`` / ``run_name`` select);
+    the baseline must resolve to one run (``baseline_run`` picks it). A run that is the
+    baseline itself is not audited against itself.
+    """
     from lbconvert.audit.read.detect import read_run
 
     if fail_on not in ("error", "warning", "note", "never"):
@@ -105,17 +140,32 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
                              hint="use error, warning, note or never")
     if not run_dirs:
         raise LbconvertError("no run directory given", hint="pass RUN_DIR...")
-    baseline = None
+
+    def read(ref: RunRef, *, flags: bool = True) -> RunHistory:
+        if not flags:
+            return read_run(ref, logs_only=logs_only, tag_map=tag_map)
+        return read_run(ref, format_in=format_in, config_file=config_file,
+                        batch_size=batch_size, devices=devices, dataset_size=dataset_size,
+                        logs_only=logs_only, tag_map=tag_map)
+
+    baseline, base_ref = None, None
     if baseline_dir is not None:
-        baseline = baseline_from_run(read_run(baseline_dir, logs_only=logs_only))
-    elif reference_batch is not None:
-        baseline = Baseline(batch_size=reference_batch, lr=reference_lr,
-                            source=f"--reference-batch {reference_batch} (same epochs)")
+        base_ref, bh = _baseline_run(baseline_dir, baseline_run,
+                                     lambda r: read(r, flags=False))
+        baseline = baseline_from_run(bh)
+        if baseline.batch_size is None and reference_batch is not None:
+            baseline.batch_size = reference_batch
+            baseline.source += f" (batch {reference_batch} from --reference-batch)"
+    else:
+        baseline = _reference(reference_batch, reference_lr, reference_epochs,
+                              reference_updates)
     report = AuditReport(baseline=baseline.source if baseline else None, fail_on=fail_on)
     for d in run_dirs:
-        h = read_run(d, format_in=format_in, config_file=config_file, batch_size=batch_size,
-                     devices=devices, dataset_size=dataset_size, logs_only=logs_only)
-        if baseline is not None and baseline.epochs is None and reference_batch is not None:
-            baseline.epochs = h.epochs_done
-        report.runs.append(analyze(h, baseline))
+        refs = find_runs(d, run=run, run_id=run_id, run_name=run_name)
+        if not refs:
+            refs = [RunRef(Path(d), Path(d).name, Path(d))]  # read_run says what is missing
+        for ref in refs:
+            if base_ref is not None and ref.same_run(base_ref) and len(refs) > 1:
+                continue
+            report.runs.append(analyze(read(ref), baseline))
     return report

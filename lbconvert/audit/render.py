@@ -26,9 +26,10 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFO_URI = "https://github.com/lbconvert/lbconvert"
 
 
-def render(report: AuditReport, fmt: str, *, width: int = 120) -> str:
-    """The report as text in ``fmt`` (one of :data:`FORMATS`)."""
-    return {"table": lambda r: render_table(r, width=width), "json": render_json,
+def render(report: AuditReport, fmt: str, *, width: int = 120, verbose: bool = False) -> str:
+    """The report as text in ``fmt`` (one of :data:`FORMATS`); ``verbose`` lists tags."""
+    return {"table": lambda r: render_table(r, width=width, verbose=verbose),
+            "json": render_json,
             "markdown": render_markdown, "sarif": render_sarif, "junit": render_junit,
             "gitlab": render_gitlab, "github": render_github}[fmt](report)
 
@@ -64,8 +65,11 @@ def _strings(x: Any) -> Any:
     return json_safe(x, nonfinite="string")
 
 
-def render_table(report: AuditReport, *, width: int = 120) -> str:
-    """A rich table per run (severity, rule, finding with evidence, fix) and a summary."""
+def render_table(report: AuditReport, *, width: int = 120, verbose: bool = False) -> str:
+    """A rich table per run (severity, rule, finding with evidence, fix) and a summary.
+
+    ``verbose`` lists which logged tag feeds each series and the tags left unused.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -77,8 +81,18 @@ def render_table(report: AuditReport, *, width: int = 120) -> str:
                       f"{m.get('summary', '')}")
     for run in report.runs:
         h = run.history
-        console.print(f"[bold]{h.path}[/] ({h.format}): {h.total_updates or 0:.0f} updates, "
-                      f"batch {h.batch_size}, epochs {_f(h.epochs_done)}")
+        named = f" [bold]{h.name}[/]" if h.name and h.name != Path(h.path).name else ""
+        console.print(f"[bold]{h.path}[/]{named} ({h.format}): {h.total_updates or 0:.0f} "
+                      f"updates, batch {h.batch_size if h.batch_size else 'unknown'}, epochs "
+                      f"{_f(h.epochs_done)}")
+        if verbose:
+            used = ", ".join(f"{k} ← {s.tag}" for k, s in sorted(h.series.items()))
+            console.print(f"  tags used: {used or 'none'}", style="dim")
+            console.print(f"  tags not used: {', '.join(h.unused_tags) or 'none'} "
+                          "(map one with --tag CANONICAL=TAG)", style="dim")
+        elif h.unused_tags:
+            console.print(f"  {len(h.unused_tags)} logged tag(s) not used (-v lists them; "
+                          "--tag CANONICAL=TAG maps one)", style="dim")
         if h.step_note:
             console.print(f"  steps: {h.step_note}", style="dim")
         for note in h.notes:

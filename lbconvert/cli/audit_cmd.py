@@ -31,7 +31,7 @@ def write_output(text: str, output: Optional[Path]) -> None:
     os.replace(tmp, output)
 
 
-def emit(report, fmt: str, output: Optional[Path]) -> None:
+def emit(report, fmt: str, output: Optional[Path], verbose: bool = False) -> None:
     """Render the report in ``fmt``; the github format also fills $GITHUB_STEP_SUMMARY."""
     from lbconvert.audit.render import github_step_summary, render
 
@@ -40,7 +40,7 @@ def emit(report, fmt: str, output: Optional[Path]) -> None:
                              hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
     width = 120 if output is not None or not sys.stdout.isatty() else \
         os.get_terminal_size().columns
-    write_output(render(report, fmt, width=width), output)
+    write_output(render(report, fmt, width=width, verbose=verbose), output)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt == "github" and summary:
         with open(summary, "a", encoding="utf-8") as fh:
@@ -59,12 +59,34 @@ def list_rules_text() -> str:
 def audit(
     run_dirs: Annotated[Optional[list[Path]], typer.Argument(
         help="Run directories (TensorBoard, Lightning CSV, HF Trainer, timm, MLflow, "
-             "checkpoint series).", show_default=False)] = None,
+             "checkpoint series); a folder holding several runs audits each.",
+        show_default=False)] = None,
     baseline: Annotated[Optional[Path], typer.Option(
         "--baseline", help="A small-batch baseline run to compare with.")] = None,
+    baseline_run: Annotated[Optional[str], typer.Option(
+        "--baseline-run", help="Which run of the --baseline folder or MLflow database "
+        "(name, as listed).")] = None,
+    run: Annotated[Optional[str], typer.Option(
+        "--run", help="Audit only this run of the folder (its name, last part or a glob).")
+    ] = None,
+    run_id: Annotated[Optional[str], typer.Option(
+        "--run-id", help="Audit only this MLflow run (its run id).")] = None,
+    run_name: Annotated[Optional[str], typer.Option(
+        "--run-name", help="Audit only this MLflow run (its run name).")] = None,
     reference_batch: Annotated[Optional[int], typer.Option(
-        "--reference-batch", min=1, help="Small reference batch size (same epochs) when there "
-        "is no baseline run.")] = None,
+        "--reference-batch", min=1, help="Small reference batch size when there is no "
+        "baseline run (or the baseline's files lack it).")] = None,
+    reference_epochs: Annotated[Optional[float], typer.Option(
+        "--reference-epochs", min=0, help="Epochs the reference trained (else assumed equal "
+        "to the run's, and said).")] = None,
+    reference_updates: Annotated[Optional[int], typer.Option(
+        "--reference-updates", min=1, help="Optimizer updates the reference made.")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option(
+        "--tag", help="Map a logged tag to a series: CANONICAL=TAG (train_loss, val_loss, lr, "
+        "weight_distance, grad_norm, val_accuracy); repeatable.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="List the tags used for each series and those not used.")
+    ] = False,
     reference_lr: Annotated[Optional[float], typer.Option(
         "--reference-lr",
         help="The reference batch's learning rate (enables the LR rule).")] = None,
@@ -102,10 +124,14 @@ def audit(
         raise LbconvertError(f"--format {fmt!r} is not an output format",
                              hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
     from lbconvert.audit.pipeline import audit_runs
+    from lbconvert.audit.tags import parse_tag_overrides
 
     report = audit_runs(run_dirs, baseline_dir=baseline, reference_batch=reference_batch,
-                        reference_lr=reference_lr, config_file=config, batch_size=batch_size,
-                        devices=devices, dataset_size=dataset_size, format_in=format_in,
-                        logs_only=logs_only, fail_on=fail_on)
-    emit(report, fmt, output)
+                        reference_lr=reference_lr, reference_epochs=reference_epochs,
+                        reference_updates=reference_updates, config_file=config,
+                        batch_size=batch_size, devices=devices, dataset_size=dataset_size,
+                        format_in=format_in, logs_only=logs_only, fail_on=fail_on, run=run,
+                        run_id=run_id, run_name=run_name, baseline_run=baseline_run,
+                        tag_map=parse_tag_overrides(tag))
+    emit(report, fmt, output, verbose)
     raise typer.Exit(report.exit_code)

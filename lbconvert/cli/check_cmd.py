@@ -26,7 +26,8 @@ def check(
     smoke: Annotated[bool, typer.Option("--smoke", help="Also run the smoke training.")] = False,
     runs_only: Annotated[bool, typer.Option(
         "--runs-only",
-        help="Audit the declared runs only (no model conversion, no torch).")] = False,
+        help="Audit the declared runs only (no model conversion, no checkpoint loading, "
+        "no torch).")] = False,
     logs_only: Annotated[bool, typer.Option(
         "--logs-only", help="Ignore checkpoint files in run directories.")] = False,
 ) -> None:
@@ -36,7 +37,7 @@ def check(
                              hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
     from lbconvert.check import run_check
 
-    report = run_check(repo or Path("."), smoke=smoke, fail_on=fail_on, logs_only=logs_only,
-                       models=not runs_only)
+    report = run_check(repo or Path("."), smoke=smoke, fail_on=fail_on,
+                       logs_only=logs_only or runs_only, models=not runs_only)
     emit(report, fmt, output)
     raise typer.Exit(report.exit_code)

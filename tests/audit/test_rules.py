@@ -50,10 +50,42 @@ def test_updates_rule_fires_with_plan_fix_and_not_when_adapted():
     assert check("LB001", run()).skipped
 
 
-def test_reference_batch_means_same_epochs():
-    base = Baseline(batch_size=256, source="--reference-batch 256")
+def test_reference_batch_alone_assumes_same_epochs_and_says_so():
+    base = Baseline(batch_size=256, source="--reference-batch 256", length_assumed=True)
     f = check("LB001", run(batch=2048, updates=1000), base).findings[0]
-    assert f.evidence["baseline_updates"] == 8000
+    assert f.evidence["baseline_updates"] == 8000  # 1000 updates × M = 8
+    assert f.severity == "warning" and "assumed" in f.message
+    # without the assumption and without a length there is nothing to compare
+    assert check("LB001", run(batch=2048, updates=1000),
+                 Baseline(batch_size=256, source="x")).skipped
+
+
+def test_reference_epochs_give_the_reference_length():
+    # issue 13: adapted run, batch 512, 640 epochs of a 1500-sample set = 1920 updates;
+    # reference batch 16 for 20 epochs = 20 × ⌈1500/16⌉ = 1880 updates: no finding.
+    base = Baseline(batch_size=16, source="ref", epochs=20)
+    assert check("LB001", run(batch=512, updates=1920, dataset_size=1500), base).findings == []
+    naive = check("LB001", run(batch=512, updates=60, dataset_size=1500), base).findings[0]
+    assert naive.evidence["baseline_updates"] == 20 * math.ceil(1500 / 16)
+    assert naive.severity == "error"
+
+
+def test_update_counts_judged_without_any_batch_size():
+    h = run(batch=None, updates=60)
+    f = check("LB001", h, Baseline(batch_size=None, source="b", updates=1880)).findings[0]
+    assert f.severity == "error"
+    assert f.evidence["updates_ratio"] == pytest.approx(60 / 1880, abs=1e-6)
+    assert "M is not checked" in f.message and "1,880 updates" in f.fix
+    assert check("LB001", run(batch=None, updates=1920),
+                 Baseline(batch_size=None, source="b", updates=1880)).findings == []
+
+
+def test_unknown_batch_is_a_warning_naming_the_flag():
+    f = check("LB011", run(batch=None, updates=60), None).findings[0]
+    assert f.severity == "warning" and "--batch-size" in f.fix
+    g = check("LB011", run(batch=512), Baseline(batch_size=None, source="b")).findings[0]
+    assert "--reference-batch" in g.fix and "baseline's batch size" in g.message
+    assert check("LB011", run(batch=512), BASE).findings == []
 
 
 def test_lr_rule_bounds_sqrt_half_and_twice_linear():

@@ -55,23 +55,38 @@ def test_text_summary_json_fills_config(written):
     assert "args/text_summary" in h.config["lr"].source
 
 
-def test_crc_of_real_file_verifies_and_corruption_is_caught(written):
+def test_crc_of_real_file_verifies_and_corruption_is_located(written):
+    from lbconvert.audit.read.tfrecord import frame_records
+
     f = tb.event_files(written[0])[0]
     buf = f.read_bytes()
-    n = len(tb.iter_records(buf, verify_crc=True))
-    assert n == len(tb.iter_records(buf))
+    offsets, lengths, damage = frame_records(buf, "f")
+    assert damage is None and int(offsets[-1] + lengths[-1] + 4) == len(buf)
+    # independent framing: walk the length fields
+    pos, starts = 0, []
+    while pos < len(buf):
+        (length,) = struct.unpack_from("<Q", buf, pos)
+        starts.append(pos + 12)
+        pos += 16 + length
+    assert offsets.tolist() == starts
+    k = len(starts) // 2
     bad = bytearray(buf)
-    (length,) = struct.unpack_from("<Q", buf, 0)
-    bad[12 + length // 2] ^= 0xFF
-    with pytest.raises(ValueError, match="CRC"):
-        tb.iter_records(bytes(bad), verify_crc=True)
+    bad[starts[k] + 1] ^= 0xFF
+    offsets, _, damage = frame_records(bytes(bad), "f")
+    assert (damage.reason, damage.offset, damage.records_kept) == ("data checksum",
+                                                                    starts[k] - 12, k)
+    assert offsets.size == k
 
 
-def test_truncated_tail_record_is_dropped(written):
+def test_truncated_tail_record_is_dropped_and_said(written):
+    from lbconvert.audit.read.tfrecord import frame_records
+
     f = tb.event_files(written[0])[0]
     buf = f.read_bytes()
-    full = tb.iter_records(buf)
-    assert tb.iter_records(buf[:-3]) == full[:-1]
+    full, _, _ = frame_records(buf)
+    cut, _, damage = frame_records(buf[:-3], "f")
+    assert cut.tolist() == full.tolist()[:-1]
+    assert damage.reason == "truncated" and damage.offset == int(full[-1]) - 12
 
 
 def test_masked_crc32c_known_value():
@@ -128,7 +143,7 @@ def test_vectorised_path_equals_protobuf_path(mixed):
         for f in tb.event_files(run):
             assert tfrecord_fast.frame(f.read_bytes()) is not None
         fast = tb.read(run)
-        exact = tb.read(run, verify_crc=True)  # CRC checks force the per-record path
+        exact = tb.read(run, fast=False)  # every record through protobuf
         assert fast.raw_series.keys() == exact.raw_series.keys()
         for tag, s in exact.raw_series.items():
             assert fast.raw_series[tag].steps == s.steps, tag

@@ -57,6 +57,9 @@ def check_diffusion_curve(ctx: RuleContext,
     bh = base.history
     if "weight_distance" not in bh.series:
         return RuleResult(skipped="the baseline has no weight distance series")
+    if not (h.distance_from_init and bh.distance_from_init):
+        return RuleResult(skipped="a weight distance is measured from a checkpoint after "
+                                  "initialisation: sizes are not comparable")
     s, bs = h.series["weight_distance"].finite(), bh.series["weight_distance"].finite()
     if len(s) < 3 or len(bs) < 3:
         return RuleResult(skipped="fewer than 3 distance points in the run or the baseline")

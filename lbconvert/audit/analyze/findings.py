@@ -44,14 +44,21 @@ class Finding:
 
 @dataclass
 class Baseline:
-    """The small-batch reference: a baseline run, or ``--reference-batch`` (same epochs)."""
+    """The small-batch reference: a baseline run, or ``--reference-batch`` and its length.
 
-    batch_size: int
+    ``batch_size`` may be unknown (a baseline run without a config): rules that need M say
+    so, and the update counts are still compared. ``length_assumed`` is True when neither
+    the reference's epochs nor its updates were given (``--reference-batch`` alone): it is
+    then assumed to have run as many epochs as the audited run.
+    """
+
+    batch_size: int | None
     source: str
     lr: float | None = None
     epochs: float | None = None
     updates: float | None = None
     history: RunHistory | None = None
+    length_assumed: bool = False
 
 
 @dataclass

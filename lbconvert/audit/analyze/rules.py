@@ -14,6 +14,7 @@ from typing import Any
 
 from lbconvert.audit.analyze.diffusion_curve import check_diffusion_curve
 from lbconvert.audit.analyze.findings import Finding, Rule, RuleContext, RuleResult
+from lbconvert.audit.analyze.inputs import RULES as INPUT_RULES
 from lbconvert.audit.analyze.trend import fit, fit_log, value_at, window
 from lbconvert.audit.history import RunHistory
 
@@ -73,32 +74,74 @@ def _peak_lr(history: RunHistory) -> tuple[float | None, str]:
     return (cv.value, cv.source) if cv else (None, "")
 
 
+def _baseline_updates(h: RunHistory, base) -> tuple[float | None, str]:
+    """The reference's update count and how it is known (given, from epochs, or assumed)."""
+    if base.updates is not None:
+        return float(base.updates), "given" if base.history is None else "logged"
+    b, m = h.batch_size, None
+    if b and base.batch_size:
+        m = b / base.batch_size
+    n = h.get("dataset_size")
+    if base.epochs is not None and base.batch_size and n:
+        return base.epochs * math.ceil(n / base.batch_size), "from --reference-epochs"
+    if base.epochs is not None and m and h.epochs_done and h.total_updates:
+        return base.epochs * h.total_updates / h.epochs_done * m, "from --reference-epochs"
+    if base.length_assumed and m and h.total_updates is not None:
+        return h.total_updates * m, "assumed"
+    return None, ""
+
+
 def check_updates(ctx: RuleContext) -> RuleResult:
-    """Too few updates: run updates / baseline updates < 0.9 (Hoffer regime adaptation)."""
+    """Too few updates: run updates / baseline updates < 0.9 (Hoffer regime adaptation).
+
+    The update counts alone are evidence (no batch size needed); with both batch sizes the
+    finding also gives M and the adapted epochs. A reference whose length is assumed (the
+    run's epochs) caps the finding at a warning and says so.
+    """
     h, base = ctx.history, ctx.baseline
     if base is None:
         return RuleResult(skipped="no --baseline or --reference-batch")
+    if h.total_updates is None:
+        return RuleResult(skipped="the run's update count is unknown")
+    base_updates, how = _baseline_updates(h, base)
+    if base_updates is None or base_updates <= 0:
+        return RuleResult(skipped="the reference's update count is unknown: pass "
+                                  "--reference-updates N or --reference-epochs E")
     b = h.batch_size
-    if b is None or h.total_updates is None:
-        return RuleResult(skipped="batch size or update count unknown")
-    m = b / base.batch_size
-    base_updates = base.updates if base.updates is not None else h.total_updates * m
+    m = b / base.batch_size if b and base.batch_size else None
     ratio = h.total_updates / base_updates
-    if ratio >= UPDATES_WARNING or m <= 1:
+    if ratio >= UPDATES_WARNING or (m is not None and m <= 1):
         return RuleResult()
-    epochs_base = base.epochs if base.epochs is not None else h.epochs_done
-    plan = _plan_for(base.history or h, base.batch_size, base.lr, epochs_base, b)
-    epochs_run = h.epochs_done
-    target_updates = plan.updates_new if plan.updates_new else base_updates
-    fix = (f"epochs {_g(epochs_run)} → {_g(plan.epochs_new)} (×{m:g}, regime adaptation: "
-           f"{target_updates:,.0f} updates), or accept the generalization gap")
-    ev = {"batch_size": b, "baseline_batch_size": base.batch_size, "M": m,
-          "updates": h.total_updates, "baseline_updates": base_updates,
-          "updates_ratio": round(ratio, 6), "epochs": epochs_run, "baseline": base.source}
+    ev: dict[str, Any] = {"batch_size": b, "baseline_batch_size": base.batch_size, "M": m,
+                          "updates": h.total_updates, "baseline_updates": base_updates,
+                          "baseline_updates_source": how, "updates_ratio": round(ratio, 6),
+                          "epochs": h.epochs_done, "baseline": base.source}
     sev = "error" if ratio < UPDATES_ERROR else "warning"
-    msg = (f"{h.total_updates:.0f} updates at batch {b} vs {base_updates:.0f} at batch "
-           f"{base.batch_size} ({ratio:.1%}): Hoffer et al. 2017 keep the number of updates "
-           f"(epochs × M = ×{m:g})")
+    if how == "assumed":
+        sev = "warning"
+    at_b = f" at batch {b}" if b else ""
+    at_base = f" at batch {base.batch_size}" if base.batch_size else ""
+    msg = (f"{h.total_updates:.0f} updates{at_b} vs {base_updates:.0f}{at_base} for the "
+           f"baseline ({ratio:.1%}): Hoffer et al. 2017 keep the number of updates")
+    if m is not None:
+        msg += f" (epochs × M = ×{m:g})"
+        epochs_base = base.epochs if base.epochs is not None else h.epochs_done
+        plan = _plan_for(base.history or h, base.batch_size, base.lr, epochs_base, b)
+        target = plan.updates_new if plan.updates_new else base_updates
+        if h.epochs_done is not None and plan.epochs_new is not None:
+            fix = (f"epochs {_g(h.epochs_done)} → {_g(plan.epochs_new)} (×{m:g}, regime "
+                   f"adaptation: {target:,.0f} updates), or accept the generalization gap")
+        else:
+            fix = (f"train {target:,.0f} updates (×{m:g} the epochs, regime adaptation), or "
+                   "accept the generalization gap")
+    else:
+        unknown = "the run's batch size" if not b else "the baseline's batch size"
+        msg += f"; {unknown} is unknown, so M is not checked"
+        fix = (f"train {base_updates:,.0f} updates, as many as the baseline (regime "
+               "adaptation), or accept the generalization gap")
+    if how == "assumed":
+        msg += (" [the reference's length is assumed: as many epochs as this run; pass "
+                "--reference-epochs or --reference-updates]")
     return RuleResult([_finding("LB001", ctx, msg, ev, fix, ("epochs", "max_steps"), sev)])
 
 
@@ -108,8 +151,8 @@ def check_lr_scaled(ctx: RuleContext) -> RuleResult:
     if base is None or base.lr is None:
         return RuleResult(skipped="no baseline learning rate")
     lr, how = _peak_lr(h)
-    if lr is None or h.batch_size is None:
-        return RuleResult(skipped="learning rate or batch size unknown")
+    if lr is None or h.batch_size is None or base.batch_size is None:
+        return RuleResult(skipped="learning rate or a batch size unknown")
     m = h.batch_size / base.batch_size
     if m <= 1:
         return RuleResult()
@@ -154,7 +197,7 @@ def check_warmup(ctx: RuleContext) -> RuleResult:
     b = h.batch_size
     if b is None:
         return RuleResult(skipped="batch size unknown")
-    m = b / base.batch_size if base else None
+    m = b / base.batch_size if base and base.batch_size else None
     large = (m is not None and m >= LARGE_RATIO) or (m is None and b >= LARGE_BATCH)
     if not large:
         return RuleResult()
@@ -163,11 +206,14 @@ def check_warmup(ctx: RuleContext) -> RuleResult:
         return RuleResult(skipped=how)
     if has:
         return RuleResult()
-    src = base.batch_size if base else b
+    src = base.batch_size if base and base.batch_size else b
     lr = base.lr if base and base.lr else h.get("lr")
     plan = _plan_for(h, src, lr, base.epochs if base else h.get("epochs"), b)
     fix = (f"warmup 0 → {_g(plan.warmup_epochs)} epochs, linear from "
            f"{_g(plan.warmup_start_factor)}× the LR (Goyal et al. 2017)")
+    if plan.epochs_new and plan.warmup_epochs:
+        fix += (f" — {plan.warmup_epochs / plan.epochs_new:.1%} of the adapted run's "
+                f"{_g(plan.epochs_new)} epochs")
     ev = {"batch_size": b, "M": m, "warmup": how}
     msg = f"no warmup at batch {b}" + (f" (M = {m:g})" if m else "") + f": {how}"
     return RuleResult([_finding("LB003", ctx, msg, ev, fix,
@@ -224,7 +270,13 @@ def check_lr_drop(ctx: RuleContext) -> RuleResult:
                           "value_at_drop": at_drop, "slope_per_ln_t_late": late.slope,
                           "t_late": late.t, "slope_per_ln_t_phase": whole.slope}
     severity, short = "note", False
-    if base is not None and base.history is not None and name in base.history.series:
+    absolute_ok = name != "weight_distance" or (
+        h.distance_from_init and (base is None or base.history is None
+                                  or base.history.distance_from_init))
+    if name == "weight_distance" and not h.distance_from_init:
+        ev["distance_origin_update"] = h.distance_origin
+    if base is not None and base.history is not None and name in base.history.series \
+            and absolute_ok:
         bdrop = _first_drop(base.history)
         bs = base.history.series[name].finite()
         if bdrop is not None and bs.steps:
@@ -243,8 +295,11 @@ def check_lr_drop(ctx: RuleContext) -> RuleResult:
                 f"{name} {ev['baseline_value_at_drop']:.3g} vs {at_drop:.3g} here")
     if weaker:
         msg += " [weaker evidence: loss curve, no checkpoints for the weight distance]"
+    if not absolute_ok:
+        msg += (" [distance measured from a checkpoint after initialisation: its growth is "
+                "judged, its size is not compared with the baseline's]")
     src = base.history if base is not None and base.history is not None else h
-    bb = base.batch_size if base else h.batch_size
+    bb = base.batch_size if base and base.batch_size else h.batch_size
     plan = _plan_for(src, bb or 1, None, base.epochs if base else h.get("epochs"),
                      h.batch_size or bb or 1) if bb else None
     # Without a baseline the plan has M = 1 and would repeat the run's own milestones.
@@ -283,7 +338,7 @@ def check_loss_end(ctx: RuleContext) -> RuleResult:
           "slope_per_ln_t": sl.slope,
           "t": sl.t, "relative_change": round(change, 4)}
     b = h.batch_size
-    if base is not None and b:
+    if base is not None and b and base.batch_size and h.epochs_done:
         plan = _plan_for(h, base.batch_size, base.lr, base.epochs, b)
         fix = (f"train longer: epochs {_g(h.epochs_done)} → {_g(plan.epochs_new)} "
                "(regime adaptation)")
@@ -422,4 +477,5 @@ RULES: list[Rule] = [
          "baseline's", "Hoffer et al. 2017: ‖w − w0‖ ~ log t; compared by updates with a "
          "monitored baseline.", lambda ctx: check_diffusion_curve(ctx, _first_drop)),
 ]
+RULES += INPUT_RULES
 RULES_BY_ID = {r.id: r for r in RULES}

@@ -18,16 +18,33 @@ from lbconvert.audit.history import RunHistory
 
 NAME = "checkpoints"
 LOOKED_FOR = "a series of *.pt / *.pth / *.ckpt / *.safetensors checkpoints"
-SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
 _BUFFER = re.compile(r"(running_mean|running_var|num_batches_tracked)$")
+# Files beside the weights that are not weights (HF Trainer, Lightning, timm, accelerate).
+_NOT_WEIGHTS = re.compile(r"^(optimizer|scheduler|scaler|rng_state|training_args|"
+                          r"lr_scheduler|random_states|optim|sched)([_.-].*)?$", re.I)
+# HF checkpoint-N/ weight files (sharded ones are not read: one file per step).
+_HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors")
+
+
+def is_weight_file(path: Path) -> bool:
+    """A model-weight file by name: not an optimizer, scheduler, RNG or arguments file."""
+    return path.suffix in SUFFIXES and not _NOT_WEIGHTS.match(path.stem)
 
 
 def checkpoint_files(run_dir: Path) -> list[Path]:
-    """Checkpoint files in ``run_dir`` or its ``checkpoints/`` subfolder."""
-    found = [p for p in run_dir.iterdir() if p.is_file() and p.suffix in SUFFIXES]
+    """Model-weight checkpoints in ``run_dir``, its ``checkpoints/`` or HF ``checkpoint-N/``."""
+    found = [p for p in run_dir.iterdir() if p.is_file() and is_weight_file(p)]
     sub = run_dir / "checkpoints"
     if sub.is_dir():
-        found += [p for p in sub.iterdir() if p.is_file() and p.suffix in SUFFIXES]
+        found += [p for p in sub.iterdir() if p.is_file() and is_weight_file(p)]
+    if not found:
+        for ck in run_dir.glob("checkpoint-*"):
+            if not (ck.is_dir() and re.fullmatch(r"checkpoint-\d+", ck.name)):
+                continue
+            weights = next((ck / n for n in _HF_WEIGHTS if (ck / n).is_file()), None)
+            if weights is not None:
+                found.append(weights)
     return found
 
 
@@ -37,8 +54,13 @@ def detect(run_dir: Path) -> bool:
 
 
 def step_from_name(path: Path) -> int | None:
-    """The step encoded in a file name: ``step=N``, ``step_N``, ``checkpoint-N``, ``..._N``."""
+    """The step encoded in a file name: ``step=N``, ``step_N``, ``checkpoint-N``, ``..._N``.
+
+    HF's ``checkpoint-N/model.safetensors`` takes N from its folder.
+    """
     m = re.search(r"step[=_-]?(\d+)", path.stem) or re.search(r"(\d+)(?!.*\d)", path.stem)
+    if m is None and path.name in _HF_WEIGHTS:
+        m = re.fullmatch(r"checkpoint-(\d+)", path.parent.name)
     return int(m.group(1)) if m else None
 
 
@@ -49,12 +71,39 @@ def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         return load_file(str(path)), {}
     import torch
 
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        # Lightning saves hyper-parameters with the weights; a layer class among them
+        # (activation=nn.ReLU) is a GLOBAL weights_only refuses. Classes of torch.nn
+        # itself are allowed by name, nothing else.
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        classes = [_torch_nn_class(n) for n in names]
+        if not names or any(c is None for c in classes):
+            raise
+        with torch.serialization.safe_globals(classes):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     meta = obj if isinstance(obj, dict) else {}
     for key in ("state_dict", "model", "model_state_dict", "module", "net"):
         if isinstance(meta.get(key), dict):
             return meta[key], meta
     return (obj if isinstance(obj, dict) else {}), meta
+
+
+def _torch_nn_class(name: str) -> Any:
+    """The class ``torch.nn.modules.<m>.<Class>`` named, else None (never anything else)."""
+    import importlib
+
+    import torch
+
+    mod, _, attr = name.rpartition(".")
+    if not mod.startswith("torch.nn.modules."):
+        return None
+    try:
+        obj = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError):
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, torch.nn.Module) else None
 
 
 def _weights(state: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +129,17 @@ def read_distance(run_dir: Path, history: RunHistory | None = None) -> RunHistor
     w0: dict[str, Any] | None = None
     start = None
     for name_step, _, path in keyed:
-        state, meta = _load(path)
+        try:
+            state, meta = _load(path)
+        except Exception as exc:  # any file content: a note, never a traceback
+            why = (str(exc).splitlines() or [""])[0][:120]
+            history.notes.append(f"checkpoint {path} not used: cannot be loaded as weights "
+                                 f"({type(exc).__name__}: {why})")
+            continue
         weights = _weights(state)
+        if not weights:
+            history.notes.append(f"checkpoint {path} not used: no floating-point weights")
+            continue
         step = meta.get("global_step", meta.get("step", name_step))
         step = float(step) if isinstance(step, (int, float)) and math.isfinite(step) else None
         if w0 is None:
@@ -98,6 +156,12 @@ def read_distance(run_dir: Path, history: RunHistory | None = None) -> RunHistor
         history.add_scalar("weight_distance", step if step is not None else math.nan,
                            math.sqrt(total))
     history.notes.append(f"weight distance from {len(keyed)} checkpoints (start step {start})")
+    if start is not None and start > 0:
+        history.distance_origin = start
+        history.notes.append(
+            f"weight distance measured from the checkpoint at update {start:g}, not from "
+            "initialisation (no step-0 checkpoint): its growth is used, its size is not "
+            "compared with a baseline's")
     return history
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read import FORMATS, reader
-from lbconvert.audit.read.common import apply_config, load_document
+from lbconvert.audit.read.common import apply_config, apply_config_file, load_document
+from lbconvert.audit.read.discover import RunRef, config_files
 from lbconvert.errors import LbconvertError
 
 
@@ -20,19 +21,24 @@ def detect_formats(run_dir: Path) -> list[str]:
     return [name for name in FORMATS if reader(name).detect(run_dir)]
 
 
-def read_run(run_dir: str | Path, *, format_in: str | None = None,
+def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
              config_file: str | Path | None = None, batch_size: int | None = None,
              devices: int | None = None, dataset_size: int | None = None,
-             logs_only: bool = False) -> RunHistory:
-    """Read one run directory into a :class:`RunHistory`.
+             logs_only: bool = False, tag_map: dict[str, str] | None = None) -> RunHistory:
+    """Read one run (a folder, or a :class:`RunRef` from run discovery) into a RunHistory.
 
-    Raises :class:`LbconvertError` when the path is missing or holds no recognisable run
-    (the message lists what was looked for), or when ``format_in`` is unknown.
+    Config files beside the run or above it (up to the folder the user passed) fill what
+    the run's own files lack. Raises :class:`LbconvertError` when the path is missing or
+    holds no recognisable run (the message lists what was looked for), when ``format_in``
+    is unknown, or when a file cannot be read at all (one line, never a traceback).
     """
-    path = Path(run_dir)
+    ref = run_dir if isinstance(run_dir, RunRef) else None
+    path = ref.path if ref else Path(run_dir)
     if not path.is_dir():
         raise LbconvertError(f"run directory {path} does not exist or is not a directory",
                              hint="pass the folder the training run wrote (logs, checkpoints)")
+    if ref is None:
+        ref = RunRef(path, path.name, path)
     if format_in:
         if format_in not in FORMATS:
             raise LbconvertError(f"--format-in {format_in!r} is not a known run format",
@@ -48,18 +54,58 @@ def read_run(run_dir: str | Path, *, format_in: str | None = None,
         raise LbconvertError(f"no recognisable training run in {path} (looked for: {looked})",
                              hint="pass the run's output folder, or --format-in to force a reader")
     primary = found[0]
+    if primary == "checkpoints" and logs_only:
+        raise LbconvertError(f"{path} holds only checkpoints, and --logs-only (or check "
+                             "--runs-only) does not load them",
+                             hint="drop --logs-only, or point at the run's logs")
     mod = reader(primary)
-    history = mod.read(path, devices=devices) if primary == "timm" else mod.read(path)
-    if primary != "checkpoints" and "checkpoints" in found and not logs_only \
-            and "weight_distance" not in history.series:
-        from lbconvert.audit.read.checkpoints import read_distance
+    try:
+        if primary == "timm":
+            history = mod.read(path, devices=devices)
+        elif primary == "mlflow" and ref.mlflow_run:
+            history = mod.read(path, run_id=ref.mlflow_run)
+        else:
+            history = mod.read(path)
+        if primary != "checkpoints" and "checkpoints" in found \
+                and "weight_distance" not in history.series:
+            if logs_only:
+                history.notes.append("checkpoints present but not read (--logs-only): no "
+                                     "weight distance")
+            else:
+                from lbconvert.audit.read.checkpoints import read_distance
 
-        read_distance(path, history)
-        history.series.pop("weight_distance", None)
+                read_distance(path, history)
+                history.series.pop("weight_distance", None)
+                history.finalize()
+    except LbconvertError:
+        raise
+    except Exception as exc:  # any file content: one line, never a traceback
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise LbconvertError(f"cannot read {path} as a {primary} run "
+                             f"({type(exc).__name__}: {first})",
+                             hint="check the run's files, or --format-in to pick a reader") \
+            from exc
+    history.name = ref.name
+    if ref.mlflow_run:
+        # runs of one database share its folder: name the run in the path findings carry
+        history.path = f"{path / 'mlflow.db'}#{ref.name.rsplit('/', 1)[-1]}"
+    for cfg in config_files(path, ref.root):
+        # first source wins: the run's own files (read above) before configs found around it
+        apply_config_file(history, cfg, _rel(cfg, ref.root))
+    if tag_map:
+        history.tag_map = dict(tag_map)
+        history.series.clear()
         history.finalize()
     complete_config(history, config_file=config_file, batch_size=batch_size, devices=devices,
                     dataset_size=dataset_size)
     return history
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve().parent).as_posix()
+    except ValueError:
+        return path.name
 
 
 def complete_config(history: RunHistory, *, config_file: str | Path | None = None,

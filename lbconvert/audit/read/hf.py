@@ -19,6 +19,8 @@ from lbconvert.audit.read.common import find_line
 NAME = "hf"
 LOOKED_FOR = "trainer_state.json (Hugging Face Trainer), also in checkpoint-*/"
 
+_SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second",
+                 "total_flos"}
 _KEYS = {"loss": "train_loss", "eval_loss": "val_loss", "learning_rate": "lr",
          "grad_norm": "grad_norm"}
 
@@ -45,11 +47,26 @@ def read(run_dir: Path) -> RunHistory:
     path = state_file(run_dir)
     history = RunHistory(path=str(run_dir), format=NAME)
     history.step_note = "HF log_history step = global_step = optimizer updates"
-    text = path.read_text(encoding="utf-8")
-    state = json.loads(text)
-    for entry in state.get("log_history", []):
+    try:
+        text = path.read_text(encoding="utf-8")
+        state = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        from lbconvert.errors import LbconvertError
+
+        raise LbconvertError(f"cannot read {path} as JSON ({exc})",
+                             hint="pass an intact trainer_state.json") from exc
+    if not isinstance(state, dict):
+        state = {}
+    for entry in state.get("log_history", []) or []:
+        if not isinstance(entry, dict):
+            continue
         step = entry.get("step")
-        if step is None:
+        if step is None or not isinstance(step, (int, float)):
+            continue
+        if _SUMMARY_KEYS & entry.keys():
+            # Trainer's end-of-training summary: train_loss is the mean over the whole run.
+            history.notes.append(f"{path.name}: the end-of-training summary at step {step} "
+                                 "(train_loss = mean over the run) is not a loss point")
             continue
         for key, value in entry.items():
             if key in ("step", "epoch") or not isinstance(value, (int, float)):
@@ -103,7 +120,7 @@ def _training_args(run_dir: Path, history: RunHistory) -> dict | None:
     scratch = RunHistory(path=str(run_dir), format=tb.NAME)
     texts: dict[str, str] = {}
     for f in files:
-        texts.update(tb.read_events(f, scratch))
+        texts.update(tb.read_events(f, scratch).texts)
     body = texts.get("args/text_summary")
     if body is None:
         return None

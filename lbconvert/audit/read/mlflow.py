@@ -6,8 +6,9 @@
 * file store (``mlruns/<experiment>/<run>/``): ``metrics/<key>`` lines
   ``timestamp value step``, ``params/<key>`` holding the value, ``meta.yaml``.
 
-When a store holds several runs the most recently started active one is read (said in
-the notes); point at ``mlruns/<experiment>/<run_id>`` to pick another. MLflow steps are
+Run discovery (:mod:`lbconvert.audit.read.discover`) gives each run of a store its own
+audit (``run_id``); read without one, a store's most recently started active run is read
+(said in the notes). MLflow steps are
 whatever the user passed to ``log_metric(step=...)``: taken as optimizer updates.
 """
 
@@ -41,8 +42,8 @@ def detect(run_dir: Path) -> bool:
     return _db(run_dir) is not None or bool(_file_runs(run_dir))
 
 
-def read(run_dir: Path) -> RunHistory:
-    """Read the (latest) MLflow run under ``run_dir``: metrics and params."""
+def read(run_dir: Path, *, run_id: str | None = None) -> RunHistory:
+    """Read the MLflow run ``run_id`` (else the latest) under ``run_dir``: metrics and params."""
     history = RunHistory(path=str(run_dir), format=NAME)
     history.step_note = "MLflow steps are the log_metric(step=...) values: taken as updates"
     db = _db(run_dir)
@@ -52,6 +53,8 @@ def read(run_dir: Path) -> RunHistory:
         try:
             runs = con.execute("SELECT run_uuid, name FROM runs WHERE lifecycle_stage='active' "
                                "ORDER BY start_time DESC").fetchall()
+            if run_id is not None:
+                runs = [r for r in runs if r[0] == run_id]
             if not runs:
                 return history.finalize()
             run_id, name = runs[0]
@@ -66,7 +69,8 @@ def read(run_dir: Path) -> RunHistory:
                                       (run_id,)).fetchall())
         finally:
             con.close()
-        label = f"MLflow params ({db.name})"
+        label = f"MLflow params ({db.name}, run {name})"
+        history.name = name
     else:
         runs = sorted(_file_runs(run_dir), key=_start_time, reverse=True)
         run = runs[0]

@@ -7,19 +7,29 @@ tensorboard/compat/proto) in a private descriptor pool and let the installed pro
 runtime parse them. Unlike ``EventAccumulator`` (which keeps a 10,000-point reservoir per
 tag unless ``size_guidance`` is 0) every point is kept.
 
-CRC checks are off by default because pure-Python CRC-32C costs more than parsing; a
-truncated final record (a run still being written) is skipped, not an error.
+Both CRCs of every record are checked (:mod:`lbconvert.audit.read.tfrecord`, vectorised);
+reading stops at the first damaged record and the damage (file, byte offset, records kept)
+is recorded on the history. Hyper-parameters logged through TensorBoard's hparams plugin
+(``SummaryWriter.add_hparams``, Lightning's ``log_hyperparams``) and JSON written with
+``add_text`` fill the run's config. No file content raises: what cannot be decoded is
+skipped and said.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read.common import apply_config, config_document, find_files
+from lbconvert.audit.read.tfrecord import Damage, frame_records, masked_crc32c
+
+__all__ = ["EventFile", "masked_crc32c", "read", "read_events", "event_files", "detect"]
 
 NAME = "tensorboard"
 LOOKED_FOR = "events.out.tfevents.* (TensorBoard)"
@@ -73,10 +83,27 @@ def _event_classes():
                   ("file_version", 3, F.TYPE_STRING, OPT, None),
                   ("summary", 5, F.TYPE_MESSAGE, OPT, "Summary")])
     msg("EventBatch", [("event", 1, F.TYPE_MESSAGE, REP, "Event")])
+    # tensorboard/plugins/hparams/plugin_data.proto; google.protobuf.Value's wire layout.
+    hv = msg("HValue", [("null_value", 1, F.TYPE_INT32, OPT, None),
+                        ("number_value", 2, F.TYPE_DOUBLE, OPT, None),
+                        ("string_value", 3, F.TYPE_STRING, OPT, None),
+                        ("bool_value", 4, F.TYPE_BOOL, OPT, None)])
+    hv.oneof_decl.add(name="kind")
+    for f in hv.field:
+        f.oneof_index = 0
+    msg("HEntry", [("key", 1, F.TYPE_STRING, OPT, None),
+                   ("value", 2, F.TYPE_MESSAGE, OPT, "HValue")])
+    msg("SessionStartInfo", [("hparams", 1, F.TYPE_MESSAGE, REP, "HEntry"),
+                             ("group_name", 4, F.TYPE_STRING, OPT, None)])
+    msg("HParamsPluginData", [("version", 1, F.TYPE_INT32, OPT, None),
+                              ("session_start_info", 3, F.TYPE_MESSAGE, OPT,
+                               "SessionStartInfo")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     get = message_factory.GetMessageClass
-    return get(pool.FindMessageTypeByName("lbconvert_tb.EventBatch"))
+    return (get(pool.FindMessageTypeByName("lbconvert_tb.EventBatch")),
+            get(pool.FindMessageTypeByName("lbconvert_tb.Event")),
+            get(pool.FindMessageTypeByName("lbconvert_tb.HParamsPluginData")))
 
 
 def _varint(n: int) -> bytes:
@@ -89,51 +116,6 @@ def _varint(n: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C (Castagnoli): ((crc >> 15 | crc << 17) + 0xa282ead8)."""
-    crc = 0xFFFFFFFF
-    table = _crc_table()
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-@lru_cache(maxsize=1)
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-def iter_records(buf: bytes, *, verify_crc: bool = False, name: str = "") -> list[bytes]:
-    """Split a TFRecord buffer into record payloads (a truncated tail record is dropped).
-
-    With ``verify_crc`` both checksums are checked and a mismatch raises ``ValueError``.
-    """
-    out = []
-    pos, n = 0, len(buf)
-    unpack = struct.Struct("<Q").unpack_from
-    append = out.append
-    while pos + 12 <= n:
-        (length,) = unpack(buf, pos)
-        end = pos + 12 + length
-        if end + 4 > n:
-            break
-        if verify_crc:
-            (lcrc,) = struct.unpack_from("<I", buf, pos + 8)
-            (dcrc,) = struct.unpack_from("<I", buf, end)
-            if lcrc != masked_crc32c(buf[pos:pos + 8]) or dcrc != masked_crc32c(buf[pos + 12:end]):
-                raise ValueError(f"{name}: corrupt TFRecord at byte {pos} (CRC mismatch)")
-        append(buf[pos + 12:end])
-        pos = end + 4
-    return out
 
 
 def _wrap(records: list[bytes]) -> bytes:
@@ -171,34 +153,68 @@ def _tensor_scalar(t) -> float | None:
     return None
 
 
-def read_events(path: Path, history: RunHistory, *, verify_crc: bool = False) -> dict[str, str]:
-    """Add every scalar of one event file to ``history``; return its text summaries.
+@dataclass
+class EventFile:
+    """What one event file held besides scalars: text summaries, hparams, damage."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    damage: Damage | None = None
+    records: int = 0
+    undecodable: int = 0
+
+
+def read_events(path: Path, history: RunHistory, *, verify_crc: bool = True,
+                fast: bool = True) -> EventFile:
+    """Add every scalar of one event file to ``history``; return texts, hparams and damage.
 
     Old-style ``simple_value`` and new-style tensor scalars (plugin ``scalars``) are both
-    read; ``text`` plugin values are returned as tag → last text.
+    read; ``text`` plugin values are returned as tag → last text, the hparams plugin's
+    session start as a dict. Records are read up to the first damaged one (CRC checks);
+    ``verify_crc=False`` skips the checks (benchmarks only); ``fast=False`` decodes every
+    record with protobuf instead of the vectorised scalar decoder (tests compare the two).
     """
-    buf = path.read_bytes()
-    records = None if verify_crc else _fast_scalars(buf, history)
-    if records is None:
-        records = iter_records(buf, verify_crc=verify_crc, name=str(path))
-    batch_cls = _event_classes()
-    batch = batch_cls()
-    batch.ParseFromString(_wrap(records))
-    texts: dict[str, str] = {}
+    out = EventFile()
+    try:
+        buf = path.read_bytes()
+    except OSError as exc:
+        out.damage = Damage(str(path), 0, 0, "not a record", 0)
+        history.notes.append(f"cannot read {path}: {exc}")
+        return out
+    if verify_crc:
+        offsets, lengths, out.damage = frame_records(buf, str(path))
+    else:
+        from lbconvert.audit.read import tfrecord_fast
+
+        framed = tfrecord_fast.frame(buf) if buf else None
+        offsets, lengths, out.damage = framed + (None,) if framed else \
+            frame_records(buf, str(path))
+    out.records = int(offsets.size)
+    if offsets.size == 0:
+        return out
+    if fast:
+        records = _fast_scalars(buf, offsets, lengths, history)
+    else:
+        records = [buf[o:o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
+    batch_cls, event_cls, hp_cls = _event_classes()
+    events = _parse(records, batch_cls, event_cls, out)
     raw = history.raw_series
-    for ev in batch.event:
+    for ev in events:
         if not ev.HasField("summary"):
             continue
         step = ev.step
         for v in ev.summary.value:
+            plugin = v.metadata.plugin_data.plugin_name if v.HasField("metadata") else ""
+            if plugin == "hparams":
+                out.hparams.update(_hparams(v.metadata.plugin_data.content, hp_cls))
+                continue
             if v.HasField("simple_value"):
                 value = v.simple_value
             elif v.HasField("tensor"):
-                plugin = v.metadata.plugin_data.plugin_name if v.HasField("metadata") else ""
                 t = v.tensor
                 if plugin == "text" or t.dtype == _DT_STRING:
                     if t.string_val:
-                        texts[v.tag] = t.string_val[0].decode("utf-8", "replace")
+                        out.texts[v.tag] = t.string_val[0].decode("utf-8", "replace")
                     continue
                 value = _tensor_scalar(t)
                 if value is None:
@@ -211,22 +227,60 @@ def read_events(path: Path, history: RunHistory, *, verify_crc: bool = False) ->
             else:
                 s.steps.append(step)
                 s.values.append(value)
-    return texts
+    return out
 
 
-def _fast_scalars(buf: bytes, history: RunHistory) -> list[bytes] | None:
+def _parse(records: list[bytes], batch_cls, event_cls, out: EventFile) -> list:
+    """Events from record payloads: one native call, else record by record (bad ones skipped)."""
+    from google.protobuf.message import DecodeError
+
+    batch = batch_cls()
+    try:
+        batch.ParseFromString(_wrap(records))
+        return list(batch.event)
+    except (DecodeError, ValueError, RuntimeError):
+        pass
+    events = []
+    for r in records:
+        ev = event_cls()
+        try:
+            ev.ParseFromString(r)
+        except (DecodeError, ValueError, RuntimeError):
+            out.undecodable += 1
+            continue
+        events.append(ev)
+    return events
+
+
+def _hparams(content: bytes, hp_cls) -> dict[str, Any]:
+    from google.protobuf.message import DecodeError
+
+    msg = hp_cls()
+    try:
+        msg.ParseFromString(content)
+    except (DecodeError, ValueError, RuntimeError):
+        return {}
+    if not msg.HasField("session_start_info"):
+        return {}
+    out: dict[str, Any] = {}
+    for e in msg.session_start_info.hparams:
+        kind = e.value.WhichOneof("kind")
+        if kind in ("number_value", "string_value", "bool_value"):
+            v = getattr(e.value, kind)
+            if kind == "number_value" and float(v).is_integer():
+                v = int(v)
+            out[e.key] = v
+    return out
+
+
+def _fast_scalars(buf: bytes, offsets, lengths, history: RunHistory) -> list[bytes]:
     """Decode plain old-style scalars with numpy; return the other records' payloads.
 
-    None when the vectorised framing is unsure (then every record takes the exact path).
     Within a tag, fast-path points precede protobuf-path points; ``finalize`` orders by
     step.
     """
     from lbconvert.audit.read import tfrecord_fast
 
-    framed = tfrecord_fast.frame(buf)
-    if framed is None:
-        return None
-    offsets, lengths = framed
     fast, steps, values, tag_index, tags = tfrecord_fast.decode_simple_scalars(
         buf, offsets, lengths)
     if tags:
@@ -258,29 +312,65 @@ def detect(run_dir: Path) -> bool:
     return bool(event_files(run_dir))
 
 
-def read(run_dir: Path, *, verify_crc: bool = False) -> RunHistory:
+def read(run_dir: Path, *, verify_crc: bool = True, fast: bool = True) -> RunHistory:
     """Read all event files of a run (several files and subfolders are merged by tag).
 
     A subfolder's scalars are tagged ``sub/tag`` when the same tag appears in several
     subfolders (e.g. Keras-style ``train/`` and ``validation/`` writers). Text summaries
-    that hold JSON (HF's ``args/text_summary``) fill the config.
+    that hold JSON (HF's ``args/text_summary``) and the hparams plugin fill the config.
+    Damaged files are read up to the damage (``history.damage``); when no file has a
+    readable record, LbconvertError names them.
     """
     history = RunHistory(path=str(run_dir), format=NAME)
     history.step_note = ("TensorBoard steps are taken as optimizer updates (the global_step "
-                         "convention of SummaryWriter, HF and Lightning loggers)")
+                         "convention of SummaryWriter and HF)")
     files = event_files(run_dir)
     by_folder: dict[Path, list[Path]] = {}
     for f in files:
         by_folder.setdefault(f.parent, []).append(f)
     subs: list[tuple[str, RunHistory]] = []
+    records, empty = 0, []
     for folder, fs in sorted(by_folder.items()):
         sub = RunHistory(path=str(folder), format=NAME)
         texts: dict[str, str] = {}
+        hparams: dict[str, Any] = {}
         for f in fs:
-            texts.update(read_events(f, sub, verify_crc=verify_crc))
+            ef = read_events(f, sub, verify_crc=verify_crc, fast=fast)
+            texts.update(ef.texts)
+            hparams.update(ef.hparams)
+            records += ef.records
+            if ef.damage is not None:
+                history.damage.append(ef.damage)
+                history.notes.append(ef.damage.message())
+            elif ef.records == 0:
+                empty.append(f)
+            if ef.undecodable:
+                history.notes.append(f"{f}: {ef.undecodable} record(s) with intact checksums "
+                                     "could not be decoded as events and were skipped")
+        lightning = _is_lightning(folder, sub)
+        if lightning:
+            # Lightning logs step = global_step of the update just made, 0-based (its CSV too).
+            for s in sub.raw_series.values():
+                s.steps[:] = [x + 1 for x in s.steps]
+            history.step_note = ("Lightning TensorBoardLogger step = global_step (0-based): "
+                                 "updates = step + 1")
         subs.append((folder.relative_to(run_dir).as_posix(), sub))
         for tag, text in texts.items():
             _apply_text(history, tag, text)
+        if hparams:
+            label = f"TensorBoard hparams ({folder.relative_to(run_dir).as_posix()})"
+            apply_config(history, config_document(hparams, label),
+                         fmt="lightning" if lightning else None)
+    if files and records == 0:
+        from lbconvert.errors import LbconvertError
+
+        why = [d.message() for d in history.damage] + [f"{f} is empty ({f.stat().st_size} "
+                                                       "bytes)" for f in empty]
+        raise LbconvertError(f"no readable TensorBoard record in {run_dir}: {'; '.join(why)}",
+                             hint="point at the run's intact event files, or remove the "
+                                  "damaged ones")
+    for f in empty:
+        history.notes.append(f"{f} holds no records (empty file)")
     seen: dict[str, int] = {}
     for _, sub in subs:
         for tag in sub.raw_series:
@@ -294,6 +384,12 @@ def read(run_dir: Path, *, verify_crc: bool = False) -> RunHistory:
             dst.steps.extend(s.steps)
             dst.values.extend(s.values)
     return history.finalize()
+
+
+def _is_lightning(folder: Path, sub: RunHistory) -> bool:
+    """A Lightning TensorBoardLogger folder: ``version_N`` with hparams.yaml or an epoch tag."""
+    versioned = re.fullmatch(r"version_\d+", folder.name) is not None
+    return versioned and ((folder / "hparams.yaml").is_file() or "epoch" in sub.raw_series)
 
 
 def _apply_text(history: RunHistory, tag: str, text: str) -> None:

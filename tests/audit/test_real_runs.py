@@ -1,0 +1,241 @@
+"""The audit on run folders written by the real tools (fixtures/make_runs_real.py, issue 13).
+
+Baseline batch 16 for 20 epochs of 1,500 samples = 1880 updates; the naive run (batch 512,
+same epochs) makes 3 × 20 = 60; the adapted one (640 epochs) 1920. Each layout is pointed at
+as a user would, with only ``--baseline``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lbconvert.audit.pipeline import audit_runs
+from lbconvert.audit.read.discover import find_runs
+from lbconvert.cli import app
+from lbconvert.errors import LbconvertError
+
+REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
+BASELINE_UPDATES = 20 * math.ceil(1500 / 16)  # 1880
+runner = CliRunner()
+
+
+def invoke(*args):
+    r = runner.invoke(app, ["audit", *map(str, args)])
+    assert "Traceback" not in r.output
+    return r
+
+
+def by_name(report):
+    return {r.history.name: r for r in report.runs}
+
+
+def rules(run):
+    return {f.rule_id for f in run.findings}
+
+
+LAYOUTS = {  # folder a user passes, baseline, naive run name, adapted run name
+    "summarywriter": ("summarywriter", "summarywriter/baseline", "naive", "adapted"),
+    "lightning-tb": ("lightning", "lightning/lightning_logs/version_0",
+                     "lightning_logs/version_1", "lightning_logs/version_2"),
+    "lightning-csv": ("lightning-csv", "lightning-csv/lightning_logs/version_0",
+                      "lightning_logs/version_1", "lightning_logs/version_2"),
+    "hf": ("hf", "hf/baseline", "naive", None),
+    "hparams": ("hparams/naive", "summarywriter/baseline", "naive", None),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_naive_run_gets_lb001_with_update_counts_and_adapted_does_not(layout):
+    folder, base, naive, adapted = LAYOUTS[layout]
+    report = audit_runs([REAL / folder], baseline_dir=REAL / base, logs_only=True)
+    runs = by_name(report)
+    f = next(f for f in runs[naive].findings if f.rule_id == "LB001")
+    assert f.severity == "error" and report.exit_code == 1
+    assert (f.evidence["updates"], f.evidence["baseline_updates"]) == (60, BASELINE_UPDATES)
+    assert f.evidence["M"] == 512 / 16
+    if adapted is not None:
+        assert runs[adapted].history.total_updates == 1920
+        assert "LB001" not in rules(runs[adapted])
+    # the baseline folder, when inside the audited one, is not audited against itself
+    assert all(r.history.total_updates != BASELINE_UPDATES or r.history.batch_size != 16
+               for r in report.runs) or folder == "hf"
+
+
+def test_mlflow_database_every_run_and_selection():
+    report = audit_runs([REAL / "mlflow"], baseline_dir=REAL / "mlflow",
+                        baseline_run="baseline-bs16")
+    runs = by_name(report)
+    assert set(runs) == {"naive-bs512", "adapted-bs512"}  # the baseline is not re-audited
+    assert "LB001" in rules(runs["naive-bs512"]) and "LB001" not in rules(runs["adapted-bs512"])
+    assert runs["naive-bs512"].history.path.endswith("mlflow.db#naive-bs512")
+    refs = find_runs(REAL / "mlflow")
+    assert [r.name for r in refs] == ["baseline-bs16", "naive-bs512", "adapted-bs512"]
+    one = find_runs(REAL / "mlflow", run_id=refs[1].mlflow_run)
+    assert [r.name for r in one] == ["naive-bs512"]
+    assert [r.name for r in find_runs(REAL / "mlflow", run_name="adapted-bs512")] == \
+        ["adapted-bs512"]
+    with pytest.raises(LbconvertError, match="--baseline .* holds 3 runs"):
+        audit_runs([REAL / "mlflow"], baseline_dir=REAL / "mlflow")
+
+
+def test_multi_run_folders_one_result_per_run_in_every_format():
+    r = invoke(REAL / "lightning", "--logs-only", "-f", "json")
+    doc = json.loads(r.output)
+    assert [x["run"]["name"] for x in doc["runs"]] == [
+        f"lightning_logs/version_{i}" for i in range(3)]
+    assert [x["run"]["config"]["batch_size"]["value"] for x in doc["runs"]] == [16, 512, 512]
+    md = invoke(REAL / "lightning", "--logs-only", "-f", "markdown").output
+    assert md.count("### ") == 3
+    junit = invoke(REAL / "lightning", "--logs-only", "-f", "junit").output
+    assert junit.count("<testsuite ") == 3
+
+
+def test_run_flag_selects_and_an_unknown_name_lists_the_runs():
+    r = invoke(REAL / "summarywriter", "--run", "naive", "-f", "json")
+    assert [x["run"]["name"] for x in json.loads(r.output)["runs"]] == ["naive"]
+    bad = invoke(REAL / "summarywriter", "--run", "nope")
+    assert bad.exit_code == 2 and "--run 'nope' matches no run" in bad.output
+    assert "adapted, baseline, naive" in bad.output
+
+
+def test_lightning_tensorboard_and_csv_count_the_same_updates():
+    tb = audit_runs([REAL / "lightning"], logs_only=True)
+    csv = audit_runs([REAL / "lightning-csv"])
+    assert [r.history.total_updates for r in tb.runs] == \
+        [r.history.total_updates for r in csv.runs] == [1880, 60, 1920]
+
+
+def test_config_found_beside_the_event_files_keeps_file_and_line():
+    report = audit_runs([REAL / "summarywriter" / "naive"])
+    h = report.runs[0].history
+    cv = h.config["batch_size"]
+    assert cv.value == 512 and cv.file.endswith("naive/config.yaml")
+    assert "batch_size: 512" in Path(cv.file).read_text().splitlines()[cv.line - 1]
+
+
+def test_add_hparams_fill_the_config_and_the_metric_tag_is_unused():
+    h = audit_runs([REAL / "hparams"]).runs[0].history
+    assert (h.batch_size, h.get("lr"), h.get("epochs")) == (512, 0.05, 20)
+    assert "TensorBoard hparams" in h.config["batch_size"].source
+    assert "hparam/final_loss" in h.unused_tags
+
+
+def _copy_events(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.glob("events.out.tfevents.*"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+def test_unknown_batch_is_never_a_silent_pass(tmp_path):
+    run = _copy_events(REAL / "summarywriter" / "naive", tmp_path / "naive")
+    r = invoke(run, "-f", "json")
+    assert r.exit_code == 0
+    f = [f for x in json.loads(r.output)["runs"] for f in x["findings"]]
+    lb11 = [x for x in f if x["rule_id"] == "LB011"]
+    assert len(lb11) == 1 and "--batch-size" in lb11[0]["fix"]
+    assert {x["severity"] for x in f} <= {"note", "warning"}
+    assert invoke(run, "--fail-on", "warning").exit_code == 1
+    # a baseline without a config: update counts are still judged
+    base = _copy_events(REAL / "summarywriter" / "baseline", tmp_path / "baseline")
+    r = invoke(run, "--baseline", base, "-f", "json")
+    assert r.exit_code == 1
+    found = {x["rule_id"]: x for x in json.loads(r.output)["runs"][0]["findings"]}
+    assert found["LB001"]["evidence"]["baseline_updates"] == BASELINE_UPDATES
+    assert found["LB011"]["severity"] == "warning"
+
+
+def test_reference_epochs_and_updates(tmp_path):
+    adapted = REAL / "summarywriter" / "adapted"
+    naive = REAL / "summarywriter" / "naive"
+    assert invoke(adapted, "--reference-batch", 16, "--reference-epochs", 20).exit_code == 0
+    r = invoke(naive, "--reference-batch", 16, "--reference-epochs", 20, "-f", "json")
+    f = json.loads(r.output)["runs"][0]["findings"]
+    lb1 = next(x for x in f if x["rule_id"] == "LB001")
+    assert r.exit_code == 1 and lb1["evidence"]["baseline_updates"] == BASELINE_UPDATES
+    assert invoke(naive, "--reference-updates", 1880).exit_code == 1
+    # --reference-batch alone: length assumed, said, and only a warning
+    r = invoke(adapted, "--reference-batch", 16, "-f", "json")
+    lb1 = next(x for x in json.loads(r.output)["runs"][0]["findings"] if x["rule_id"] == "LB001")
+    assert r.exit_code == 0 and lb1["severity"] == "warning" and "assumed" in lb1["message"]
+
+
+def test_hydra_and_wandb_configs_are_discovered(tmp_path):
+    hydra = _copy_events(REAL / "summarywriter" / "naive", tmp_path / "outputs" / "tb")
+    (tmp_path / "outputs" / ".hydra").mkdir()
+    (tmp_path / "outputs" / ".hydra" / "config.yaml").write_text(
+        "model:\n  name: mlp\ntrain:\n  batch_size: 512\n  epochs: 20\noptimizer:\n  lr: 0.05\n")
+    h = audit_runs([tmp_path / "outputs"]).runs[0].history
+    assert h.batch_size == 512 and h.config["batch_size"].line == 4
+    assert hydra.name == "tb" and h.name == "tb"
+    wb = _copy_events(REAL / "summarywriter" / "naive", tmp_path / "wb")
+    (wb / "files").mkdir()
+    (wb / "files" / "config.yaml").write_text(
+        "_wandb:\n  value:\n    cli_version: 0.21.0\nbatch_size:\n  value: 512\n"
+        "lr:\n  value: 0.05\n")
+    h = audit_runs([wb]).runs[0].history
+    assert h.batch_size == 512 and h.config["batch_size"].line == 5
+
+
+MANIFEST = json.loads((REAL / "corrupt" / "MANIFEST.json").read_text())
+
+
+@pytest.mark.parametrize("case,reason,severity", [
+    ("truncated", "truncated", "note"), ("flipped-byte", "data checksum", "warning"),
+    ("bad-length", "length checksum", "warning")])
+def test_damaged_event_files_are_read_to_the_damage_and_located(case, reason, severity):
+    r = invoke(REAL / "corrupt" / case, "-f", "json")
+    run = json.loads(r.output)["runs"][0]
+    f = next(x for x in run["findings"] if x["rule_id"] == "LB012")
+    d = f["evidence"]
+    assert (d["reason"], f["severity"]) == (reason, severity)
+    assert d["offset"] == MANIFEST["bad_length_record_at"]  # the record holding the damage
+    assert d["records_kept"] == run["run"]["damage"][0]["records_kept"] > 0
+    assert f["file"].endswith(".1") and "at byte" in f["message"]
+
+
+@pytest.mark.parametrize("case", ["zero-bytes", "random-bytes"])
+def test_nothing_readable_is_exit_2_with_one_line(case):
+    r = invoke(REAL / "corrupt" / case)
+    assert r.exit_code == 2
+    assert "no readable TensorBoard record" in r.output and len(r.output.splitlines()) <= 2
+
+
+def test_hf_summary_entry_is_not_a_loss_point():
+    h = audit_runs([REAL / "hf" / "baseline"], logs_only=True).runs[0].history
+    loss = h.series["train_loss"]
+    state = json.loads((REAL / "hf" / "baseline" / "trainer_state.json").read_text())
+    points = [e for e in state["log_history"] if "loss" in e]
+    assert len(loss) == len(points) and loss.steps[-1] == points[-1]["step"]
+    assert "train_runtime" not in h.raw_series
+    assert any("end-of-training summary" in n for n in h.notes)
+
+
+def test_hf_checkpoint_folder_audits_its_state_and_only_weights():
+    from lbconvert.audit.read.checkpoints import checkpoint_files
+
+    ck = REAL / "hf" / "naive" / "checkpoint-60"
+    assert [p.name for p in checkpoint_files(ck)] == ["model.safetensors"]
+    h = audit_runs([ck]).runs[0].history
+    assert h.format == "hf" and h.total_updates == 60 and "weight_distance" not in h.series
+    files = sorted(p.parent.name for p in checkpoint_files(REAL / "hf" / "naive"))
+    assert files == ["checkpoint-30", "checkpoint-60"]
+
+
+def test_distance_from_checkpoints_after_step_0_is_labelled_not_compared():
+    pytest.importorskip("torch")
+    report = audit_runs([REAL / "lightning" / "lightning_logs" / "version_2"],
+                        baseline_dir=REAL / "lightning" / "lightning_logs" / "version_0")
+    run = report.runs[0]
+    h = run.history
+    assert h.distance_origin == 480 and not h.distance_from_init  # epoch=159-step=480.ckpt
+    assert h.to_dict()["distance_from_init"] is False
+    assert "LB004" not in rules(run) or all(
+        "baseline_value_at_drop" not in f.evidence for f in run.findings)
+    assert "not comparable" in run.skipped.get("LB010", "not comparable")
