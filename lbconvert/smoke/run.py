@@ -5,7 +5,9 @@
 (:mod:`lbconvert.smoke.diffusion`), the comparison tables (:mod:`lbconvert.smoke.compare`) and
 the optional LR calibration (:mod:`lbconvert.smoke.calibrate`). Each arm records ‖w_t − w_0‖ at
 log-spaced updates, fitted against ln t over one post-warmup window, compared by updates (the
-verdict's basis) and by samples seen, and judged PASS/WARN/FAIL.
+verdict's basis) and by samples seen, and judged PASS/WARN/FAIL. Under torchrun (``WORLD_SIZE`` >
+1) the same run is data-parallel over the ranks (:mod:`lbconvert.smoke.distributed`): every
+decision that ends a loop is agreed, so no rank waits on another that stopped.
 
 Torch is imported inside functions: the CLI imports this module's callers at start-up.
 """
