@@ -110,6 +110,7 @@ def rewrite_document(cfg: TrainConfig, plan: Plan) -> Rewrite:
         new = [int(round(m)) if ints else float(m) for m in plan.milestones_new]
         put(keys["milestones"], new)
     put_like("step_size", plan.step_size_new)
+    _rewrite_lengths(plan, out, put, timm)
     if plan.schedule == "exponential":
         put_like("gamma", plan.exp_gamma_new)
     _rewrite_warmup(cfg, plan, out, put, timm)
@@ -123,6 +124,24 @@ def rewrite_document(cfg: TrainConfig, plan: Plan) -> Rewrite:
     out.notes.append(f"ghost batch {plan.ghost_batch_size} is a property of the converted model "
                      "(GhostBatchNorm), not of the config")
     return out
+
+
+def _rewrite_lengths(plan: Plan, out: Rewrite, put, timm: bool) -> None:
+    """Every other schedule length the plan found (T_max, cooldown_epochs,
+    num_training_steps, ...): the rescaled value in the key's own type, or a note to check."""
+    for length in getattr(plan, "lengths", []):
+        if length.new is None:
+            out.notes.append(f"not rescaled: check {length.key} = {length.old:g} "
+                             f"({length.reason})")
+            continue
+        if math.isclose(length.new, length.old):
+            continue
+        old = _get(out.doc, length.key)
+        new = _like(old, length.new, force_int=timm)
+        if isinstance(new, int) and not math.isclose(new, length.new, abs_tol=1e-9):
+            out.notes.append(f"{length.key} rounded to {new} (was {length.new:g}): the key "
+                             "holds an integer")
+        put(length.key, new)
 
 
 def _rewrite_batch(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:

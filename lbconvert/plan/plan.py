@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.errors import LbconvertError
+from lbconvert.plan.lengths import Length, schedule_lengths
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.config.read import TrainConfig
@@ -109,6 +110,7 @@ class Plan:
     exp_gamma_new: float | None = None  # exponential schedules: per-epoch gamma of the new run
     max_steps_old: int | None = None
     max_steps_new: int | None = None
+    lengths: list[Length] = field(default_factory=list)  # other schedule lengths in the config
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict for ``--format json`` and report.json."""
@@ -253,9 +255,27 @@ def make_plan(
     _plan_lr_and_length(plan, cfg)
     _plan_devices(plan, cfg, devices, max_per_device, ghost_batch)
     _plan_warmup(plan, cfg, warmup)
+    _plan_lengths(plan, cfg)
     _plan_optimizer(plan, cfg)
     _plan_cost(plan)
     return plan
+
+
+def _plan_lengths(plan: Plan, cfg: TrainConfig) -> None:
+    """Schedule lengths the config holds beyond the fields above (T_max, cooldown_epochs,
+    num_training_steps, ...): rescaled with the regime, or named for a check."""
+    plan.lengths = schedule_lengths(cfg.raw, handled=set(cfg.keys.values()),
+                                    epochs_factor=plan.epochs_factor, ratio=plan.ratio,
+                                    epochs_old=plan.epochs_old,
+                                    warmup_epochs=plan.warmup_epochs)
+    for length in plan.lengths:
+        if length.new is None:
+            plan.warnings.append(f"not rescaled: check {length.key} = {length.old:g} "
+                                 f"({length.reason})")
+        elif not math.isclose(length.new, length.old):
+            plan.changes.append(Change(length.key, length.old, length.new, length.reason))
+        else:
+            plan.notes.append(f"{length.key} = {length.old:g} kept: {length.reason}")
 
 
 def _plan_lr_and_length(plan: Plan, cfg: TrainConfig) -> None:
@@ -295,8 +315,10 @@ def _plan_lr_and_length(plan: Plan, cfg: TrainConfig) -> None:
                                        f"per-epoch decay ^(1/{f:g}): the same total decay over "
                                        "the longer run"))
         if plan.schedule in ("cosine", "poly", "linear"):
-            plan.notes.append(f"{plan.schedule} schedule is a function of training progress: it "
-                              "stretches over the new run with no value to change")
+            plan.notes.append(f"{plan.schedule} schedule is a function of training progress: "
+                              "its length keys in the config are rescaled with the epochs (see "
+                              "the changes); one set in your code (T_max, num_training_steps) "
+                              f"must cover the new run's {plan.epochs_new or 0:g} epochs")
     if plan.max_steps_old is not None:
         plan.max_steps_new = max(1, round(plan.max_steps_old * f / m))
         if plan.max_steps_new != plan.max_steps_old:

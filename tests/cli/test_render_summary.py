@@ -27,7 +27,7 @@ def test_panel_with_smoke_and_files(tmp_path):
     assert "21 site(s), ghost batch 128" in text
     ratio = result.smoke.verdict.slope_ratio
     assert f"converted / original = {ratio:.2f}" in text
-    assert "batch 2: 2e-06, batch 5: 1e-06" in text
+    assert "batch 1: |Δ| 2e-06 (rel 2e-07), batch 7: |Δ| 1e-06 (rel 1e-07)" in text
     for path in (files.json, files.md, files.html, str(tmp_path / "model.pt")):
         assert path in text
 

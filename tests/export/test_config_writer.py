@@ -44,8 +44,12 @@ def test_timm_rewrite_is_a_valid_timm_config(tmp_path):
     old, new = yaml.safe_load(TIMM.read_text()), yaml.safe_load(dest.read_text())
     assert list(new) == list(old)  # same keys, same order
     changed = {k for k in old if old[k] != new[k]}
+    # decay_epochs / patience_epochs (timm's step and plateau lengths, unused by multistep)
+    # move with the regime too, so switching sched later stays consistent.
     assert changed == {"batch_size", "lr", "epochs", "decay_milestones", "warmup_epochs", "opt",
-                       "warmup_lr"}
+                       "warmup_lr", "decay_epochs", "patience_epochs"}
+    assert new["decay_epochs"] == old["decay_epochs"] * 4
+    assert new["patience_epochs"] == old["patience_epochs"] * 4
     assert new["warmup_lr"] == pytest.approx(0.4)  # Goyal: ramp from the small-batch LR
     # timm's argparse types: ints stay ints (epochs, warmup_epochs, decay_milestones, batch_size)
     for key in ("batch_size", "epochs", "warmup_epochs"):
@@ -59,8 +63,9 @@ def test_timm_rewrite_is_a_valid_timm_config(tmp_path):
     old_lines = TIMM.read_text().splitlines()
     new_lines = dest.read_text().splitlines()[1:]  # after lbconvert's one comment line
     assert len(new_lines) == len(old_lines)
-    # batch_size, lr, epochs, opt, warmup_epochs, warmup_lr, and 3 decay_milestones items
-    assert sum(a != b for a, b in zip(old_lines, new_lines)) == 9
+    # batch_size, lr, epochs, opt, warmup_epochs, warmup_lr, 3 decay_milestones items,
+    # decay_epochs and patience_epochs
+    assert sum(a != b for a, b in zip(old_lines, new_lines)) == 11
 
 
 @pytest.mark.slow
@@ -155,3 +160,38 @@ _tables = st.recursive(st.dictionaries(_keys, _scalars | st.lists(st.integers(),
 @given(doc=_tables)
 def test_toml_emitter_roundtrips(doc):
     assert tomllib.loads(dump_toml(doc)) == doc
+
+
+def test_cosine_t_max_and_every_schedule_length_move_with_the_regime(tmp_path):
+    from lbconvert.config.read import load_config
+    from lbconvert.export.config_writer import write_config
+    from lbconvert.plan.plan import make_plan
+
+    src = Path(__file__).resolve().parents[2] / "fixtures" / "configs" / "schedules" / \
+        "cosine_tmax.yaml"
+    cfg = load_config(src)
+    plan = make_plan(cfg, 8192)  # M = 64, adapt: epochs × 64
+    out = yaml.safe_load(write_config(cfg, plan, tmp_path / "out.yaml").read_text())
+    assert out["epochs"] == 200 * 64
+    assert out["scheduler"]["T_max"] == 200 * 64  # was left at 200: the cosine ended early
+    assert out["scheduler"]["cooldown_epochs"] == 10 * 64
+    assert out["log_every_n_steps"] == 50  # an interval, not a schedule length
+    assert not any("no value to change" in n for n in plan.notes)
+    text = (tmp_path / "out.yaml").read_text()
+    assert "# epochs: CosineAnnealingLR stepped once per epoch" in text  # comments kept
+
+
+def test_step_lengths_in_hf_json_follow_the_updates(tmp_path):
+    from lbconvert.config.read import load_config
+    from lbconvert.export.config_writer import write_config
+    from lbconvert.plan.plan import make_plan
+
+    src = Path(__file__).resolve().parents[2] / "fixtures" / "configs" / "schedules" / \
+        "hf_linear_steps.json"
+    cfg = load_config(src)
+    budget = make_plan(cfg, 256, regime="budget")  # same epochs, 8× fewer updates
+    out = json.loads(write_config(cfg, budget, tmp_path / "b.json").read_text())
+    assert out["num_training_steps"] == 9000 // 8 and out["save_steps"] == 500
+    adapt = make_plan(cfg, 256)  # same number of updates: the step count stays
+    out = json.loads(write_config(cfg, adapt, tmp_path / "a.json").read_text())
+    assert out["num_training_steps"] == 9000 and out["num_train_epochs"] == 24

@@ -97,7 +97,9 @@ def make_result(smoke: bool) -> ConvertResult:
 
 def make_export(tmp_path) -> ExportResult:
     onnx = OnnxExport(path=str(tmp_path / "model.onnx"), exporter="dynamo", opset=20,
-                      checker_ok=True, runtime="onnxruntime 1.x", parity={2: 2e-6, 5: 1e-6},
+                      checker_ok=True, runtime="onnxruntime 1.x",
+                      parity={"batch 1": 2e-6, "batch 7": 1e-6},
+                      relative={"batch 1": 2e-7, "batch 7": 1e-7},
                       dynamic_batch=True, ok=True)
     return ExportResult(out_dir=str(tmp_path), files={"checkpoint": str(tmp_path / "model.pt"),
                                                       "onnx": onnx.path}, onnx=onnx)
@@ -150,7 +152,8 @@ def test_json_fields_and_types(with_smoke):
     assert lr_change["old"] == pytest.approx(0.2) and isinstance(lr_change["reason"], str)
     assert doc["surgery"]["converted"] == 21 and len(doc["surgery"]["rows"]) == 21
     assert doc["verification"]["passed"] is True
-    assert doc["export"]["onnx"]["parity"] == {"2": 2e-6, "5": 1e-6}
+    assert doc["export"]["onnx"]["parity"] == {"batch 1": 2e-6, "batch 7": 1e-6}
+    assert doc["export"]["onnx"]["relative"] == {"batch 1": 2e-7, "batch 7": 1e-7}
     assert doc["timings"] == {"plan": 0.001, "rewrite": 0.2}
     env = doc["environment"]
     assert isinstance(env["python"], str) and env["torch"] and env["device"]
@@ -217,7 +220,7 @@ def test_markdown_headline_and_tables(with_smoke, without_smoke):
     for change in result.plan.changes:
         assert f"| {change.field} |" in md
     assert "| arm | batch | LR |" in md and "| converted |" in md
-    assert "parity max |ONNX − PyTorch|" in md
+    assert "max|ONNX − PyTorch| ≤ atol + rtol·max|PyTorch|" in md and "(rel " in md
     md_plain = open(without_smoke[1].md, encoding="utf-8").read()
     assert "### Smoke test (weight diffusion)\nNot run:" in md_plain
 
