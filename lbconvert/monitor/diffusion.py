@@ -90,6 +90,9 @@ class DiffusionMonitor:
             with ``w0_device="cpu"`` halves the fp32 cost (see the module docstring).
         groups: ``{group: [parameter names]}``; default: the smoke test's grouping
             (:func:`lbconvert.smoke.arms.param_groups_for_distance`).
+        noise_scale: an optional :class:`lbconvert.monitor.noise_scale.NoiseScale` fed by the
+            training loop (or an integration); its B_simple, standard error, 𝒢 and 𝒮 are
+            added to each measurement once it has a step.
 
     Raises:
         LbconvertError: for FSDP2 (DTensor) parameters, a model without trainable
@@ -98,7 +101,7 @@ class DiffusionMonitor:
 
     def __init__(self, model: Any, optimizer: Any = None, *, every_n_steps: int = 10,
                  w0_device: Any = None, w0_dtype: Any = None,
-                 groups: dict[str, list[str]] | None = None):
+                 groups: dict[str, list[str]] | None = None, noise_scale: Any = None):
         import torch
 
         from lbconvert.smoke.arms import param_groups_for_distance
@@ -114,6 +117,7 @@ class DiffusionMonitor:
         refuse_sharded(list(named.items()), "DiffusionMonitor")
         self.every_n_steps = every_n_steps
         self.optimizer = optimizer
+        self.noise_scale = noise_scale
         self.groups = groups if groups is not None else param_groups_for_distance(module)
         unknown = [n for g in self.groups.values() for n in g if n not in named]
         if unknown:
@@ -183,6 +187,9 @@ class DiffusionMonitor:
             n = len(tr)
             median = tr[n // 2] if n % 2 else 0.5 * (tr[n // 2 - 1] + tr[n // 2])
             out.update(zip(TRUST_TAGS, (median, tr[0], tr[-1])))
+        if self.noise_scale is not None and self.noise_scale.count:
+            # not yet estimable (NaN) is left out: a NaN in the logs reads as divergence (LB009)
+            out.update({k: v for k, v in self.noise_scale.values().items() if math.isfinite(v)})
         self.last = out
         return out
 

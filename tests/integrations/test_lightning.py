@@ -84,3 +84,43 @@ def test_lightning_fit_logs_distance_that_the_audit_reads(tmp_path):
     assert dist.values[-1] == pytest.approx(last["lbconvert/weight_distance"], rel=1e-5)
     assert any(k.startswith("weight_distance/") for k in hist.series)
     assert "trust_ratio_median" in hist.series
+
+
+def test_lightning_noise_scale_from_accumulated_micro_batches(tmp_path, monkeypatch):
+    from lbconvert.monitor.noise_scale import NoiseScale
+
+    seen = []
+    real = NoiseScale.update
+
+    def spy(self, g_small, b_small, g_big, b_big):
+        seen.append((b_small, b_big, float(g_small), float(g_big)))
+        real(self, g_small, b_small, g_big, b_big)
+
+    monkeypatch.setattr(NoiseScale, "update", spy)
+    module = Converted()
+    cb = DiffusionMonitorCallback(every_n_steps=2, noise_scale=True, noise_ema=1.0)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, callbacks=[cb],
+                         accumulate_grad_batches=2,
+                         logger=pl.loggers.CSVLogger(tmp_path, name="run"),
+                         log_every_n_steps=2, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, _loader())
+    updates = 2 * N // (2 * BATCH)
+    assert trainer.global_step == updates and len(seen) == updates
+    assert all(bs == BATCH and bb == 2 * BATCH for bs, bb, _, _ in seen)
+    # E|G_small|² > E|G_big|²: the first micro-batch's gradient is the noisier one
+    assert sum(s for _, _, s, _ in seen) > sum(b for _, _, _, b in seen)
+    hist = audit_runs([tmp_path / "run"]).runs[0].history
+    ns = hist.series["noise_scale"]
+    assert len(ns) >= 1 and ns.values[-1] == pytest.approx(cb.noise.b_simple, rel=1e-5)
+
+
+def test_noise_scale_needs_accumulation(tmp_path):
+    from lbconvert.errors import LbconvertError
+
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
+                         callbacks=[DiffusionMonitorCallback(noise_scale=True)],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    with pytest.raises(LbconvertError, match="accumulate_grad_batches"):
+        trainer.fit(Converted(), _loader())

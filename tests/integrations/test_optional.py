@@ -11,7 +11,8 @@ CODE = """
 import sys
 sys.modules['lightning'] = None
 sys.modules['transformers'] = None
-import lbconvert, lbconvert.monitor.diffusion, lbconvert.monitor.noise_scale, lbconvert.audit.pipeline
+import lbconvert, lbconvert.monitor.diffusion, lbconvert.monitor.noise_scale
+import lbconvert.audit.pipeline
 print(lbconvert.__version__)
 try:
     import lbconvert.integrations.lightning
