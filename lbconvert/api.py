@@ -129,8 +129,24 @@ def convert(
     timings: dict[str, float] = {}
     notify = on_stage or (lambda name, value: None)
 
-    with _timed(timings, "load"):
+    # Everything the caller chose is checked before the model is built: the config values,
+    # the plan's options (rule, regime, warmup, ghost batch, devices), the input shape and
+    # the outputs — a bad value fails in milliseconds, not after loading and verifying.
+    smoke_options = _smoke_options(smoke)
+    with _timed(timings, "plan"):
         cfg = _read_config(config, overrides=overrides, batch_is=batch_is)
+        parse_input_shape(input_shape)
+        plan = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
+                         ghost_batch=ghost_batch, devices=devices,
+                         max_per_device=max_per_device, optimizer=optimizer)
+    if export is not None:
+        from lbconvert.export.checkpoint import check_outputs
+
+        # Refuse an existing output now, not after minutes of verify and smoke.
+        check_outputs(export.out_dir, config_path=cfg.path, onnx=export.onnx,
+                      safetensors=export.safetensors, force=export.force)
+
+    with _timed(timings, "load"):
         loaded = None
         if isinstance(model, str):
             from lbconvert.model.load import load_model
@@ -149,19 +165,8 @@ def convert(
 
                 load_weights(original, weights)
         shape, num_classes, shape_note = _resolve_shapes(original, input_shape, cfg, loaded)
-    if export is not None:
-        from lbconvert.export.checkpoint import check_outputs
-
-        # Refuse an existing output now, not after minutes of verify and smoke.
-        check_outputs(export.out_dir, config_path=cfg.path, onnx=export.onnx,
-                      safetensors=export.safetensors, force=export.force)
     notify("config", cfg)
     notify("load", loaded)
-
-    with _timed(timings, "plan"):
-        plan = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
-                         ghost_batch=ghost_batch, devices=devices,
-                         max_per_device=max_per_device, optimizer=optimizer)
 
     from lbconvert.rewrite.surgery import rewrite
 
@@ -191,7 +196,6 @@ def convert(
                                               ghost_batch_size=plan.ghost_batch_size)
         notify("verify", result.verification)
 
-    smoke_options = _smoke_options(smoke)
     if smoke_options is not None:
         if shape is None:
             raise LbconvertError(f"the smoke test needs the input shape of {spec}",

@@ -76,8 +76,8 @@ def convert(
         "--smoke-time", help="Smoke-test time budget in seconds (all three arms).",
         min=1.0)] = 60.0,
     smoke_batch: Annotated[Optional[int], typer.Option(
-        "--smoke-batch", help="Proxy small batch for the smoke test; the large one keeps "
-        "M = target/current.", min=1)] = None,
+        "--smoke-batch", help="Proxy small batch for the smoke test (≥ 2: BatchNorm needs two "
+        "samples); the large one keeps M = target/current.", min=2)] = None,
     data: Annotated[str, typer.Option(
         "--data", help="Smoke data: synthetic, module:factory, or torchvision:FakeData.")
     ] = "synthetic",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +76,18 @@ class SmokeOptions:
             raise LbconvertError(
                 f"--tolerance {self.tolerance} must be positive", hint="e.g. 0.2"
             )
+        if self.smoke_batch is not None and self.smoke_batch < 2:
+            raise LbconvertError(f"--smoke-batch {self.smoke_batch} is too small",
+                                 hint="use 2 or more (BatchNorm needs two samples)")
+        if not re.fullmatch(r"auto|(cpu|cuda|mps|xpu)(:\d+)?", self.device):
+            raise LbconvertError(f"--device {self.device!r} is not a device",
+                                 hint="use auto, cpu, cuda or cuda:N")
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise LbconvertError(f"--device {self.device}: CUDA is not available here",
+                                     hint="use --device cpu or auto")
         if self.steps is not None and self.steps < 4:
             raise LbconvertError(f"--smoke-steps {self.steps} is too few", hint="use 4 or more")
         if self.nproc_per_node < 1:

@@ -81,3 +81,22 @@ def test_detection_model_with_frozen_batchnorm_verifies():
     res = _run([f"{MODELS / 'detection_like.py'}:frozen_only", *small])
     assert res.exit_code == 0, res.output[-2000:]
     assert "2 frozen/eval-only" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--smoke-batch", "1"], "--smoke-batch"),
+    (["--rule", "cubic"], "--rule"),
+    (["--regime", "forever"], "--regime"),
+    (["--input-shape", "3,a,32"], "--input-shape"),
+    (["--model-kwargs", "depth"], "--model-kwargs"),
+    (["--dynamic-size"], "--dynamic-size"),
+    (["--opset", "3", "--onnx"], "--opset"),
+    (["--device", "gpu0"], "--device"),
+    (["--lr", "nan"], "--lr"),
+])
+def test_every_option_is_checked_before_the_model_is_loaded(tmp_path, flags, fragment):
+    # The model file raises on import: an error about the flag proves nothing was loaded.
+    spec = MODELS / "files" / "raises_on_import.py"
+    res = _run([spec, "--target-batch", "1024", "--out", tmp_path / "o", *flags])
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output and "ZeroDivisionError" not in res.output, res.output
