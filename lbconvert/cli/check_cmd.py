@@ -10,7 +10,8 @@ import typer
 from lbconvert.cli.audit_cmd import OUTPUT_FORMATS, emit
 from lbconvert.errors import LbconvertError
 
-HELP = "CI gate: convert+verify each model declared in [tool.lbconvert] and audit its runs."
+# "\[" keeps Rich markup from eating the table name in --help.
+HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and audit its runs."
 
 
 def check(

@@ -109,7 +109,7 @@ def convert(
     fmt: o.FormatOpt = "table",
 ) -> None:
     """Run the conversion pipeline and render what each stage did."""
-    from rich.console import Console
+    from lbconvert.cli.render_convert import make_console
 
     if fmt not in ("table", "json"):
         raise LbconvertError(f"--format {fmt!r} is not known", hint="use table or json")
@@ -118,7 +118,7 @@ def convert(
     worker = launch.in_worker()
     main_rank = not worker or launch.rank() == 0
     # Rank 0 renders and writes the outputs; the other ranks are silent.
-    console = Console(stderr=fmt == "json", quiet=not main_rank)
+    console = make_console(stderr=fmt == "json", quiet=not main_rank)
     overrides: dict[str, Any] = {k: v for k, v in {
         "batch_size": batch_size, "lr": lr, "epochs": epochs, "dataset_size": dataset_size,
     }.items() if v is not None}

@@ -83,11 +83,10 @@ def plan(
         typer.echo(json.dumps(payload, indent=2))
         return
 
-    from rich.console import Console
-
+    from lbconvert.cli.render_convert import make_console
     from lbconvert.cli.render_plan import render_plan
 
-    console = Console()
+    console = make_console()
     render_plan(result, cfg, console)
     if written is not None:
         console.print()

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+#: Width of the output when it is not a terminal (CI logs, files): Rich's default of 80
+#: columns folds the smoke and plan tables into unreadable stacks there. COLUMNS still wins.
+LOG_WIDTH = 160
+
+
+def make_console(**kwargs: Any) -> Console:
+    """A Rich console for the command's output: the terminal's width on a terminal,
+    ``$COLUMNS`` when set, else :data:`LOG_WIDTH` (CI logs are read in wide windows)."""
+    console = Console(**kwargs)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(width=LOG_WIDTH, **kwargs)
+    return console
 
 
 class StageRenderer:

@@ -39,7 +39,10 @@ def fmt_value(value: Any) -> str:
 
 def inputs_table(config: TrainConfig) -> Table:
     """Each input value and where it came from (config key, flag, inferred, default)."""
-    where = f"{config.path} ({config.format})" if config.path else "flags only"
+    assumed = any(str(s).startswith("assumed") for s in config.sources.values())
+    where = f"{config.path} ({config.format})" if config.path else (
+        "no config file: flags and the assumed reference recipe" if assumed
+        else "no config file: flags only")
     table = Table(title=f"Inputs — {where}", title_justify="left", show_edge=False)
     table.add_column("setting")
     table.add_column("value", justify="right")

@@ -11,7 +11,14 @@ import base64
 import html
 from typing import Any
 
-from lbconvert.report.markdown import fmt, layout_rows, layout_summary, plan_rows, smoke_rows
+from lbconvert.report.markdown import (
+    fmt,
+    layout_rows,
+    layout_summary,
+    no_config_file,
+    plan_rows,
+    smoke_rows,
+)
 
 __all__ = ["render_html"]
 
@@ -134,7 +141,7 @@ def _header(doc: dict[str, Any], notes: list[str]) -> str:
         + (f" ({_e(fmt(inp.get('parameters')))} parameters)" if inp.get("parameters") else ""),
         f"input shape {_e(fmt(inp.get('input_shape')))}, classes {_e(fmt(inp.get('num_classes')))}",
         (f"config <code>{_e(cfg.get('path'))}</code> ({_e(cfg.get('format'))})"
-         if cfg.get("path") else "config from flags"),
+         if cfg.get("path") else _e(no_config_file(inp))),
     ]
     if inp.get("overrides"):
         facts.append("overrides: " + _e(fmt(inp["overrides"])))

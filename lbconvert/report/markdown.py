@@ -112,7 +112,7 @@ def _headline(doc: dict[str, Any]) -> str:
               + (f" ({fmt(inp.get('parameters'))} parameters)" if inp.get("parameters") else "")
               + f", input shape {fmt(inp.get('input_shape'))}"
               + (f"; config `{cfg['path']}` ({cfg.get('format')})" if cfg.get("path") else
-                 "; config from flags")]
+                 "; " + no_config_file(inp))]
     if inp.get("overrides"):
         lines.append("Overrides from flags: " + ", ".join(
             f"`{k}` = {fmt(v)}" for k, v in inp["overrides"].items()))
@@ -227,6 +227,14 @@ def layout_rows(layout: dict[str, Any]) -> list[list[str]]:
         mem = f"{peak / 2**20:.0f} MiB ({r.get('memory')})" if peak else "—"
         rows.append([str(r.get("rank")), str(r.get("host")), str(r.get("device")), times, mem])
     return rows
+
+
+def no_config_file(inp: dict[str, Any]) -> str:
+    """What a report says when no config file was given: where the values came from."""
+    assumed = any(str(s).startswith("assumed") for s in (inp.get("config_sources") or {})
+                  .values())
+    return ("no config file (values from flags and the assumed ImageNet reference recipe)"
+            if assumed else "no config file (values from flags)")
 
 
 def _files(doc: dict[str, Any]) -> str:

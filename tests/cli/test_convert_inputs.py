@@ -100,3 +100,37 @@ def test_every_option_is_checked_before_the_model_is_loaded(tmp_path, flags, fra
     res = _run([spec, "--target-batch", "1024", "--out", tmp_path / "o", *flags])
     assert res.exit_code == 2, res.output
     assert fragment in res.output and "ZeroDivisionError" not in res.output, res.output
+
+
+def test_help_keeps_the_pyproject_table_name():
+    res = _run(["--help"])
+    assert res.exit_code == 0 and "[tool.lbconvert]" in res.output
+    assert "declared in and audit" not in " ".join(res.output.split())
+
+
+def test_log_output_is_wide_unless_columns_says_otherwise(monkeypatch):
+    from lbconvert.cli.render_convert import LOG_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert make_console(file=__import__("io").StringIO()).width == LOG_WIDTH
+    monkeypatch.setenv("COLUMNS", "100")
+    assert make_console(file=__import__("io").StringIO()).width == 100
+
+
+def test_snippet_paths_absolute_and_no_config_wording(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT / "fixtures" / "examples")
+    out = tmp_path / "out"
+    res = _run(["cifar_resnet.py", "--config", "cifar_resnet.yaml", "--target-batch", "1024",
+                "--no-smoke", "--out", out])
+    assert res.exit_code == 0, res.output[-1500:]
+    snippet = (out / "train_snippet.py").read_text()
+    assert repr(str(ROOT / "fixtures" / "examples" / "cifar_resnet.yaml")) in snippet
+    assert repr(str(ROOT / "fixtures" / "examples" / "cifar_resnet.py")) in snippet
+    res = _run(["cifar_resnet.py", "--target-batch", "1024", "--no-smoke", "--out",
+                tmp_path / "flags"])
+    assert res.exit_code == 0, res.output[-1500:]
+    text = " ".join(res.output.split())
+    assert "the training config came from flags" not in text and "flags only" not in text
+    assert "no config file" in text and "assumed reference recipe" in text
+    md = (tmp_path / "flags" / "report.md").read_text()
+    assert "no config file (values from flags and the assumed ImageNet reference recipe)" in md
