@@ -123,7 +123,7 @@ def convert(
         "batch_size": batch_size, "lr": lr, "epochs": epochs, "dataset_size": dataset_size,
     }.items() if v is not None}
     from lbconvert.export.options import ExportOptions
-    from lbconvert.model.load import parse_model_kwargs
+    from lbconvert.model.candidates import parse_model_kwargs
     from lbconvert.smoke.options import SmokeOptions
 
     kwargs = parse_model_kwargs(model_kwargs)

@@ -153,7 +153,7 @@ def test_builder_needing_arguments_takes_model_kwargs(repo_root):
 
 
 def test_parse_model_kwargs_literals_and_strings():
-    from lbconvert.model.load import parse_model_kwargs
+    from lbconvert.model.candidates import parse_model_kwargs
 
     assert parse_model_kwargs(["vgg_name=VGG16", "depth=3 width=0.5,bias=False",
                                "drop=None"]) == {"vgg_name": "VGG16", "depth": 3,
