@@ -1,33 +1,81 @@
-"""Time to audit a TensorBoard run with 1M logged scalars (goal ≤ 2 s).
+"""Audit speed and memory on a large TensorBoard event file, against EventAccumulator.
 
-Writes one event file of N scalar events (4 tags, old-style ``simple_value``) with valid
-masked CRC-32C in a temp dir, then times ``lbconvert.audit.pipeline.audit_runs`` on it
-(read + all rules), and, for comparison, ``EventAccumulator`` with ``size_guidance`` 0
-(every point kept) reading the same file. Usage::
+Issue 13's target: a 38 MB event file (≈ 750k scalars written by ``SummaryWriter``) audits in
+≤ 2 s and ≤ 150 MB peak memory. The file is written once (``--cache DIR`` keeps it) by
+``torch.utils.tensorboard.SummaryWriter`` when torch is installed (4 tags, ``add_scalar``),
+else by an equivalent writer built on the reader's own protobuf classes. Each measurement runs
+in a fresh Python process, so peak RSS (``VmHWM`` on Linux) is that reader's alone; RSS growth
+is the peak minus the RSS after imports. Printed as a table::
 
-    .venv/bin/python benchmarks/audit.py [--scalars 1000000] [--no-accumulator] [--cache DIR]
+    .venv/bin/python benchmarks/audit.py [--scalars 750000] [--cache DIR] [--repeats 3]
 
-CPU time (``time.process_time``) is printed beside wall time: on a shared machine the
-wall clock includes waiting for a core.
+CPU time is printed beside wall time: on a shared machine the wall clock includes waiting
+for a core. EventAccumulator runs with ``size_guidance`` 0 (every point kept, as the audit
+does); ``--no-accumulator`` skips it (it needs the ``tensorboard`` package).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+TAGS = ["train/loss", "lr", "val/loss", "grad_norm"]
 
-def write_events(path: Path, n: int) -> None:
-    """An event file with ``n`` scalars over 4 tags, built with the reader's own proto."""
-    from lbconvert.audit.read.tensorboard import _event_classes, masked_crc32c
+MEASURE = r"""
+import json, resource, sys, time
+which, run = sys.argv[1], sys.argv[2]
+def rss():
+    # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's over fork/exec)
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if which == "lbconvert":
+    from lbconvert.audit.pipeline import audit_runs
+    import numpy, google.protobuf  # imported by the reader anyway: not counted as growth
+    base = rss()
+    t0, c0 = time.perf_counter(), time.process_time()
+    rep = audit_runs([run], batch_size=4096)
+    n = sum(len(s) for s in rep.runs[0].history.raw_series.values())
+else:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    base = rss()
+    t0, c0 = time.perf_counter(), time.process_time()
+    acc = EventAccumulator(run, size_guidance={"scalars": 0})
+    acc.Reload()
+    n = sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
+print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                  "peak": rss(), "growth": rss() - base, "points": n}))
+"""
 
-    batch_cls = _event_classes()
-    Event = batch_cls().event.add().__class__
-    tags = ["train/loss", "lr", "val/loss", "grad_norm"]
+
+def write_summarywriter(run: Path, n: int) -> None:
+    """``n`` scalars over 4 tags with torch's SummaryWriter (old-style simple_value)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(str(run), max_queue=10_000, flush_secs=3600)
+    for i in range(n):
+        step = i // len(TAGS) + 1
+        w.add_scalar(TAGS[i % len(TAGS)], 2.0 / math.log(step + 2.0), step)
+    w.close()
+
+
+def write_proto(run: Path, n: int) -> None:
+    """The same records built with the reader's own protobuf classes and CRCs."""
+    from lbconvert.audit.read.tensorboard import _event_classes
+    from lbconvert.audit.read.tfrecord import masked_crc32c
+
+    Event = _event_classes()[1]
     out = bytearray()
 
     def record(data: bytes) -> None:
@@ -35,57 +83,64 @@ def write_events(path: Path, n: int) -> None:
         out.extend(head + struct.pack("<I", masked_crc32c(head)) + data +
                    struct.pack("<I", masked_crc32c(data)))
 
-    record(Event(wall_time=0.0, file_version="brain.Event:2").SerializeToString())
+    record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
     for i in range(n):
-        step = i // len(tags) + 1
-        ev = Event(wall_time=1.0 + i, step=step)
-        v = ev.summary.value.add(tag=tags[i % len(tags)])
-        v.simple_value = 2.0 / math.log(step + 2.0) if i % 4 != 1 else 0.1
+        step = i // len(TAGS) + 1
+        ev = Event(wall_time=time.time(), step=step)
+        v = ev.summary.value.add(tag=TAGS[i % len(TAGS)])
+        v.simple_value = 2.0 / math.log(step + 2.0)
         record(ev.SerializeToString())
-    path.write_bytes(bytes(out))
+    (run / "events.out.tfevents.1.bench").write_bytes(bytes(out))
+
+
+def measure(which: str, run: Path) -> dict:
+    """One measurement in a fresh interpreter."""
+    p = subprocess.run([sys.executable, "-c", MEASURE, which, str(run)], capture_output=True,
+                       text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    """Generate (or reuse), then time the audit and (optionally) EventAccumulator."""
+    """Write (or reuse) the event file, then time both readers; print a Markdown table."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scalars", type=int, default=1_000_000)
+    ap.add_argument("--scalars", type=int, default=750_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-accumulator", action="store_true")
+    ap.add_argument("--writer", choices=("summarywriter", "proto"), default=None)
     ap.add_argument("--cache", type=Path, default=None,
-                    help="reuse (or create) the event file in this folder")
+                    help="reuse (or create) the run folder here")
     args = ap.parse_args()
-    from lbconvert.audit.pipeline import audit_runs
-
     with tempfile.TemporaryDirectory() as tmp:
         run = args.cache or Path(tmp) / "run"
         run.mkdir(parents=True, exist_ok=True)
-        event = run / "events.out.tfevents.1.bench"
-        if not event.exists():
+        files = list(run.glob("events.out.tfevents.*"))
+        if not files:
+            writer = args.writer
+            if writer is None:
+                try:
+                    import torch.utils.tensorboard  # noqa: F401
+                    writer = "summarywriter"
+                except ImportError:
+                    writer = "proto"
             t0 = time.perf_counter()
-            write_events(event, args.scalars)
-            took = time.perf_counter() - t0
-            print(f"wrote {args.scalars} scalars ({event.stat().st_size / 1e6:.1f} MB) "
-                  f"in {took:.1f} s")
-        wall, cpu = [], []
-        for _ in range(args.repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            rep = audit_runs([run], batch_size=4096)
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        pts = sum(len(s) for s in rep.runs[0].history.raw_series.values())
-        print("| reader | scalars read | best wall s | median wall s | best CPU s |")
-        print("|---|---|---|---|---|")
-        print(f"| lbconvert audit (read + 9 rules) | {pts} | {min(wall):.2f} | "
-              f"{sorted(wall)[len(wall) // 2]:.2f} | {min(cpu):.2f} |")
-        if not args.no_accumulator:
-            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-            t0, c0 = time.perf_counter(), time.process_time()
-            acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-            acc.Reload()
-            n = sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
-            print(f"| EventAccumulator(size_guidance=0), read only | {n} | "
-                  f"{time.perf_counter() - t0:.2f} | (1 run) | {time.process_time() - c0:.2f} |")
+            (write_summarywriter if writer == "summarywriter" else write_proto)(run, args.scalars)
+            files = list(run.glob("events.out.tfevents.*"))
+            print(f"wrote {args.scalars} scalars with {writer} "
+                  f"({sum(f.stat().st_size for f in files) / 1e6:.1f} MB) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        size = sum(f.stat().st_size for f in files) / 1e6
+        readers = ["lbconvert"] + ([] if args.no_accumulator else ["accumulator"])
+        label = {"lbconvert": "lbconvert audit (CRC-checked read + all rules)",
+                 "accumulator": "EventAccumulator(size_guidance=0), read only"}
+        print(f"\nevent file: {size:.1f} MB; best of {args.repeats} fresh processes\n")
+        print("| reader | points | wall s | CPU s | peak RSS MB | RSS growth MB |")
+        print("|---|---|---|---|---|---|")
+        for which in readers:
+            runs = [measure(which, run) for _ in range(args.repeats)]
+            best = min(runs, key=lambda r: r["wall"])
+            print(f"| {label[which]} | {best['points']} | {best['wall']:.2f} | "
+                  f"{min(r['cpu'] for r in runs):.2f} | {min(r['peak'] for r in runs):.0f} | "
+                  f"{min(r['growth'] for r in runs):.0f} |")
 
 
 if __name__ == "__main__":

@@ -239,3 +239,18 @@ def test_distance_from_checkpoints_after_step_0_is_labelled_not_compared():
     assert "LB004" not in rules(run) or all(
         "baseline_value_at_drop" not in f.evidence for f in run.findings)
     assert "not comparable" in run.skipped.get("LB010", "not comparable")
+
+
+def test_verbose_lists_tags_and_tag_flag_maps_one():
+    run = REAL / "lightning" / "lightning_logs" / "version_1"
+    quiet = invoke(run, "--logs-only")
+    assert "logged tag(s) not used (-v lists them" in quiet.output
+    loud = invoke(run, "--logs-only", "-v")
+    assert "tags used:" in loud.output and "train_loss ← train_loss_step" in loud.output
+    assert "tags not used:" in loud.output and "train_loss_epoch" in loud.output
+    r = invoke(run, "--logs-only", "--tag", "train_loss=train_loss_epoch", "-f", "json")
+    h = json.loads(r.output)["runs"][0]["run"]
+    assert h["series"]["train_loss"]["tag"] == "train_loss_epoch"
+    assert "train_loss_step" in h["unused_tags"] and h["tag_map"] == {
+        "train_loss_epoch": "train_loss"}
+    assert invoke(run, "--tag", "nonsense").exit_code == 2

@@ -209,8 +209,12 @@ def check_warmup(ctx: RuleContext) -> RuleResult:
     src = base.batch_size if base and base.batch_size else b
     lr = base.lr if base and base.lr else h.get("lr")
     plan = _plan_for(h, src, lr, base.epochs if base else h.get("epochs"), b)
-    fix = (f"warmup 0 → {_g(plan.warmup_epochs)} epochs, linear from "
-           f"{_g(plan.warmup_start_factor)}× the LR (Goyal et al. 2017)")
+    if plan.warmup_epochs is None:
+        fix = ("add a linear warmup over the first 5 epochs × M (Goyal et al. 2017); the "
+               "run's epochs are unknown, so pass --config or --dataset-size for the number")
+    else:
+        fix = (f"warmup 0 → {_g(plan.warmup_epochs)} epochs, linear from "
+               f"{_g(plan.warmup_start_factor)}× the LR (Goyal et al. 2017)")
     if plan.epochs_new and plan.warmup_epochs:
         fix += (f" — {plan.warmup_epochs / plan.epochs_new:.1%} of the adapted run's "
                 f"{_g(plan.epochs_new)} epochs")
@@ -422,7 +426,9 @@ def check_lars_warmup(ctx: RuleContext) -> RuleResult:
     plan = _plan_for(h, b, h.get("lr"), h.get("epochs"), b, regime="budget")
     ev = {"optimizer": opt, "warmup": how}
     msg = f"{opt} without warmup ({how}): You et al. 2017 use a warmup with LARS"
-    fix = f"warmup 0 → {_g(plan.warmup_epochs)} epochs (linear, then the decay schedule)"
+    fix = (f"warmup 0 → {_g(plan.warmup_epochs)} epochs (linear, then the decay schedule)"
+           if plan.warmup_epochs is not None else
+           "add a linear warmup (You et al. 2017), then the decay schedule")
     return RuleResult([_finding("LB008", ctx, msg, ev, fix,
                                 ("warmup_epochs", "warmup_steps", "optimizer"))])
 

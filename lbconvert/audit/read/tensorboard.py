@@ -193,7 +193,12 @@ def read_events(path: Path, history: RunHistory, *, verify_crc: bool = True,
     if offsets.size == 0:
         return out
     if fast:
-        records = _fast_scalars(buf, offsets, lengths, history)
+        from lbconvert.audit.read.tfrecord import _CHUNK
+
+        records = []
+        for lo in range(0, offsets.size, _CHUNK):  # bounded temporaries, same result
+            records += _fast_scalars(buf, offsets[lo:lo + _CHUNK], lengths[lo:lo + _CHUNK],
+                                     history)
     else:
         records = [buf[o:o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
     batch_cls, event_cls, hp_cls = _event_classes()

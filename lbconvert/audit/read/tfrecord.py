@@ -17,6 +17,7 @@ import numpy as np
 
 _MASK_DELTA = 0xA282EAD8
 _VECTOR_MAX = 1024  # records longer than this are checked one by one
+_CHUNK = 1 << 16  # records checked (and decoded) per vectorised pass
 
 
 @dataclass
@@ -101,33 +102,23 @@ def masked_crc32c_many(b: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) 
 def frame_records(buf: bytes, name: str = "") -> tuple[np.ndarray, np.ndarray, Damage | None]:
     """(payload offsets, payload lengths) of the intact records, and the damage if any.
 
-    Records are framed (the vectorised framer first, else record by record), then both
-    checksums of every record are verified; reading stops at the first bad record.
+    Records are framed by walking the length fields, then both checksums of every record
+    are verified (vectorised, in chunks); reading stops at the first bad record.
     """
-    from lbconvert.audit.read import tfrecord_fast
-
     n = len(buf)
-    framed = tfrecord_fast.frame(buf) if n else None
-    stop, reason = None, None
-    if framed is not None:
-        offsets, lengths = framed
-        end = int(offsets[-1] + lengths[-1] + 4) if offsets.size else 0
-        if end < n:
-            stop, reason = end, "truncated"
-    else:
-        offsets, lengths, stop, reason = _frame_sequential(buf)
+    offsets, lengths, stop, reason = _frame_sequential(buf)
     b = np.frombuffer(buf, dtype=np.uint8)
-    if offsets.size:
-        heads = offsets - 12
-        len_ok = masked_crc32c_many(b, heads, np.full(heads.size, 8, np.int64)) == \
-            _u32(b, offsets - 4)
-        data_ok = masked_crc32c_many(b, offsets, lengths) == _u32(b, offsets + lengths)
+    for lo in range(0, offsets.size, _CHUNK):  # chunks keep the temporaries small
+        o, ln = offsets[lo:lo + _CHUNK], lengths[lo:lo + _CHUNK]
+        len_ok = masked_crc32c_many(b, o - 12, np.full(o.size, 8, np.int64)) == _u32(b, o - 4)
+        data_ok = masked_crc32c_many(b, o, ln) == _u32(b, o + ln)
         bad = np.flatnonzero(~(len_ok & data_ok))
         if bad.size:
             i = int(bad[0])
-            stop = int(heads[i])
+            stop = int(o[i]) - 12
             reason = "length checksum" if not len_ok[i] else "data checksum"
-            offsets, lengths = offsets[:i], lengths[:i]
+            offsets, lengths = offsets[:lo + i], lengths[:lo + i]
+            break
     damage = None
     if stop is not None:
         if reason == "truncated" and stop + 12 <= n and \
@@ -146,18 +137,23 @@ def _u32(b: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _frame_sequential(buf: bytes):
+    """Walk the length fields from byte 0 (exact; 8 bytes per record kept, ~0.2 µs each)."""
+    import array
+    import struct
+
     n = len(buf)
-    offs, lens = [], []
+    offs, lens = array.array("q"), array.array("q")
+    add_off, add_len = offs.append, lens.append
+    unpack = struct.Struct("<Q").unpack_from
     pos = 0
-    while pos < n:
-        if pos + 12 > n:
+    while pos + 12 <= n:
+        (length,) = unpack(buf, pos)
+        end = pos + 16 + length
+        if end > n:
             break
-        length = int.from_bytes(buf[pos:pos + 8], "little")
-        if pos + 16 + length > n:
-            break
-        offs.append(pos + 12)
-        lens.append(length)
-        pos += 16 + length
+        add_off(pos + 12)
+        add_len(length)
+        pos = end
     stop = pos if pos < n else None
-    return (np.asarray(offs, dtype=np.int64), np.asarray(lens, dtype=np.int64), stop,
+    return (np.frombuffer(offs, dtype=np.int64), np.frombuffer(lens, dtype=np.int64), stop,
             "truncated" if stop is not None else None)

@@ -23,6 +23,7 @@ import numpy as np
 _EVENT_FIELD_TAGS = np.array([0x10, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x4A, 0x52],
                              dtype=np.uint8)
 _WALL, _STEP, _SUMMARY, _VALUE, _TAG, _SIMPLE = 0x09, 0x10, 0x2A, 0x0A, 0x0A, 0x15
+_WINDOW = 1 << 22  # bytes compared at a time when looking for record starts
 
 
 def frame(buf: bytes) -> tuple[np.ndarray, np.ndarray] | None:
@@ -32,13 +33,18 @@ def frame(buf: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     if n < 17:
         return None
     m = n - 16
-    # One full-size comparison, then the zero high bytes only at the few hits.
-    hits = np.flatnonzero(b[12:12 + m] == _WALL)
-    hits = hits[(b[hits + 4] | b[hits + 5] | b[hits + 6] | b[hits + 7]) == 0]
-    if hits.size:
-        # after the 8-byte wall_time comes another Event field (step, file_version, ...)
-        nxt = b[np.minimum(hits + 21, n - 1)]
-        hits = hits[np.isin(nxt, _EVENT_FIELD_TAGS) | (hits + 21 >= n)]
+    # Window by window (a full-size boolean array would cost the file's size): the 0x09
+    # bytes, then the zero high length bytes and the next Event field at those few hits.
+    parts = []
+    for lo in range(0, m, _WINDOW):
+        h = np.flatnonzero(b[12 + lo:12 + min(lo + _WINDOW, m)] == _WALL) + lo
+        h = h[(b[h + 4] | b[h + 5] | b[h + 6] | b[h + 7]) == 0]
+        if h.size:
+            # after the 8-byte wall_time comes another Event field (step, file_version, ...)
+            nxt = b[np.minimum(h + 21, n - 1)]
+            h = h[np.isin(nxt, _EVENT_FIELD_TAGS) | (h + 21 >= n)]
+        parts.append(h)
+    hits = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     # Records without wall_time (a hand-made first event, say) are framed one by one
     # until the first candidate.
     head_off, head_len, pos = [], [], 0
