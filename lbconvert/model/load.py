@@ -332,6 +332,10 @@ def _load_torchvision(spec: str, num_classes: int | None,
     if name in ("googlenet", "inception_v3"):
         # Their default init uses scipy's truncnorm over every weight: slow and pointless here.
         kwargs["init_weights"] = False
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)) \
+            .parameters:
+        # Detection/segmentation builders default to an ImageNet backbone: no download.
+        kwargs["weights_backbone"] = None
     kwargs.update(model_kwargs)
     try:
         model = torchvision.models.get_model(name, **kwargs)

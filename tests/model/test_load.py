@@ -167,3 +167,11 @@ def test_torchvision_and_timm_take_model_kwargs():
     assert float(loaded.module.layer1[0].bn2.weight.detach().abs().sum()) == 0.0
     with pytest.raises(LbconvertError, match="torchvision resnet18"):
         load_model("torchvision:resnet18", model_kwargs={"no_such_arg": 1})
+
+
+def test_torchvision_detection_builds_without_a_backbone_download():
+    # weights_backbone defaults to ImageNet weights (a download); lbconvert passes None, and
+    # torchvision then builds trainable BatchNorm2d instead of FrozenBatchNorm2d.
+    loaded = load_model("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn")
+    assert loaded.input_shape is None  # images of any size: probed later
+    assert _bn_count(loaded.module) > 0
