@@ -35,6 +35,7 @@ class AuditReport:
     baseline: str | None = None
     fail_on: str = "error"
     models: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # {"run", "error"}
 
     @property
     def findings(self) -> list[Finding]:
@@ -44,7 +45,10 @@ class AuditReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when a finding (or failed model check) is at or above ``fail_on``, else 0."""
+        """2 when a run of a folder could not be read at all; else 1 when a finding (or
+        failed model check) is at or above ``fail_on``; else 0."""
+        if self.unreadable:
+            return 2
         if self.fail_on == "never":
             return 0
         bar = severity_rank(self.fail_on)
@@ -63,7 +67,8 @@ class AuditReport:
         """JSON-safe dict (``--format json``), schema version 1."""
         return {"schema": "lbconvert.audit/1", "baseline": self.baseline,
                 "fail_on": self.fail_on, "exit_code": self.exit_code, "counts": self.counts(),
-                "runs": [r.to_dict() for r in self.runs], "models": self.models}
+                "runs": [r.to_dict() for r in self.runs], "models": self.models,
+                "unreadable": list(self.unreadable)}
 
 
 def analyze(history: RunHistory, baseline: Baseline | None = None) -> RunAudit:
@@ -167,5 +172,14 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
         for ref in refs:
             if base_ref is not None and ref.same_run(base_ref) and len(refs) > 1:
                 continue
-            report.runs.append(analyze(read(ref), baseline))
+            try:
+                history = read(ref)
+            except LbconvertError as exc:
+                if len(refs) == 1 and len(run_dirs) == 1:
+                    raise
+                # one unreadable run of several: the others are still audited; exit 2
+                report.unreadable.append({"run": ref.name, "path": str(ref.path),
+                                          "error": str(exc)})
+                continue
+            report.runs.append(analyze(history, baseline))
     return report

@@ -109,6 +109,8 @@ def render_table(report: AuditReport, *, width: int = 120, verbose: bool = False
             t.add_row(f"[{colour[f.severity]}]{f.severity}[/]", f"{f.rule_id}\n{f.rule_name}",
                       f"{f.message}\n[dim]{_evidence_text(f.evidence)}[/]", f.fix)
         console.print(t)
+    for u in report.unreadable:
+        console.print(f"[bold red]cannot read[/] {u['run']}: {u['error']}")
     c = report.counts()
     console.print(f"{c['error']} errors, {c['warning']} warnings, {c['note']} notes "
                   f"(fail on {report.fail_on}: exit {report.exit_code})"
@@ -145,6 +147,8 @@ def render_markdown(report: AuditReport) -> str:
             lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ")
                                            for x in cells) + " |")
         lines.append("")
+    for u in report.unreadable:
+        lines += [f"### `{u['run']}`: cannot read", "", u["error"], ""]
     return "\n".join(lines) + "\n"
 
 

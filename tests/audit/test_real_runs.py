@@ -254,3 +254,15 @@ def test_verbose_lists_tags_and_tag_flag_maps_one():
     assert "train_loss_step" in h["unused_tags"] and h["tag_map"] == {
         "train_loss_epoch": "train_loss"}
     assert invoke(run, "--tag", "nonsense").exit_code == 2
+
+
+def test_a_folder_with_some_unreadable_runs_audits_the_rest_and_exits_2():
+    r = invoke(REAL / "corrupt", "-f", "json")
+    doc = json.loads(r.output)
+    assert r.exit_code == 2 and doc["exit_code"] == 2
+    assert sorted(u["run"] for u in doc["unreadable"]) == ["random-bytes", "zero-bytes"]
+    assert sorted(x["run"]["name"] for x in doc["runs"]) == ["bad-length", "flipped-byte",
+                                                              "truncated"]
+    assert all(any(f["rule_id"] == "LB012" for f in x["findings"]) for x in doc["runs"])
+    md = invoke(REAL / "corrupt", "-f", "markdown").output
+    assert "### `zero-bytes`: cannot read" in md

@@ -77,7 +77,7 @@ def _peak_lr(history: RunHistory) -> tuple[float | None, str]:
 def _baseline_updates(h: RunHistory, base) -> tuple[float | None, str]:
     """The reference's update count and how it is known (given, from epochs, or assumed)."""
     if base.updates is not None:
-        return float(base.updates), "given" if base.history is None else "logged"
+        return base.updates, "given" if base.history is None else "logged"
     b, m = h.batch_size, None
     if b and base.batch_size:
         m = b / base.batch_size
@@ -120,9 +120,9 @@ def check_updates(ctx: RuleContext) -> RuleResult:
     if how == "assumed":
         sev = "warning"
     at_b = f" at batch {b}" if b else ""
-    at_base = f" at batch {base.batch_size}" if base.batch_size else ""
-    msg = (f"{h.total_updates:.0f} updates{at_b} vs {base_updates:.0f}{at_base} for the "
-           f"baseline ({ratio:.1%}): Hoffer et al. 2017 keep the number of updates")
+    at_base = f" at batch {base.batch_size}" if base.batch_size else " for the baseline"
+    msg = (f"{h.total_updates:.0f} updates{at_b} vs {base_updates:.0f}{at_base} "
+           f"({ratio:.1%}): Hoffer et al. 2017 keep the number of updates")
     if m is not None:
         msg += f" (epochs × M = ×{m:g})"
         epochs_base = base.epochs if base.epochs is not None else h.epochs_done
