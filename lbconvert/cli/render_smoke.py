@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lbconvert.smoke.diffusion import DiffusionResult
 
-_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red"}
+_STYLE = {"PASS": "bold green", "WARN": "bold yellow", "FAIL": "bold red",
+          "INCONCLUSIVE": "bold blue"}
 
 
 def render_smoke(result: DiffusionResult, console: Console) -> None:
@@ -105,7 +106,8 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
     v = result.verdict
     console.print(f"Smoke verdict: [{_STYLE.get(v.level, 'bold')}]{v.level}[/] — {v.reason}")
     if v.likely_cause:
-        console.print(f"  likely cause: {v.likely_cause}")
+        label = "to settle it" if v.level == "INCONCLUSIVE" else "likely cause"
+        console.print(f"  {label}: {v.likely_cause}")
     console.print(f"  [dim]compared by {v.basis}: {result.comparison_basis}[/dim]")
 
     cal = result.calibration

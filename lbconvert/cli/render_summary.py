@@ -11,7 +11,7 @@ from rich.text import Text
 
 __all__ = ["render_summary"]
 
-_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
+_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "INCONCLUSIVE": "blue"}
 
 
 def render_summary(result: Any, report_files: Any, console: Console) -> None:

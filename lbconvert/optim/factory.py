@@ -43,7 +43,8 @@ def make_optimizer(
             model's ``no_weight_decay()`` hook is honoured), ``model.named_parameters()``, or
             an iterable of tensors.
         plan: the :class:`~lbconvert.plan.plan.Plan` (``lr_new``, ``optimizer_new``,
-            ``momentum``, ``weight_decay``, ``trust_coefficient``, ``nesterov``).
+            ``momentum``, ``weight_decay``, ``trust_coefficient``, ``trust_match``,
+            ``nesterov``).
         exclude_adapt: for LARS, parameters that get no trust ratio; follows
             :func:`lbconvert.optim.param_groups.param_groups` (default: 1-D tensors, biases
             and the hook's names are neither adapted nor decayed).
@@ -70,6 +71,7 @@ def make_optimizer(
             _named(params_or_model), lr=plan.lr_new, momentum=plan.momentum,
             weight_decay=plan.weight_decay, trust_coefficient=plan.trust_coefficient,
             nesterov=plan.nesterov and plan.momentum > 0,
+            trust_match=bool(getattr(plan, "trust_match", False)),
             exclude_adapt=exclude_adapt, exclude_decay=exclude_decay,
         )
     if choice != "keep":

@@ -67,6 +67,15 @@ class LARS(Optimizer):
         trust_clip: LARC-style clipping (Ginsburg et al., NVIDIA apex LARC): the trust
             factor ``min(local_lr / γ, 1)`` replaces local_lr, so the effective step size
             is ``γ · min(local_lr / γ, 1) = min(local_lr, γ)`` — never above γ.
+        trust_match: calibrate η once, at the first ``step()``: η becomes ``1 / median``
+            over the adapted tensors of ``‖w‖/(‖∇w‖ + β‖w‖ + eps)`` on that first batch, so the
+            median layer's LARS step equals the plain SGD step ``γ·‖∇w‖`` at the same γ, and
+            the other layers keep LARS's ratios around it. This is lbconvert's default (the
+            fidelity benchmark, docs/fidelity.md: with the paper's η = 0.001 and γ = the
+            scaled SGD rate the trust ratio at initialisation is ≈ 0.004–0.06, so LARS steps
+            are 15–250× smaller than SGD's and the run under-trains). The matched η is stored
+            in the param groups (``trust_coefficient``, with ``trust_matched`` True), so a
+            state dict round trip keeps it. One host synchronisation, at the first step.
         exclude_adapt, exclude_decay: exclusion specs, see ``param_groups``.
         foreach: None/True use the multi-tensor path, False a per-tensor loop. On CUDA a
             fused Triton kernel is used with ``LBCONVERT_LARS_TRITON=1`` when triton is
@@ -94,6 +103,7 @@ class LARS(Optimizer):
         eps: float = 0.0,
         nesterov: bool = False,
         trust_clip: bool = False,
+        trust_match: bool = False,
         exclude_adapt: ExcludeSpec = None,
         exclude_decay: ExcludeSpec = None,
         foreach: bool | None = None,
@@ -107,7 +117,8 @@ class LARS(Optimizer):
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay,
             trust_coefficient=trust_coefficient, eps=eps, nesterov=nesterov,
-            trust_clip=trust_clip, lars_adapt=True, foreach=foreach,
+            trust_clip=trust_clip, trust_match=trust_match, trust_matched=False,
+            lars_adapt=True, foreach=foreach,
         )
         super().__init__(
             _as_groups(params, weight_decay, exclude_adapt, exclude_decay), defaults
@@ -123,6 +134,7 @@ class LARS(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             for key, value in (("lars_adapt", True), ("trust_clip", False), ("eps", 0.0),
+                               ("trust_match", False), ("trust_matched", False),
                                ("nesterov", False), ("foreach", None)):
                 group.setdefault(key, value)
 
@@ -133,6 +145,8 @@ class LARS(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if any(g["trust_match"] and not g["trust_matched"] for g in self.param_groups):
+            self._match_trust()
         for group in self.param_groups:
             params, grads, bufs = [], [], []
             momentum = group["momentum"]
@@ -170,6 +184,32 @@ class LARS(Optimizer):
                             continue
                     _foreach_lars(*sub, group)
         return loss
+
+
+    def _match_trust(self) -> None:
+        """Set η of the ``trust_match`` groups so the median trust ratio is 1 (see class doc)."""
+        groups = [g for g in self.param_groups if g["trust_match"] and not g["trust_matched"]]
+        ratios = []
+        for g in groups:
+            if not g["lars_adapt"]:
+                continue
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                wn = torch.linalg.vector_norm(p.detach().float())
+                gn = torch.linalg.vector_norm(p.grad.detach().float())
+                ratios.append(torch.where((wn > 0) & (gn > 0),
+                                          wn / (gn + g["weight_decay"] * wn + g["eps"]),
+                                          torch.full_like(wn, float("nan"))).cpu())
+        finite = [float(r) for r in ratios if torch.isfinite(r)]
+        if not finite:  # nothing adapted (or all norms zero): η stays as given
+            for g in groups:
+                g["trust_matched"] = True
+            return
+        median = float(torch.tensor(finite).median())
+        for g in groups:
+            g["trust_coefficient"] = 1.0 / median
+            g["trust_matched"] = True
 
 
 def _as_groups(params: Any, weight_decay: float, exclude_adapt: ExcludeSpec,

@@ -22,7 +22,7 @@ from lbconvert.report.markdown import (
 
 __all__ = ["render_html"]
 
-_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e"}
+_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "INCONCLUSIVE": "#59636e"}
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;
   margin:0;background:#f6f8fa}

@@ -13,7 +13,8 @@ from typing import Any
 __all__ = ["render_markdown", "fmt", "plan_rows", "smoke_rows", "layout_rows", "layout_summary",
            "LEVEL_MARK"]
 
-LEVEL_MARK = {"PASS": "✅ PASS", "WARN": "⚠️ WARN", "FAIL": "❌ FAIL"}
+LEVEL_MARK = {"PASS": "✅ PASS", "WARN": "⚠️ WARN", "FAIL": "❌ FAIL",
+              "INCONCLUSIVE": "❔ INCONCLUSIVE"}
 #: Surgery rows shown before the table is folded.
 _SHORT_TABLE = 12
 

@@ -21,7 +21,7 @@ __all__ = ["REPORT_SCHEMA"]
 _NUM = {"type": ["number", "null"]}
 _INT = {"type": ["integer", "null"]}
 _STR = {"type": ["string", "null"]}
-_LEVEL = {"enum": ["PASS", "WARN", "FAIL"]}
+_LEVEL = {"enum": ["PASS", "WARN", "FAIL", "INCONCLUSIVE"]}
 
 _CURVE = {
     "type": "object",

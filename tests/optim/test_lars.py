@@ -268,3 +268,41 @@ def test_property_any_shapes(shapes, momentum, clip, seed):
                       decay=[True] * len(ws), clip=clip)
     for p, e in zip(params, expect):
         assert torch.allclose(p.detach().flatten(), torch.tensor(e, dtype=torch.float64), atol=1e-9)
+
+
+def test_trust_match_sets_eta_so_the_median_layer_steps_like_sgd():
+    torch.manual_seed(0)
+    ws = [torch.randn(6, 4) * s for s in (0.1, 1.0, 3.0)]
+    grads = [torch.randn_like(w) * g for w, g in zip(ws, (2.0, 0.5, 0.01))]
+    params = [torch.nn.Parameter(w.clone()) for w in ws]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    opt = LARS(params, lr=0.1, momentum=0.0, weight_decay=1e-4, trust_match=True)
+    opt.step()
+    group = opt.param_groups[0]
+    ratios = sorted(float(w.norm() / (g.norm() + 1e-4 * w.norm())) for w, g in zip(ws, grads))
+    assert group["trust_matched"] and group["trust_coefficient"] == pytest.approx(1 / ratios[1])
+    # the median layer moved exactly as SGD at γ would (plus its weight decay term)
+    mid = min(range(3), key=lambda i: abs(ratios[1] - float(
+        ws[i].norm() / (grads[i].norm() + 1e-4 * ws[i].norm()))))
+    sgd = ws[mid] - 0.1 * (grads[mid] + 1e-4 * ws[mid])
+    torch.testing.assert_close(params[mid].detach(), sgd)
+    # matched once: later steps keep the η found at the first one, and so does a reload
+    eta = group["trust_coefficient"]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    assert opt.param_groups[0]["trust_coefficient"] == eta
+    fresh = LARS([torch.nn.Parameter(w.clone()) for w in ws], lr=0.1, trust_match=True)
+    fresh.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert fresh.param_groups[0]["trust_coefficient"] == eta
+    assert fresh.param_groups[0]["trust_matched"]
+
+
+def test_trust_match_off_by_default_keeps_the_paper_eta():
+    p = torch.nn.Parameter(torch.ones(3, 3))
+    p.grad = torch.ones(3, 3)
+    opt = LARS([p], lr=0.1)
+    opt.step()
+    assert opt.param_groups[0]["trust_coefficient"] == 0.001
+    assert not opt.param_groups[0]["trust_match"]

@@ -18,7 +18,7 @@ from lbconvert.plan.plan import Plan
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.smoke.arms import ArmRunner, DistanceTracker, param_groups_for_distance
 from lbconvert.smoke.data import make_pool
-from lbconvert.smoke.diffusion import FAIL, PASS, WARN
+from lbconvert.smoke.diffusion import FAIL, INCONCLUSIVE, PASS, WARN
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy
 from lbconvert.smoke.run import run_smoke as _run_smoke
@@ -213,7 +213,7 @@ def test_three_arms_with_fits_and_strict_json(tiny_result):
         assert arm.marks[-1].t == 24 and all(m.distance > 0 for m in arm.marks)
     # Window starts after the converted arm's warmup (1 epoch × 4 updates).
     assert r.proxy["warmup_steps"] == 4 and r.window[0] >= 5 and r.window[1] == 24
-    assert r.verdict.level in (PASS, WARN, FAIL) and r.verdict.reason
+    assert r.verdict.level == INCONCLUSIVE and "24 updates" in r.verdict.reason  # < 50
     assert r.ratios["slope"]["converted/original"] == pytest.approx(c.fit.slope / o.fit.slope)
     # by samples: large arm update u against the original at 16·u.
     assert [row["t_original"] for row in r.by_samples] == [
@@ -327,7 +327,7 @@ def test_bundled_example_on_cpu_short_budget():
     )
     assert set(r.arms) == {"original", "naive", "converted"}
     assert all(a.fit is not None for a in r.arms.values())
-    assert r.verdict.level in (PASS, WARN, FAIL)
+    assert r.verdict.level in (PASS, WARN, FAIL, INCONCLUSIVE)
     assert r.proxy["small_batch"] * 64 == r.proxy["large_batch"]
     assert r.timings["total"] > 0 and r.arms["converted"].step_time > 0
     if not torch.cuda.is_available():
