@@ -14,7 +14,9 @@ Choices made here, and why:
   tenth of the new run (with a warning); an explicit ``--warmup`` is kept as given and
   only warned about. The ramp starts at the old LR (start factor lr_old/lr_new, Goyal's
   "start from η, reach kη") or from 0 when the LR does not grow.
-- **Ghost batch.** 128 (Hoffer et al.), never larger than the per-device micro-batch;
+- **Ghost batch.** The original batch, at most 128 (Hoffer et al.'s 128 was their small
+  batch: the ghost keeps the original BN statistics; the fidelity benchmark backs it), never
+  larger than the per-device micro-batch;
   above 32 a warning (Masters & Luschi found BN batches of ≈ 8 generalize best).
 - **Devices.** ``target = devices × micro-batch × grad-accum`` exactly. With
   accumulation, micro-batches must be multiples of the ghost size so that GBN statistics
@@ -101,6 +103,7 @@ class Plan:
     weight_decay: float = 0.0
     nesterov: bool = False
     trust_coefficient: float = 0.001
+    trust_match: bool = True  # LARS: η matched at the first step (docs/fidelity.md)
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -339,8 +342,11 @@ def _plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
         raise LbconvertError(f"--max-per-device {max_per_device} must be ≥ 1",
                              hint="pass the largest batch one device holds")
     per_update = plan.target_batch // d if plan.target_batch % d == 0 else None
-    ghost_default = min(HOFFER_GHOST_BATCH, per_update or HOFFER_GHOST_BATCH,
-                        max_per_device or HOFFER_GHOST_BATCH)
+    # Hoffer et al. 2017's ghost batch of 128 was their small batch: the ghost keeps the
+    # original run's BN statistics. So the default is the source batch, at most 128 (fidelity
+    # benchmark, docs/fidelity.md: ghost 16 = B_S closed more of the gap than 128 = B_L).
+    ghost_default = min(HOFFER_GHOST_BATCH, max(2, plan.source_batch),
+                        per_update or HOFFER_GHOST_BATCH, max_per_device or HOFFER_GHOST_BATCH)
     ghost = ghost_batch if ghost_batch is not None else ghost_default
     if ghost < 1:
         raise LbconvertError(f"--ghost-batch {ghost_batch} must be ≥ 1", hint="pass e.g. 32")
@@ -372,9 +378,14 @@ def _plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
         plan.changes.append(Change("grad_accum", cfg.grad_accum, accum,
                                    "micro-batches that fit --max-per-device; exact for GBN as "
                                    f"micro-batches are multiples of the ghost batch {ghost}"))
-    src = "--ghost-batch" if ghost_batch is not None else (
-        "Hoffer et al. 2017 use 128" + (f", capped at the per-device batch {micro}"
-                                         if ghost < HOFFER_GHOST_BATCH else ""))
+    if ghost_batch is not None:
+        src = "--ghost-batch"
+    elif ghost == min(plan.source_batch, HOFFER_GHOST_BATCH):
+        src = (f"the original batch {plan.source_batch}, so BN sees the original run's statistics"
+               if plan.source_batch <= HOFFER_GHOST_BATCH else "Hoffer et al. 2017 use 128")
+        src += " (Hoffer et al. 2017's ghost = their small batch, 128; docs/fidelity.md)"
+    else:
+        src = f"capped at the per-device batch {micro}"
     plan.changes.append(Change("ghost_batch_size", None, ghost,
                                f"BN statistics over ghost batches of {ghost} ({src}) instead of "
                                "the whole per-device batch"))
@@ -458,16 +469,17 @@ def _plan_optimizer(plan: Plan, cfg: TrainConfig) -> None:
         return
     plan.changes.append(Change(
         "optimizer", cfg.optimizer, "lars",
-        f"LARS, layer-wise trust ratio η‖w‖/(‖∇w‖+β‖w‖), η = {plan.trust_coefficient:g} "
-        f"(You et al. 2017); momentum {plan.momentum:g} and weight decay β = "
-        f"{plan.weight_decay:g} from the config"))
-    # Measured with the smoke test's --calibrate: the γ that matches the original diffusion
-    # was 2.2× (ResNet-20) to 13.5× (ResNet-18) the planned LR on an H100, so γ = planned LR
-    # is a starting point, not a guarantee; the paper's own global LRs are 2-29.
+        "LARS, layer-wise trust ratio η‖w‖/(‖∇w‖+β‖w‖) (You et al. 2017), γ = the planned LR; "
+        "η matched on the first batch so the median layer's step equals the SGD step at γ "
+        "(fidelity benchmark, docs/fidelity.md: the paper's η = "
+        f"{LARS_TRUST_COEFFICIENT:g} at γ = the scaled SGD rate made the median step 90–230× "
+        "smaller than SGD's and closed no gap); momentum "
+        f"{plan.momentum:g} and weight decay β = {plan.weight_decay:g} from the config"))
     plan.notes.append(
-        f"LARS steps are γ·η‖w‖/(‖∇w‖+β‖w‖) per layer (η = {plan.trust_coefficient:g}), not "
-        "γ·∇w: at γ = the planned LR they can be several times smaller or larger than SGD's; "
-        "the smoke test measures the difference and --calibrate finds the γ that matches")
+        "LARS steps are γ·η‖w‖/(‖∇w‖+β‖w‖) per layer; lbconvert's LARS sets η at its first "
+        "step (trust_match) so the median layer moves as far as SGD at γ, and the other layers "
+        f"keep their ratios to it. A LARS of your own needs that η, not {LARS_TRUST_COEFFICIENT:g}"
+        ": print it from optimizer.param_groups[0]['trust_coefficient'] after one step")
     if cfg.momentum is None:
         plan.notes.append("momentum not in the config: LARS uses 0.9 (You et al. 2017)")
     if not plan.weight_decay:
