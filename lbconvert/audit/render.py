@@ -81,7 +81,7 @@ def render_table(report: AuditReport, *, width: int = 120, verbose: bool = False
                       f"{m.get('summary', '')}")
     for run in report.runs:
         h = run.history
-        named = f" [bold]{h.name}[/]" if h.name and h.name != Path(h.path).name else ""
+        named = f" [bold]{h.name}[/]" if h.name and not h.path.endswith(h.name) else ""
         console.print(f"[bold]{h.path}[/]{named} ({h.format}): {h.total_updates or 0:.0f} "
                       f"updates, batch {h.batch_size if h.batch_size else 'unknown'}, epochs "
                       f"{_f(h.epochs_done)}")

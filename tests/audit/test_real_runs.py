@@ -266,3 +266,15 @@ def test_a_folder_with_some_unreadable_runs_audits_the_rest_and_exits_2():
     assert all(any(f["rule_id"] == "LB012" for f in x["findings"]) for x in doc["runs"])
     md = invoke(REAL / "corrupt", "-f", "markdown").output
     assert "### `zero-bytes`: cannot read" in md
+
+
+@pytest.mark.parametrize("name", ["trainer_state.json", "metrics.csv", "hparams.yaml",
+                                  "summary.csv", "mlflow.db", "config.yaml",
+                                  "events.out.tfevents.1.x"])
+@pytest.mark.parametrize("content", [b"", b"step,epoch\n1,x\n{[: \n",
+                                     bytes(range(256)) * 8])
+def test_no_file_content_gives_a_traceback(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    r = invoke(tmp_path)
+    assert r.exit_code in (0, 1, 2)
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception

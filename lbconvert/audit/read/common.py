@@ -103,8 +103,11 @@ def apply_config_file(history: RunHistory, path: Path, label: str | None = None,
 
     try:
         doc = load_document(path)
+        apply_config(history, doc, label or path.name, fmt=fmt)
     except LbconvertError as exc:
         history.notes.append(f"config not used: {exc}")
         return False
-    apply_config(history, doc, label or path.name, fmt=fmt)
+    except Exception as exc:  # any file content: a note, never a traceback
+        history.notes.append(f"config {path} not used ({type(exc).__name__}: {exc})")
+        return False
     return True

@@ -17,8 +17,19 @@ from lbconvert.errors import LbconvertError
 
 
 def detect_formats(run_dir: Path) -> list[str]:
-    """Names of the formats found in ``run_dir``, primary first."""
-    return [name for name in FORMATS if reader(name).detect(run_dir)]
+    """Names of the formats found in ``run_dir``, primary first.
+
+    A reader whose detection trips over a file's content (binary bytes in a CSV, say) does
+    not claim the run.
+    """
+    found = []
+    for name in FORMATS:
+        try:
+            if reader(name).detect(run_dir):
+                found.append(name)
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    return found
 
 
 def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
