@@ -72,10 +72,10 @@ def write_summarywriter(run: Path, n: int) -> None:
 
 def write_proto(run: Path, n: int) -> None:
     """The same records built with the reader's own protobuf classes and CRCs."""
-    from lbconvert.audit.read.tensorboard import _event_classes
+    from lbconvert.audit.read.tb_proto import event_classes
     from lbconvert.audit.read.tfrecord import masked_crc32c
 
-    Event = _event_classes()[1]
+    Event = event_classes()[1]
     out = bytearray()
 
     def record(data: bytes) -> None:

@@ -2,9 +2,10 @@
 
 The file is a sequence of TFRecords: ``uint64 length | uint32 masked_crc32c(length) | data |
 uint32 masked_crc32c(data)`` (little endian), each ``data`` an ``Event`` protocol buffer.
-We declare the few Event / Summary / TensorProto fields we need (field numbers as in
-tensorboard/compat/proto) in a private descriptor pool and let the installed protobuf
-runtime parse them. Unlike ``EventAccumulator`` (which keeps a 10,000-point reservoir per
+The few Event / Summary / TensorProto / hparams fields we need are declared in a private
+descriptor pool (:mod:`lbconvert.audit.read.tb_proto`) and parsed by the installed protobuf
+runtime; plain scalars take a vectorised path (:mod:`lbconvert.audit.read.tfrecord_fast`),
+chunk by chunk so memory stays bounded. Unlike ``EventAccumulator`` (which keeps a 10,000-point reservoir per
 tag unless ``size_guidance`` is 0) every point is kept.
 
 Both CRCs of every record are checked (:mod:`lbconvert.audit.read.tfrecord`, vectorised);
@@ -19,139 +20,20 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read.common import apply_config, config_document, find_files
+from lbconvert.audit.read.tb_proto import DT_STRING, event_classes, tensor_scalar, wrap
 from lbconvert.audit.read.tfrecord import Damage, frame_records, masked_crc32c
 
-__all__ = ["EventFile", "masked_crc32c", "read", "read_events", "event_files", "detect"]
+__all__ = ["EventFile", "detect", "event_classes", "event_files", "masked_crc32c", "read",
+           "read_events"]
 
 NAME = "tensorboard"
 LOOKED_FOR = "events.out.tfevents.* (TensorBoard)"
-
-_DT_FLOAT, _DT_DOUBLE, _DT_INT32, _DT_STRING, _DT_INT64, _DT_HALF = 1, 2, 3, 7, 9, 19
-
-
-@lru_cache(maxsize=1)
-def _event_classes():
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="lbconvert_tb_event.proto",
-                                             package="lbconvert_tb", syntax="proto3")
-
-    def msg(name, fields):
-        m = fdp.message_type.add(name=name)
-        for fname, num, ftype, label, type_name in fields:
-            f = m.field.add(name=fname, number=num, type=ftype, label=label)
-            if type_name:
-                f.type_name = ".lbconvert_tb." + type_name
-        return m
-
-    OPT, REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    msg("PluginData", [("plugin_name", 1, F.TYPE_STRING, OPT, None),
-                       ("content", 2, F.TYPE_BYTES, OPT, None)])
-    msg("SummaryMetadata", [("plugin_data", 1, F.TYPE_MESSAGE, OPT, "PluginData")])
-    tp = msg("TensorProto", [("dtype", 1, F.TYPE_INT32, OPT, None),
-                             ("tensor_content", 4, F.TYPE_BYTES, OPT, None),
-                             ("float_val", 5, F.TYPE_FLOAT, REP, None),
-                             ("double_val", 6, F.TYPE_DOUBLE, REP, None),
-                             ("int_val", 7, F.TYPE_INT32, REP, None),
-                             ("string_val", 8, F.TYPE_BYTES, REP, None),
-                             ("int64_val", 10, F.TYPE_INT64, REP, None)])
-    for f in tp.field:
-        if f.label == REP and f.type != F.TYPE_BYTES:
-            f.options.packed = True
-    msg("Value", [("tag", 1, F.TYPE_STRING, OPT, None),
-                  ("simple_value", 2, F.TYPE_FLOAT, OPT, None),
-                  ("tensor", 8, F.TYPE_MESSAGE, OPT, "TensorProto"),
-                  ("metadata", 9, F.TYPE_MESSAGE, OPT, "SummaryMetadata")])
-    # proto3 scalars have no presence; simple_value must be distinguishable from 0.0 unset,
-    # so mark it proto3-optional through a synthetic oneof.
-    val = fdp.message_type[-1]
-    val.oneof_decl.add(name="_simple_value")
-    val.field[1].oneof_index = 0
-    val.field[1].proto3_optional = True
-    msg("Summary", [("value", 1, F.TYPE_MESSAGE, REP, "Value")])
-    msg("Event", [("wall_time", 1, F.TYPE_DOUBLE, OPT, None),
-                  ("step", 2, F.TYPE_INT64, OPT, None),
-                  ("file_version", 3, F.TYPE_STRING, OPT, None),
-                  ("summary", 5, F.TYPE_MESSAGE, OPT, "Summary")])
-    msg("EventBatch", [("event", 1, F.TYPE_MESSAGE, REP, "Event")])
-    # tensorboard/plugins/hparams/plugin_data.proto; google.protobuf.Value's wire layout.
-    hv = msg("HValue", [("null_value", 1, F.TYPE_INT32, OPT, None),
-                        ("number_value", 2, F.TYPE_DOUBLE, OPT, None),
-                        ("string_value", 3, F.TYPE_STRING, OPT, None),
-                        ("bool_value", 4, F.TYPE_BOOL, OPT, None)])
-    hv.oneof_decl.add(name="kind")
-    for f in hv.field:
-        f.oneof_index = 0
-    msg("HEntry", [("key", 1, F.TYPE_STRING, OPT, None),
-                   ("value", 2, F.TYPE_MESSAGE, OPT, "HValue")])
-    msg("SessionStartInfo", [("hparams", 1, F.TYPE_MESSAGE, REP, "HEntry"),
-                             ("group_name", 4, F.TYPE_STRING, OPT, None)])
-    msg("HParamsPluginData", [("version", 1, F.TYPE_INT32, OPT, None),
-                              ("session_start_info", 3, F.TYPE_MESSAGE, OPT,
-                               "SessionStartInfo")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    get = message_factory.GetMessageClass
-    return (get(pool.FindMessageTypeByName("lbconvert_tb.EventBatch")),
-            get(pool.FindMessageTypeByName("lbconvert_tb.Event")),
-            get(pool.FindMessageTypeByName("lbconvert_tb.HParamsPluginData")))
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _wrap(records: list[bytes]) -> bytes:
-    # Re-frame the payloads as a repeated field of one message so the protobuf runtime
-    # parses all of them in a single native call instead of one Python call per event.
-    parts = []
-    add = parts.append
-    cache: dict[int, bytes] = {}
-    for r in records:
-        n = len(r)
-        head = cache.get(n)
-        if head is None:
-            head = cache[n] = b"\x0a" + _varint(n)
-        add(head)
-        add(r)
-    return b"".join(parts)
-
-
-def _tensor_scalar(t) -> float | None:
-    dt = t.dtype
-    if t.float_val:
-        return float(t.float_val[0])
-    if t.double_val:
-        return float(t.double_val[0])
-    if t.int_val:
-        return float(t.int_val[0])
-    if t.int64_val:
-        return float(t.int64_val[0])
-    c = t.tensor_content
-    if c:
-        fmt = {_DT_FLOAT: "<f", _DT_DOUBLE: "<d", _DT_INT32: "<i", _DT_INT64: "<q",
-               _DT_HALF: "<e"}.get(dt)
-        if fmt and len(c) >= struct.calcsize(fmt):
-            return float(struct.unpack_from(fmt, c)[0])
-    return None
-
 
 @dataclass
 class EventFile:
@@ -201,7 +83,7 @@ def read_events(path: Path, history: RunHistory, *, verify_crc: bool = True,
                                      history)
     else:
         records = [buf[o:o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
-    batch_cls, event_cls, hp_cls = _event_classes()
+    batch_cls, event_cls, hp_cls = event_classes()
     events = _parse(records, batch_cls, event_cls, out)
     raw = history.raw_series
     for ev in events:
@@ -217,11 +99,11 @@ def read_events(path: Path, history: RunHistory, *, verify_crc: bool = True,
                 value = v.simple_value
             elif v.HasField("tensor"):
                 t = v.tensor
-                if plugin == "text" or t.dtype == _DT_STRING:
+                if plugin == "text" or t.dtype == DT_STRING:
                     if t.string_val:
                         out.texts[v.tag] = t.string_val[0].decode("utf-8", "replace")
                     continue
-                value = _tensor_scalar(t)
+                value = tensor_scalar(t)
                 if value is None:
                     continue
             else:
@@ -241,7 +123,7 @@ def _parse(records: list[bytes], batch_cls, event_cls, out: EventFile) -> list:
 
     batch = batch_cls()
     try:
-        batch.ParseFromString(_wrap(records))
+        batch.ParseFromString(wrap(records))
         return list(batch.event)
     except (DecodeError, ValueError, RuntimeError):
         pass
