@@ -5,8 +5,8 @@ uint32 masked_crc32c(data)`` (little endian), each ``data`` an ``Event`` protoco
 The few Event / Summary / TensorProto / hparams fields we need are declared in a private
 descriptor pool (:mod:`lbconvert.audit.read.tb_proto`) and parsed by the installed protobuf
 runtime; plain scalars take a vectorised path (:mod:`lbconvert.audit.read.tfrecord_fast`),
-chunk by chunk so memory stays bounded. Unlike ``EventAccumulator`` (which keeps a 10,000-point reservoir per
-tag unless ``size_guidance`` is 0) every point is kept.
+chunk by chunk so memory stays bounded. Unlike ``EventAccumulator`` (which keeps a
+10,000-point reservoir per tag unless ``size_guidance`` is 0) every point is kept.
 
 Both CRCs of every record are checked (:mod:`lbconvert.audit.read.tfrecord`, vectorised);
 reading stops at the first damaged record and the damage (file, byte offset, records kept)
