@@ -18,7 +18,10 @@ CONFIGS = ROOT / "fixtures" / "configs"
 FILES = [CONFIGS / "timm_args.yaml", CONFIGS / "hf_training_args.json",
          CONFIGS / "lightning" / "hparams.yaml", CONFIGS / "lightning_cli_config.yaml",
          CONFIGS / "plain.toml", CONFIGS / "plain.json",
-         ROOT / "fixtures" / "examples" / "cifar_resnet.yaml"]
+         ROOT / "fixtures" / "examples" / "cifar_resnet.yaml",
+         # written by Lightning's save_hyperparameters and a SummaryWriter script
+         ROOT / "fixtures" / "real" / "lightning" / "lightning_logs" / "version_1" / "hparams.yaml",
+         ROOT / "fixtures" / "real" / "summarywriter" / "adapted" / "config.yaml"]
 SHARED = ("batch_size", "per_device_batch", "lr", "epochs", "max_steps", "warmup_epochs",
           "warmup_steps", "milestones", "gamma", "momentum", "weight_decay", "dataset_size")
 
@@ -29,7 +32,7 @@ def _audit(path: Path) -> RunHistory:
     return h
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_convert_and_audit_read_the_same_values_and_lines(path):
     cfg = load_config(path)
     h = _audit(path)
@@ -128,3 +131,13 @@ def test_parse_error_names_file_and_line(tmp_path):
     f.write_text("lr: 0.1\nbatch_size: [1, 2\n")
     with pytest.raises(LbconvertError, match=r"bad\.yaml.*line"):
         load_config(f)
+
+
+def test_real_lightning_hparams_with_a_class_tag():
+    # Lightning 2.6 wrote `activation: !!python/name:torch.nn.modules.activation.ReLU ''`
+    path = ROOT / "fixtures" / "real" / "lightning" / "lightning_logs" / "version_1" / \
+        "hparams.yaml"
+    assert "!!python/name:" in path.read_text()
+    cfg = load_config(path)
+    assert (cfg.format, cfg.batch_size, cfg.lr, cfg.epochs) == ("lightning", 512, 0.05, 20)
+    assert cfg.raw["activation"] == "torch.nn.modules.activation.ReLU"
