@@ -179,6 +179,14 @@ def render_sarif(report: AuditReport) -> str:
         "tool": {"driver": {"name": "lbconvert", "version": __version__,
                             "informationUri": INFO_URI, "rules": rules}},
         "results": results}]}
+    if report.unreadable:
+        # runs that could not be read at all: the tool's own notifications (SARIF §3.20.21)
+        doc["runs"][0]["invocations"] = [{
+            "executionSuccessful": False,
+            "toolExecutionNotifications": [
+                {"level": "error", "message": {"text": f"cannot read {u['run']}: {u['error']}"},
+                 "locations": [{"physicalLocation": {"artifactLocation": {
+                     "uri": _rel(u["path"])}}}]} for u in report.unreadable]}]
     return json.dumps(doc, indent=2) + "\n"
 
 

@@ -278,3 +278,19 @@ def test_no_file_content_gives_a_traceback(tmp_path, name, content):
     r = invoke(tmp_path)
     assert r.exit_code in (0, 1, 2)
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+
+
+def test_unreadable_runs_are_sarif_tool_notifications():
+    import jsonschema
+
+    from lbconvert.audit.render import render
+    from tests.audit.test_formats import SARIF_SCHEMA
+
+    report = audit_runs([REAL / "corrupt"])
+    doc = json.loads(render(report, "sarif"))
+    jsonschema.Draft7Validator(SARIF_SCHEMA).validate(doc)
+    inv = doc["runs"][0]["invocations"][0]
+    assert inv["executionSuccessful"] is False
+    texts = [n["message"]["text"] for n in inv["toolExecutionNotifications"]]
+    assert len(texts) == 2 and all("no readable TensorBoard record" in t for t in texts)
+    assert {r["ruleId"] for r in doc["runs"][0]["results"]} >= {"LB012"}
