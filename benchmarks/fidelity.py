@@ -12,7 +12,8 @@ and each seed, every arm is trained to the end and scored on a held-out test set
 - ``budget``: the same with ``--regime budget`` (same epochs as the original);
 - ``keep``: the same with ``--optimizer keep`` (the original SGD at the planned LR);
 - ``calibrated``: the default plan with the LR multiplier found by lbconvert's
-  ``--calibrate`` (``run_smoke(calibrate=True)``), seeded like the arm.
+  ``--calibrate`` (``run_smoke(calibrate=True)``), seeded like the arm;
+- ``linear``: the default plan with ``--rule linear`` (LR × M instead of × √M).
 
 Beside each (arm, seed) the smoke test (``run_smoke``) is run on that recipe with the
 benchmark's own training data as its data factory; the naive arm's "recipe" is a plan with
@@ -48,7 +49,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-ARMS = ("small", "naive", "recipe", "budget", "keep", "calibrated")
+ARMS = ("small", "naive", "recipe", "budget", "keep", "calibrated", "linear")
 GOOD, BAD = 0.9, 0.5  # gap closed ≥ GOOD should PASS; < BAD should FAIL
 
 
@@ -127,6 +128,8 @@ def arm_plan(pair: Pair, arm: str, n_train: int) -> Any:
         return make_plan(cfg, pair.large, regime="budget")
     if arm == "keep":
         return make_plan(cfg, pair.large, optimizer="keep")
+    if arm == "linear":
+        return make_plan(cfg, pair.large, rule="linear")
     return make_plan(cfg, pair.large)
 
 
@@ -370,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = list(range(args.seeds))
     arms = list(ARMS) if not args.arms else \
         ["small", "naive", *[a for a in args.arms.split(",") if a not in ("small", "naive")]]
-    cost = {"small": 1, "naive": 1, "budget": 1.5, "recipe": 8, "keep": 8, "calibrated": 10}
+    cost = {"small": 1, "naive": 1, "budget": 1.5, "recipe": 8, "keep": 8, "calibrated": 12,
+            "linear": 8}
     jobs = sorted(((p, a, s, settings) for p in pairs for a in arms for s in seeds),
                   key=lambda j: -cost.get(j[1], 1) * (3 if j[0].name == "shapes2d" else 1))
     t0 = time.perf_counter()

@@ -62,8 +62,10 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
     return predicted
 
 
-def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 1) -> float:
-    """Seconds per update of arm ``name`` on a throwaway copy (after a warm-up step on CUDA).
+def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 3) -> float:
+    """Median seconds per update of arm ``name`` over ``repeats`` timed steps on a throwaway
+    copy, after one untimed warm-up step (allocator, lazy init, cuDNN autotuning): one timed
+    step alone varied by 2× on a busy CPU, and the budget's update count follows from it.
 
     On CUDA an out-of-memory error halves the micro-batch (keeping it a multiple of the ghost
     size for the converted arm) and tries again: accumulation reaches the batch instead.
@@ -74,14 +76,16 @@ def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 1) -
         runner = setup.build(name)
         stream = setup.pool.stream(seed + 7919)
         try:
-            if setup.device.startswith("cuda"):  # lazy init and cuDNN autotuning: not timed
-                runner.step(stream)
+            runner.step(stream)  # warm-up: not timed
             sync(setup.device)
-            start = time.perf_counter()
-            for _ in range(repeats):
+            times = []
+            for _ in range(max(1, repeats)):
+                start = time.perf_counter()
                 runner.step(stream)
-            sync(setup.device)
-            return (time.perf_counter() - start) / repeats
+                sync(setup.device)
+                times.append(time.perf_counter() - start)
+            times.sort()
+            return times[len(times) // 2]
         except torch.cuda.OutOfMemoryError:
             if setup.dist is not None:  # a retry on one rank only would desynchronise them
                 raise LbconvertError(
