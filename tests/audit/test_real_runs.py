@@ -294,3 +294,12 @@ def test_unreadable_runs_are_sarif_tool_notifications():
     texts = [n["message"]["text"] for n in inv["toolExecutionNotifications"]]
     assert len(texts) == 2 and all("no readable TensorBoard record" in t for t in texts)
     assert {r["ruleId"] for r in doc["runs"][0]["results"]} >= {"LB012"}
+
+
+def test_hf_weight_series_from_checkpoint_folders_model_files_only():
+    pytest.importorskip("safetensors")
+    h = audit_runs([REAL / "hf" / "naive"]).runs[0].history
+    d = h.series["weight_distance"]
+    assert d.steps == [30.0, 60.0] and d.values[0] == 0.0 and d.values[1] > 0
+    assert h.distance_origin == 30 and not h.distance_from_init
+    assert not any("not used" in n for n in h.notes)  # optimizer.pt & co. never tried
