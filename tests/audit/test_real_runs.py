@@ -303,3 +303,13 @@ def test_hf_weight_series_from_checkpoint_folders_model_files_only():
     assert d.steps == [30.0, 60.0] and d.values[0] == 0.0 and d.values[1] > 0
     assert h.distance_origin == 30 and not h.distance_from_init
     assert not any("not used" in n for n in h.notes)  # optimizer.pt & co. never tried
+
+
+def test_eval_writer_subfolder_is_part_of_its_run(tmp_path):
+    run = _copy_events(REAL / "summarywriter" / "naive", tmp_path / "run")
+    _copy_events(REAL / "summarywriter" / "baseline", run / "eval")
+    (run / "config.yaml").write_text((REAL / "summarywriter" / "naive" / "config.yaml")
+                                     .read_text())
+    other = _copy_events(REAL / "summarywriter" / "adapted", tmp_path / "run" / "other")
+    names = [r.name for r in find_runs(tmp_path)]
+    assert names == ["run", "run/other"] and other.is_dir()

@@ -7,7 +7,8 @@ parent folder holds as many runs as it has such folders below it (Lightning's
 own. An MLflow ``mlflow.db`` holds one run per row of its ``runs`` table. Parts of one run
 are not runs of their own: HF's ``runs/<date>/`` and ``checkpoint-N/``, Lightning's
 ``checkpoints/``, the ``<timestamp>/`` folder ``SummaryWriter.add_hparams`` writes, Keras-style
-``train/`` + ``validation/`` writers. A folder of checkpoints alone is a run (weight distance).
+``train/`` + ``validation/`` (or ``eval/``) writers. A folder of checkpoints alone is a run
+(weight distance).
 
 Config discovery: the config files beside the run or in a folder above it (up to the folder
 the user passed): ``hparams.yaml``, ``config.yaml|yml|json|toml``, ``args.yaml``,
@@ -133,8 +134,8 @@ def _walk(d: Path, root: Path, depth: int, out: list[RunRef]) -> None:
         if _is_hf(d) or _writer_parts(d) or _is_mlflow_file_run(d):
             return  # runs/<date>/, checkpoint-N/, train/ + validation/ are parts of it
         for c in _children(d):
-            if _TIMESTAMP.fullmatch(c.name):
-                continue  # add_hparams' folder belongs to this run
+            if _TIMESTAMP.fullmatch(c.name) or c.name.lower() in _WRITER_PARTS:
+                continue  # add_hparams' folder, an eval/ writer: parts of this run
             if depth < MAX_DEPTH:
                 _walk(c, root, depth + 1, out)
         return
