@@ -258,11 +258,25 @@ def _check_ghost_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Te
         return _whole_model_eq_batch(original, converted, x, seed)
     except Exception as exc:  # noqa: BLE001 - e.g. detection models need targets in training
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+        if _trains_on_inputs(original, x, seed):
+            raise  # the original trains on these inputs: the conversion broke it
     captured, how = _capture_sites(converted, x, len(x), seed)
     worst, site = _per_site(original, captured, len(x), seed)
     return worst, (f"per site ({len(captured)} of {len(_ghost_sites(converted))} site(s), "
                    f"activations from the {how}): the model's training forward raised {why}; "
                    f"worst relative difference at {site or '-'}")
+
+
+def _trains_on_inputs(model: nn.Module, x: torch.Tensor, seed: int) -> bool:
+    """Whether the model's training forward runs on inputs alone (no targets needed)."""
+    with _preserved(model), torch.no_grad():
+        try:
+            model.train()
+            torch.manual_seed(seed)
+            model(x)
+        except Exception:  # noqa: BLE001 - the answer is the signal
+            return False
+    return True
 
 
 def _whole_model_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Tensor,

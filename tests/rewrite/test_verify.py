@@ -144,3 +144,18 @@ def test_per_site_fallback_still_catches_a_wrong_site():
     failed = {c.name: c for c in v.checks if not c.passed}
     assert {"train_ghost_equals_batch", "train_ghost_chunked"} <= set(failed)
     assert failed["train_ghost_chunked"].value > 1e-3
+
+
+def test_a_converted_model_that_crashes_in_training_is_not_excused():
+    # The original trains on inputs alone, so a crash of the converted model's training
+    # forward is the conversion's fault: no per-site fallback, the check fails.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    result = rewrite(model, 2)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("broken ghost batch norm")
+
+    result.model[1].forward = boom
+    v = verify(model, result.model, (3, 6, 6), ghost_batch_size=2)
+    eq = v.checks[3]
+    assert not eq.passed and "broken ghost batch norm" in eq.detail
