@@ -159,3 +159,16 @@ def test_a_converted_model_that_crashes_in_training_is_not_excused():
     v = verify(model, result.model, (3, 6, 6), ghost_batch_size=2)
     eq = v.checks[3]
     assert not eq.passed and "broken ghost batch norm" in eq.detail
+
+
+def test_empty_outputs_compare_equal():
+    class NoBoxes(nn.Module):  # an untrained detector: no detections above threshold
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.bn(x)
+            return [{"boxes": y.new_zeros((0, 4)), "scores": y.mean((1, 2, 3))}]
+
+    _check_ok(NoBoxes(), (3, 4, 4), ghost=2)
