@@ -171,6 +171,8 @@ def train_snippet(result: ConvertResult) -> str:
     model_kwargs = dict(getattr(getattr(result, "loaded", None), "kwargs", None) or {})
     # A model passed as an object (Python API) has no spec to reload: take it as an argument.
     from_spec = bool(spec) and not spec.startswith("<")
+    # pkg.module:attr found from the current directory: the snippet imports it from there.
+    module_spec = from_spec and getattr(getattr(result, "loaded", None), "source", "") == "module"
     accum = max(int(plan.grad_accum or 1), 1)
     per_device = plan.per_device_batch or plan.target_batch
     known_epochs = plan.epochs_new is not None
@@ -189,12 +191,15 @@ def train_snippet(result: ConvertResult) -> str:
         + (f"; {accum} of them make one update of {plan.target_batch}." if accum > 1 else "."),
         '"""',
         "import math" if known_epochs else None,
-        "" if known_epochs else None,
+        "import sys" if module_spec else None,
+        "" if known_epochs or module_spec else None,
         "import torch",
         "",
         "import lbconvert",
         "from lbconvert.model.load import load_model" if from_spec else None,
         "",
+        (f"sys.path.insert(0, {str(Path.cwd())!r})  # where {spec} was imported from"
+         if module_spec else None),
         None if known_epochs else "EPOCHS = 1  # set it: the config has no epoch count",
         f"ACCUM = {accum}  # micro-batches per optimizer update",
         "",

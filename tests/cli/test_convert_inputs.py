@@ -134,3 +134,12 @@ def test_snippet_paths_absolute_and_no_config_wording(tmp_path, monkeypatch):
     assert "no config file" in text and "assumed reference recipe" in text
     md = (tmp_path / "flags" / "report.md").read_text()
     assert "no config file (values from flags and the assumed ImageNet reference recipe)" in md
+
+
+def test_snippet_imports_a_module_spec_from_where_it_was_found(repo_root, tmp_path):
+    res = _run(["models.resnet:ResNet18", "--target-batch", "1024", "--no-smoke",
+                "--input-shape", "3,16,16", "--out", tmp_path / "o"])
+    assert res.exit_code == 0, res.output[-1500:]
+    snippet = (tmp_path / "o" / "train_snippet.py").read_text()
+    assert f"sys.path.insert(0, {str(REPO)!r})" in snippet
+    compile(snippet, "train_snippet.py", "exec")
