@@ -337,5 +337,5 @@ def _no_batchnorm(plan: Any, surgery: Any, model: nn.Module) -> None:
 
     without_batchnorm(plan, attention=has_attention(model), left_alone=surgery.left_alone)
     surgery.notes.insert(0, "no BatchNorm to convert" + (
-        f" ({surgery.left_alone} frozen/eval-only left alone)" if surgery.left_alone else "")
-        + ": nothing for GhostBatchNorm to do")
+        f" ({surgery.left_alone} left as they are: frozen, eval-only or weight-normalizing)"
+        if surgery.left_alone else "") + ": nothing for GhostBatchNorm to do")

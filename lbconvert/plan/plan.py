@@ -534,8 +534,8 @@ def without_batchnorm(plan: Plan, *, attention: bool, left_alone: int = 0) -> No
     plan.changes = [c for c in plan.changes if c.field != "ghost_batch_size"]
     plan.notes = [n for n in plan.notes if "ghost batch" not in n]
     plan.warnings = [w for w in plan.warnings if "ghost batch" not in w]
-    frozen = (f" ({left_alone} frozen/eval-only BatchNorm left as they are)" if left_alone
-              else "")
+    frozen = (f" ({left_alone} left as they are: frozen, eval-only or weight-normalizing)"
+              if left_alone else "")
     plan.notes.insert(0, f"no BatchNorm to convert{frozen}: nothing for GhostBatchNorm to do; "
                       "the plan is the learning rate, regime and warmup only")
     if plan.optimizer_new != "lars":

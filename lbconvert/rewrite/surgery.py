@@ -249,6 +249,14 @@ class FunctionalBatchNormPass(PassBase):
                 self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "left",
                                             "called with training=False (inference only)"))
                 continue
+            if not _depends_on_input(args["input"]):
+                # e.g. timm's ScaledStdConv2d standardizes its weight with F.batch_norm: that
+                # normalizes a parameter, not a batch of samples — nothing ghost about it.
+                node.meta[_META]["left"] = True
+                self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "left",
+                                            "normalizes a parameter (weight standardization), "
+                                            "not a batch of samples"))
+                continue
             name = f"ghost_bn_fn_{counter}"
             counter += 1
             graph_module.add_submodule(name, GhostFunctional(
@@ -275,10 +283,28 @@ class FunctionalBatchNormPass(PassBase):
         for node in graph_module.graph.nodes:
             if node.op == "call_function" and node.target in _FUNCTIONAL_BN:
                 args = _bn_call_args(node)
-                if args["training"] is not False and not _skipped(
-                        node.meta.get(_META, {}).get("path", ""), self.skip):
+                meta = node.meta.get(_META, {})
+                if args["training"] is not False and not meta.get("left") and not _skipped(
+                        meta.get("path", ""), self.skip):
                     raise RuntimeError(
                         f"{type(self).__name__}: F.batch_norm at {node.name} was not converted")
+
+
+def _depends_on_input(node: Any) -> bool:
+    """Whether an fx value is computed from the model's inputs (a placeholder), rather than
+    from parameters and constants only."""
+    if not isinstance(node, torch.fx.Node):
+        return False
+    seen, stack = set(), [node]
+    while stack:
+        current = stack.pop()
+        if current.op == "placeholder":
+            return True
+        for parent in current.all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return False
 
 
 def _site_path(node: torch.fx.Node, args: dict[str, Any]) -> str:

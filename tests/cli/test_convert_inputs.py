@@ -80,7 +80,7 @@ def test_detection_model_with_frozen_batchnorm_verifies():
     assert "converted 1" in out and "left alone 2" in out and "verified" in out
     res = _run([f"{MODELS / 'detection_like.py'}:frozen_only", *small])
     assert res.exit_code == 0, res.output[-2000:]
-    assert "2 frozen/eval-only" in " ".join(res.output.split())
+    assert "2 left as they are: frozen" in " ".join(res.output.split())
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from fixtures.models.bn_models import Containers, DataDependent, Functional, Lazy, WithSyncAndFrozen
 from lbconvert import GhostBatchNorm, LbconvertError
@@ -134,3 +135,23 @@ def test_timm_batchnorm_act_keeps_its_activation():
     assert list(result.model.state_dict()) == list(model.state_dict())
     resnet = rewrite(timm.create_model("resnet18", pretrained=False), 32)
     assert resnet.converted == 20
+
+
+class _StdConv(nn.Conv2d):
+    """Weight standardization with F.batch_norm, as timm's ScaledStdConv2d (NF-ResNets)."""
+
+    def forward(self, x):
+        w = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                         training=True, momentum=0.0, eps=1e-6).reshape_as(self.weight)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_weight_standardization_is_not_a_batchnorm_site():
+    model = nn.Sequential(_StdConv(3, 4, 3), nn.ReLU(), _StdConv(4, 4, 3))
+    result = rewrite(model, 2)
+    assert result.converted == 0 and result.left_alone == 2
+    assert all("weight standardization" in r.reason for r in result.rows)
+    x = torch.randn(4, 3, 8, 8)
+    for mode in (True, False):  # the same computation in training and in eval
+        with torch.no_grad():
+            assert torch.equal(result.model.train(mode)(x), model.train(mode)(x))
