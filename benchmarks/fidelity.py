@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arms", default=None, help="comma-separated arms (small and naive are "
                     "always run: gap closed needs them)")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds")
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (held-out runs)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (1 thread each)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -369,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = settings.pop("seeds")
     if args.pairs:
         pairs = [p for p in pairs if p.name in args.pairs.split(",")]
-    if args.seeds:
-        seeds = list(range(args.seeds))
+    if args.seeds or args.seed_start:
+        seeds = list(range(args.seed_start, args.seed_start + (args.seeds or len(seeds))))
     arms = list(ARMS) if not args.arms else \
         ["small", "naive", *[a for a in args.arms.split(",") if a not in ("small", "naive")]]
     cost = {"small": 1, "naive": 1, "budget": 1.5, "recipe": 8, "keep": 8, "calibrated": 12,

@@ -259,13 +259,18 @@ def test_calibrate_moves_toward_the_original_curve(tiny):
     model, conv = tiny
     r = _run(model, conv, _plan(), steps=16, calibrate=True, time_budget=20)
     cal = r.calibration
-    assert cal is not None and cal.multiplier > 0 and len(cal.trials) >= 2
+    assert cal is not None and cal.multiplier > 0
     assert cal.sqrt_m == pytest.approx(4.0) and cal.lr == pytest.approx(0.2 * cal.multiplier)
     first = cal.trials[0]
-    assert first["multiplier"] == 1.0 and cal.gap <= first["gap"]
-    # Bisection direction: a multiplier above 1 is tried only if the plan's LR was too slow.
-    if any(t["multiplier"] > 1 for t in cal.trials):
-        assert first["bias"] < 0
+    assert first["multiplier"] == 1.0
+    if math.isfinite(first["bias"]) and first["bias"] >= -math.log1p(0.2):
+        # one-sided: the plan's LR already diffuses as far as the original, so it is kept
+        assert cal.multiplier == 1.0 and len(cal.trials) == 1 and "keep it" in cal.notes[-1]
+    else:
+        assert len(cal.trials) >= 2 and cal.gap <= first["gap"]
+        # Bisection direction: a multiplier above 1 is tried only if the plan's LR was too slow.
+        if any(t["multiplier"] > 1 for t in cal.trials):
+            assert first["bias"] < 0
 
 
 def test_sharpness_reported_for_original_and_naive(tiny):
