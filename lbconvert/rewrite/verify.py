@@ -46,6 +46,9 @@ from lbconvert.rewrite.surgery import GhostFunctional, clone_module
 __all__ = ["Check", "Verification", "verify"]
 
 CHUNKED_RTOL = 1e-5
+#: A ghost size no site's batch reaches: GhostBatchNorm is then BatchNorm at every site, also
+#: where a site sees more rows than the model has samples (LeViT's BatchNorm1d over tokens).
+WHOLE_BATCH = 1 << 30
 
 
 @dataclass
@@ -262,8 +265,8 @@ def _check_ghost_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Te
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
         if _trains_on_inputs(original, x, seed):
             raise  # the original trains on these inputs: the conversion broke it
-    captured, how = _capture_sites(converted, x, len(x), seed)
-    worst, site = _per_site(original, captured, len(x), seed)
+    captured, how = _capture_sites(converted, x, WHOLE_BATCH, seed)
+    worst, site = _per_site(original, captured, WHOLE_BATCH, seed)
     return worst, (f"per site ({len(captured)} of {len(_ghost_sites(converted))} site(s), "
                    f"activations from the {how}): the model's training forward raised {why}; "
                    f"worst relative difference at {site or '-'}")
@@ -286,7 +289,7 @@ def _whole_model_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Te
     with _preserved(original, converted):
         original.train()
         converted.train()
-        _set_ghost(converted, len(x))
+        _set_ghost(converted, WHOLE_BATCH)
         torch.manual_seed(seed)
         ya = _tensors(original(x))
         torch.manual_seed(seed)
@@ -363,9 +366,15 @@ def _check_chunked(original: nn.Module, converted: nn.Module, x: torch.Tensor, g
     if not captured:
         return 0.0, "no GhostBatchNorm site ran (nothing to check)"
     worst, worst_site = _per_site(original, captured, ghost, seed)
+    rows = sorted({int(args[0].shape[0]) for _, args in captured.values()
+                   if isinstance(args[0], torch.Tensor) and args[0].dim() > 0} - {len(x)})
+    folded = "" if not rows else (
+        f"; sites whose batch axis holds {', '.join(map(str, rows[:3]))} rows for {len(x)} "
+        "samples (tokens or positions folded into the batch, as LeViT's BatchNorm1d does) get "
+        "ghost batches of rows, not of samples")
     return worst, (f"{len(captured)} of {len(sites)} site(s) checked against the original applied "
                    f"per ghost batch of {ghost} (batch {len(x)}, activations from the {how}); "
-                   f"worst {worst_site or '-'}")
+                   f"worst {worst_site or '-'}{folded}")
 
 
 def _site_module(ref_mod: nn.Module, ghost_mod: nn.Module, x: torch.Tensor, ghost: int,

@@ -172,3 +172,18 @@ def test_empty_outputs_compare_equal():
             return [{"boxes": y.new_zeros((0, 4)), "scores": y.mean((1, 2, 3))}]
 
     _check_ok(NoBoxes(), (3, 4, 4), ghost=2)
+
+
+def test_batchnorm_over_tokens_folded_into_the_batch():
+    class TokenBN(nn.Module):  # LeViT's LinearNorm: BatchNorm1d over (batch × tokens) rows
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 5)
+            self.bn = nn.BatchNorm1d(5)
+
+        def forward(self, x):  # x: (B, tokens=6... as channels 3 x 6 features)
+            y = self.fc(x)
+            return self.bn(y.flatten(0, 1)).reshape_as(y)
+
+    result, v = _check_ok(TokenBN(), (3, 6), ghost=2)
+    assert "12 rows for 4 samples" in v.checks[4].detail
