@@ -97,6 +97,9 @@ def render_table(report: AuditReport, *, width: int = 120, verbose: bool = False
             console.print(f"  steps: {h.step_note}", style="dim")
         for note in h.notes:
             console.print(f"  note: {note}", style="dim")
+        if run.skipped:
+            console.print(f"  not judged: {_skipped_text(run.skipped)}", style="dim",
+                          markup=False)
         if not run.findings:
             console.print("  [green]no findings[/]")
             continue
@@ -122,6 +125,11 @@ def _f(x: float | None) -> str:
     return "?" if x is None else f"{x:.4g}"
 
 
+def _skipped_text(skipped: dict[str, str]) -> str:
+    """Rules that could not run and why (a run with no findings is not a pass of these)."""
+    return "; ".join(f"{rid} ({why})" for rid, why in sorted(skipped.items()))
+
+
 def render_markdown(report: AuditReport) -> str:
     """GitHub-flavoured Markdown for a pull-request comment."""
     c = report.counts()
@@ -135,8 +143,10 @@ def render_markdown(report: AuditReport) -> str:
     for run in report.runs:
         h = run.history
         lines += [f"### `{h.path}` ({h.format})", "",
-                  f"{h.total_updates or 0:,.0f} updates at batch {h.batch_size}, epochs "
-                  f"{_f(h.epochs_done)}", ""]
+                  f"{h.total_updates or 0:,.0f} updates at batch {h.batch_size or 'unknown'}, "
+                  f"epochs {_f(h.epochs_done)}", ""]
+        if run.skipped:
+            lines += [f"Not judged: {_skipped_text(run.skipped)}", ""]
         if not run.findings:
             lines += ["No findings.", ""]
             continue

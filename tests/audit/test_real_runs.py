@@ -313,3 +313,26 @@ def test_eval_writer_subfolder_is_part_of_its_run(tmp_path):
     other = _copy_events(REAL / "summarywriter" / "adapted", tmp_path / "run" / "other")
     names = [r.name for r in find_runs(tmp_path)]
     assert names == ["run", "run/other"] and other.is_dir()
+
+
+@pytest.mark.parametrize("file", ["mlflow/mlflow.db", "hf/baseline/trainer_state.json"])
+def test_a_file_instead_of_its_folder_names_the_folder(file):
+    path = REAL / file
+    for args in ((path,), (REAL / "hf" / "naive", "--baseline", path)):
+        r = invoke(*args)
+        assert r.exit_code == 2
+        assert "is a file, not a run folder" in r.output and str(path.parent) in r.output
+        assert "does not exist" not in r.output
+
+
+def test_rules_that_could_not_run_are_listed_in_table_and_markdown(tmp_path):
+    # no baseline: LB001 cannot judge the 60 updates; a clean table must not read as a pass
+    naive = REAL / "lightning" / "lightning_logs" / "version_1"
+    table = invoke(naive, "--logs-only").output
+    assert "not judged: LB001 (no --baseline or --reference-batch)" in table
+    md = invoke(naive, "--logs-only", "-f", "markdown").output
+    assert "Not judged: LB001 (no --baseline or --reference-batch)" in md
+    # an unknown batch reads "unknown" in Markdown, not "None"
+    run = _copy_events(REAL / "summarywriter" / "naive", tmp_path / "naive")
+    md = invoke(run, "-f", "markdown").output
+    assert "at batch unknown" in md and "batch None" not in md

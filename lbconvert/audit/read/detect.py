@@ -12,7 +12,7 @@ from pathlib import Path
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read import FORMATS, reader
 from lbconvert.audit.read.common import apply_config, apply_config_file, load_document
-from lbconvert.audit.read.discover import RunRef, config_files
+from lbconvert.audit.read.discover import RunRef, config_files, not_a_run_folder
 from lbconvert.errors import LbconvertError
 
 
@@ -46,8 +46,7 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
     ref = run_dir if isinstance(run_dir, RunRef) else None
     path = ref.path if ref else Path(run_dir)
     if not path.is_dir():
-        raise LbconvertError(f"run directory {path} does not exist or is not a directory",
-                             hint="pass the folder the training run wrote (logs, checkpoints)")
+        raise not_a_run_folder(path)
     if ref is None:
         ref = RunRef(path, path.name, path)
     if format_in:

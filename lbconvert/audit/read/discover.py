@@ -147,6 +147,18 @@ def _walk(d: Path, root: Path, depth: int, out: list[RunRef]) -> None:
         out.append(RunRef(d, name, root))
 
 
+def not_a_run_folder(path: Path) -> LbconvertError:
+    """The error for a run path that is not a folder: a file (``mlflow.db``,
+    ``trainer_state.json``, an event file) names the folder to pass instead."""
+    if path.is_file():
+        parent = path.parent.as_posix() or "."
+        return LbconvertError(f"{path} is a file, not a run folder",
+                              hint=f"pass the folder that holds it, {parent} (a folder with "
+                                   "several runs audits each; --run, --run-name select one)")
+    return LbconvertError(f"run directory {path} does not exist or is not a directory",
+                          hint="pass the folder the training run wrote (logs, checkpoints)")
+
+
 def find_runs(root: str | Path, *, run: str | None = None, run_id: str | None = None,
               run_name: str | None = None) -> list[RunRef]:
     """Every run under ``root`` (``root`` itself when it is one), filtered by the flags.
@@ -157,8 +169,7 @@ def find_runs(root: str | Path, *, run: str | None = None, run_id: str | None = 
     """
     root = Path(root)
     if not root.is_dir():
-        raise LbconvertError(f"run directory {root} does not exist or is not a directory",
-                             hint="pass the folder the training run wrote (logs, checkpoints)")
+        raise not_a_run_folder(root)
     out: list[RunRef] = []
     _walk(root, root, 0, out)
     for flag, value, match in (
