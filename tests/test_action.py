@@ -36,6 +36,9 @@ def test_action_shape():
     for step in doc["runs"]["steps"]:
         if "run" in step:
             assert step["shell"] == "bash"  # composite run steps must name their shell
+    # the install is the action's own checkout (the version of `uses: ...@ref`), not PyPI's
+    install = next(s for s in doc["runs"]["steps"] if s.get("name") == "Install lbconvert")
+    assert install["env"]["LBCONVERT_SPEC"].replace(" ", "") == "${{github.action_path}}"
     # README shows the action next to the pre-commit hooks
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "uses: " in readme and "fail-on:" in readme and "pre-commit" in readme
