@@ -16,7 +16,7 @@ from typing import Any
 
 from lbconvert.config.document import Document
 from lbconvert.config.fields import TrainConfig, as_number
-from lbconvert.config.keys import FIELD_KEYS, KeyLookup
+from lbconvert.config.keys import BATCH_KEYS, FIELD_KEYS, KeyLookup
 from lbconvert.errors import LbconvertError
 
 __all__ = ["CHECKS", "check_values"]
@@ -69,6 +69,13 @@ def check_values(cfg: TrainConfig, doc: Document | None = None,
             value = getattr(cfg, name)
         _check(name, value, key, _where(cfg, doc, key))
     _check_milestones(cfg, doc)
+    if cfg.batch_size is None and "batch_size" not in (overrides or {}):
+        # The reader found no usable batch: a key holding something else is the cause.
+        hit = look.find("batch_size", tuple(p for p, _ in BATCH_KEYS), _scalar)
+        if hit is not None:
+            key, value = hit
+            raise LbconvertError(f"{_where(cfg, doc, key)}: {key} is {value!r}, which is not a "
+                                 "batch size: a whole number ≥ 1", hint=f"set {key}: 128")
 
 
 def _scalar(v: Any) -> bool:

@@ -23,6 +23,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
     ("batch_size: 128\nlr: 0.1\nepochs: 200\nmilestones: [60, 160, 120]\n",
      "train.yaml:4: milestones is [60, 160, 120], not in increasing order"),
     ("batch_size: 128\nlr: 0.1\nepochs: 200\nmomentum: 1.5\n", "train.yaml:4: momentum is 1.5"),
+    ("batch_size: abc\nlr: 0.1\nepochs: 200\n", "train.yaml:1: batch_size is 'abc'"),
+    ("batch_size: 0\nlr: 0.1\nepochs: 200\n", "train.yaml:1: batch_size is 0"),
 ])
 def test_bad_values_name_file_line_and_key(tmp_path, body, expected):
     path = tmp_path / "train.yaml"
