@@ -25,10 +25,16 @@ def write_output(text: str, output: Optional[Path]) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise LbconvertError(f"cannot write --output {output} ({exc.strerror or exc})",
+                             hint="pass a file path in a writable folder") from exc
 
 
 def emit(report, fmt: str, output: Optional[Path], verbose: bool = False) -> None:
@@ -43,8 +49,12 @@ def emit(report, fmt: str, output: Optional[Path], verbose: bool = False) -> Non
     write_output(render(report, fmt, width=width, verbose=verbose), output)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt == "github" and summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(github_step_summary(report))
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(github_step_summary(report))
+        except OSError as exc:  # the annotations are out; the exit code still gates
+            typer.echo(f"lbconvert: warning: cannot append the job summary to "
+                       f"$GITHUB_STEP_SUMMARY={summary} ({exc.strerror or exc})", err=True)
 
 
 def list_rules_text() -> str:

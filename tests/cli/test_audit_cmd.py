@@ -97,3 +97,21 @@ def test_reference_batch_and_lr_and_config_fill_in(tmp_path):
     assert run["run"]["config"]["dataset_size"]["source"] == "--config cfg.yaml (dataset_size)"
     assert run["run"]["epochs_done"] == 30 / 10  # 640 / 64 = 10 updates per epoch
     assert invoke(RUNS / "lightning-ckpt", "--config", tmp_path / "none.yaml").exit_code == 2
+
+
+def test_unwritable_output_is_one_line_exit_2(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file" / "report.json", tmp_path):  # under a file; a folder
+        r = invoke(RUNS / "adapted-bs4096", "-f", "json", "--output", out)
+        assert r.exit_code == 2, r.output
+        assert isinstance(r.exception, SystemExit), r.exception
+        assert "cannot write --output" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no temp file left
+
+
+def test_unwritable_github_step_summary_warns_and_keeps_the_exit_code(tmp_path):
+    env = {"GITHUB_STEP_SUMMARY": str(tmp_path / "missing" / "summary.md")}
+    r = runner.invoke(app, ["audit", str(RUNS / "undertrained-bs4096"), "--baseline",
+                            str(RUNS / "baseline-bs128"), "-f", "github"], env=env)
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert "::error" in r.output and "cannot append the job summary" in r.output
