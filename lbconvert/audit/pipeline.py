@@ -165,6 +165,7 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
         baseline = _reference(reference_batch, reference_lr, reference_epochs,
                               reference_updates)
     report = AuditReport(baseline=baseline.source if baseline else None, fail_on=fail_on)
+    seen: list[RunRef] = []
     for d in run_dirs:
         refs = find_runs(d, run=run, run_id=run_id, run_name=run_name)
         if not refs:
@@ -172,6 +173,9 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
         for ref in refs:
             if base_ref is not None and ref.same_run(base_ref) and len(refs) > 1:
                 continue
+            if any(ref.same_run(s) for s in seen):
+                continue  # given twice (a folder and its parent, a shell glob): audited once
+            seen.append(ref)
             try:
                 history = read(ref)
             except LbconvertError as exc:

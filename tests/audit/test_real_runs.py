@@ -336,3 +336,12 @@ def test_rules_that_could_not_run_are_listed_in_table_and_markdown(tmp_path):
     run = _copy_events(REAL / "summarywriter" / "naive", tmp_path / "naive")
     md = invoke(run, "-f", "markdown").output
     assert "at batch unknown" in md and "batch None" not in md
+
+
+def test_a_run_given_twice_is_audited_once():
+    naive = REAL / "summarywriter" / "naive"
+    report = audit_runs([naive, REAL / "summarywriter", Path(str(naive) + "/")],
+                        baseline_dir=REAL / "summarywriter" / "baseline", logs_only=True)
+    names = [r.history.path for r in report.runs]
+    assert len(names) == len(set(names)) == 2  # naive and adapted; the baseline is not audited
+    assert report.counts()["error"] == 1
