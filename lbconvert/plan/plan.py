@@ -381,9 +381,10 @@ def _plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
     if ghost_batch is not None:
         src = "--ghost-batch"
     elif ghost == min(plan.source_batch, HOFFER_GHOST_BATCH):
-        src = (f"the original batch {plan.source_batch}, so BN sees the original run's statistics"
-               if plan.source_batch <= HOFFER_GHOST_BATCH else "Hoffer et al. 2017 use 128")
-        src += " (Hoffer et al. 2017's ghost = their small batch, 128; docs/fidelity.md)"
+        src = (f"the original batch {plan.source_batch}: BN sees the original run's statistics, "
+               "as Hoffer et al. 2017's ghost of 128 was their small batch; fidelity benchmark, "
+               "docs/fidelity.md" if plan.source_batch <= HOFFER_GHOST_BATCH
+               else "Hoffer et al. 2017 use 128, their small batch")
     else:
         src = f"capped at the per-device batch {micro}"
     plan.changes.append(Change("ghost_batch_size", None, ghost,
