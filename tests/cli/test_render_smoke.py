@@ -115,3 +115,14 @@ def test_render_samples_table_and_calibration():
     assert "6,400" in text and "1600" in text
     assert "Calibrated LR multiplier: 12× the plan's LR → 9.6, 96× the original LR" in text
     assert "√M = 8" in text
+
+
+def test_render_inconclusive_says_what_would_settle_it():
+    result = _result([])
+    for arm in result.arms.values():
+        arm.steps, arm.step_time = 11, 0.2
+    result.verdict = decide(result.arms["original"], result.arms["naive"],
+                            result.arms["converted"], (50, 500))
+    text = _render(result)
+    assert "Smoke verdict: INCONCLUSIVE" in text and "only 11 updates" in text
+    assert "to settle it:" in text and "--smoke-time" in text and "likely cause" not in text
