@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lbconvert.monitor.diffusion import DiffusionMonitor
+from lbconvert.monitor.diffusion import DiffusionMonitor, resumed_warning
 
 
 class DiffusionMonitorCallback(TrainerCallback):
@@ -38,8 +38,13 @@ class DiffusionMonitorCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         # accelerate wraps the optimizer (AcceleratedOptimizer.optimizer is the user's)
         opt = getattr(optimizer, "optimizer", optimizer)
+        resumed = int(getattr(state, "global_step", 0) or 0)  # resume_from_checkpoint
+        if resumed > 0:
+            import warnings
+
+            warnings.warn(resumed_warning(resumed), stacklevel=2)
         self.monitor = DiffusionMonitor(model, opt, every_n_steps=self.every_n_steps,
-                                        **self.monitor_kwargs)
+                                        resumed_at=resumed, **self.monitor_kwargs)
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         # global_step is incremented after this hook: this update is number global_step + 1.

@@ -15,7 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from lbconvert.errors import LbconvertError
-from lbconvert.monitor.diffusion import DiffusionMonitor
+from lbconvert.monitor.diffusion import DiffusionMonitor, resumed_warning
 from lbconvert.monitor.noise_scale import NoiseScale
 
 
@@ -31,8 +31,11 @@ class DiffusionMonitorCallback(pl.Callback):
         **monitor_kwargs: passed to :class:`lbconvert.monitor.diffusion.DiffusionMonitor`
             (``w0_device``, ``w0_dtype``, ``groups``).
 
-    w_0 is taken at ``on_fit_start`` (before the first update); the first optimizer is used
-    for the LARS trust ratios. Under DDP every rank measures and rank 0 logs
+    w_0 is taken at ``on_train_start`` (before the first update, after a checkpoint given to
+    ``fit(ckpt_path=...)`` is restored); the first optimizer is used for the LARS trust ratios.
+    A resumed fit warns and logs distances from the resumed weights under
+    ``lbconvert/weight_distance_since_resume`` (not the initialisation: the audit does not
+    read them as ‖w_t − w_0‖). Under DDP every rank measures and rank 0 logs
     (``rank_zero_only``). With gradient accumulation it measures once per update.
     """
 
@@ -48,9 +51,6 @@ class DiffusionMonitorCallback(pl.Callback):
         self._micro_batch = 0
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        opt = trainer.optimizers[0] if trainer.optimizers else None
-        self.monitor = DiffusionMonitor(pl_module, opt, every_n_steps=self.every_n_steps,
-                                        noise_scale=self.noise, **self.monitor_kwargs)
         if self.noise is not None and trainer.accumulate_grad_batches < 2:
             raise LbconvertError(
                 "DiffusionMonitorCallback(noise_scale=True) measures B_small on the first"
@@ -64,6 +64,18 @@ class DiffusionMonitorCallback(pl.Callback):
                 f"DiffusionMonitorCallback(every_n_steps={self.every_n_steps}): Trainer("
                 f"log_every_n_steps={every_log}) is not a divisor, so some measurements never"
                 f" reach the loggers; use log_every_n_steps={self.every_n_steps} or a divisor")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # here a resumed fit has its weights and global_step back (on_fit_start is too early)
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        resumed = int(trainer.global_step)
+        if resumed > 0:
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(resumed_warning(resumed))
+        self.monitor = DiffusionMonitor(pl_module, opt, every_n_steps=self.every_n_steps,
+                                        noise_scale=self.noise, resumed_at=resumed,
+                                        **self.monitor_kwargs)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                              batch: Any, batch_idx: int) -> None:

@@ -33,8 +33,19 @@ from lbconvert.errors import LbconvertError
 
 PREFIX = "lbconvert"
 DISTANCE_TAG = f"{PREFIX}/weight_distance"
+#: Distances from the weights training resumed with (not w_0 at initialisation): a tag of its
+#: own, so a resumed run never continues the from-initialisation series with a restarted curve.
+RESUMED_DISTANCE_TAG = f"{PREFIX}/weight_distance_since_resume"
 TRUST_TAGS = (f"{PREFIX}/trust_ratio_median", f"{PREFIX}/trust_ratio_min",
               f"{PREFIX}/trust_ratio_max")
+
+
+def resumed_warning(step: int) -> str:
+    """What a monitor started on resumed weights measures, and where it logs it."""
+    return (f"DiffusionMonitorCallback: training resumed at update {step}; w_0 is not the "
+            "initialisation, so ‖w_t − w_resume‖ is logged under "
+            f"{RESUMED_DISTANCE_TAG}, not {DISTANCE_TAG} (the audit reads only distances from "
+            "initialisation)")
 
 
 def unwrap_model(model: Any) -> Any:
@@ -93,6 +104,10 @@ class DiffusionMonitor:
         noise_scale: an optional :class:`lbconvert.monitor.noise_scale.NoiseScale` fed by the
             training loop (or an integration); its B_simple, standard error, 𝒢 and 𝒮 are
             added to each measurement once it has a step.
+        resumed_at: the update count training resumed at (0: a fresh start). When > 0 the
+            weights copied here are not the initialisation, so distances are logged under
+            ``lbconvert/weight_distance_since_resume[/group]``, which the audit does not take
+            for ‖w_t − w_0‖.
 
     Raises:
         LbconvertError: for FSDP2 (DTensor) parameters, a model without trainable
@@ -101,7 +116,8 @@ class DiffusionMonitor:
 
     def __init__(self, model: Any, optimizer: Any = None, *, every_n_steps: int = 10,
                  w0_device: Any = None, w0_dtype: Any = None,
-                 groups: dict[str, list[str]] | None = None, noise_scale: Any = None):
+                 groups: dict[str, list[str]] | None = None, noise_scale: Any = None,
+                 resumed_at: int = 0):
         import torch
 
         from lbconvert.smoke.arms import param_groups_for_distance
@@ -118,6 +134,8 @@ class DiffusionMonitor:
         self.every_n_steps = every_n_steps
         self.optimizer = optimizer
         self.noise_scale = noise_scale
+        self.resumed_at = int(resumed_at or 0)
+        self.distance_tag = RESUMED_DISTANCE_TAG if self.resumed_at > 0 else DISTANCE_TAG
         self.groups = groups if groups is not None else param_groups_for_distance(module)
         unknown = [n for g in self.groups.values() for n in g if n not in named]
         if unknown:
@@ -143,7 +161,9 @@ class DiffusionMonitor:
         dts = sorted({str(w.dtype).replace("torch.", "") for w in self.w0})
         return (f"w_0: {sum(w.numel() for w in self.w0):,} values in {'/'.join(dts)} on "
                 f"{'/'.join(devs)} = {self.memory_bytes / 2**20:.1f} MiB; "
-                f"{len(self.groups)} groups; every {self.every_n_steps} steps")
+                f"{len(self.groups)} groups; every {self.every_n_steps} steps"
+                + (f"; resumed at update {self.resumed_at}: distances from the resumed weights"
+                   f" ({self.distance_tag})" if self.resumed_at > 0 else ""))
 
     def due(self, step: int) -> bool:
         """Whether ``step`` (optimizer updates done) is a measuring step."""
@@ -179,9 +199,9 @@ class DiffusionMonitor:
             i += len(names)
             per[g] = math.sqrt(sq)
             total_sq += sq
-        out[DISTANCE_TAG] = math.sqrt(total_sq)
+        out[self.distance_tag] = math.sqrt(total_sq)
         for g, v in per.items():
-            out[f"{DISTANCE_TAG}/{g}"] = v
+            out[f"{self.distance_tag}/{g}"] = v
         if tr:
             tr.sort()
             n = len(tr)

@@ -123,3 +123,27 @@ def test_converted_setup_in_trainer_optimizers(tmp_path):
     assert "trust_ratio_median" in hist.series  # LARS trust ratios, read after step()
     lr = hist.series["lr"].values
     assert lr[0] < max(lr)  # the planned warmup ramps the LR
+
+
+def test_resumed_training_logs_distance_from_the_resume_under_its_own_tag(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=1,
+                                  n_head=2, bos_token_id=0, eos_token_id=0)
+    first = transformers.Trainer(model=transformers.GPT2LMHeadModel(cfg),
+                                 train_dataset=_Tokens(), args=_args(tmp_path, report_to=[]),
+                                 callbacks=[DiffusionMonitorCallback(every_n_steps=EVERY)])
+    first.train()
+    args = _args(tmp_path, report_to=[])
+    args.max_steps = 2 * STEPS
+    cb = DiffusionMonitorCallback(every_n_steps=EVERY)
+    second = transformers.Trainer(model=transformers.GPT2LMHeadModel(cfg),
+                                  train_dataset=_Tokens(), args=args, callbacks=[cb])
+    with pytest.warns(UserWarning, match=f"resumed at update {STEPS}"):
+        second.train(resume_from_checkpoint=str(tmp_path / f"checkpoint-{STEPS}"))
+    state = json.loads((tmp_path / f"checkpoint-{2 * STEPS}" / "trainer_state.json")
+                       .read_text())
+    fresh = [e["step"] for e in state["log_history"] if "lbconvert/weight_distance" in e]
+    resumed = [e["step"] for e in state["log_history"]
+               if "lbconvert/weight_distance_since_resume" in e]
+    assert fresh == list(range(EVERY, STEPS + 1, EVERY))  # the first run's, from init
+    assert resumed == list(range(STEPS + EVERY, 2 * STEPS + 1, EVERY))

@@ -124,3 +124,26 @@ def test_noise_scale_needs_accumulation(tmp_path):
                          enable_model_summary=False)
     with pytest.raises(LbconvertError, match="accumulate_grad_batches"):
         trainer.fit(Converted(), _loader())
+
+
+def test_resumed_fit_logs_distance_from_the_resume_under_its_own_tag(tmp_path):
+    import csv
+
+    def trainer(epochs, cb):
+        return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=[cb],
+                          logger=pl.loggers.CSVLogger(tmp_path, name="run", version=0),
+                          log_every_n_steps=2, enable_progress_bar=False,
+                          enable_model_summary=False, default_root_dir=tmp_path)
+
+    module = Converted()
+    first = trainer(1, DiffusionMonitorCallback(every_n_steps=2))
+    first.fit(module, _loader())
+    ckpt = first.checkpoint_callback.best_model_path
+    cb = DiffusionMonitorCallback(every_n_steps=2)
+    with pytest.warns(UserWarning, match=f"resumed at update {N // BATCH}"):
+        trainer(2, cb).fit(Converted(), _loader(), ckpt_path=ckpt)
+    assert cb.monitor.resumed_at == N // BATCH
+    rows = list(csv.DictReader(open(tmp_path / "run" / "version_0" / "metrics.csv")))
+    resumed = [r for r in rows if r.get("lbconvert/weight_distance_since_resume")]
+    assert len(resumed) == (N // BATCH) // 2  # updates 10, 12, 14, 16 of the second epoch
+    assert not any(r.get("lbconvert/weight_distance") for r in resumed)

@@ -131,3 +131,19 @@ def test_unwraps_wrappers_and_refuses_bad_input():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(LbconvertError, match="no trainable"):
         DiffusionMonitor(frozen)
+
+
+def test_resumed_monitor_logs_under_its_own_tag_that_the_audit_does_not_read():
+    from lbconvert.audit.history import canonical_name
+    from lbconvert.monitor.diffusion import RESUMED_DISTANCE_TAG
+
+    model = _model()
+    mon = DiffusionMonitor(model, every_n_steps=1, resumed_at=40)
+    _train(model, torch.optim.SGD(model.parameters(), lr=0.1), 2)
+    vals = mon.measure()
+    assert DISTANCE_TAG not in vals and vals[RESUMED_DISTANCE_TAG] > 0
+    assert all(not k.startswith(DISTANCE_TAG + "/") for k in vals)
+    assert "resumed at update 40" in mon.describe()
+    assert all(canonical_name(k) is None for k in vals)  # never read as ‖w_t − w_0‖
+    fresh = DiffusionMonitor(model, every_n_steps=1)
+    assert DISTANCE_TAG in fresh.measure()
