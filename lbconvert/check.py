@@ -91,6 +91,16 @@ def load_check_config(repo: str | Path) -> CheckConfig:
         raise LbconvertError(f"{source}: [tool.lbconvert] runs must be a list of paths",
                              hint='e.g. runs = ["runs/bs4096"]')
     cfg.runs = runs
+    if cfg.fail_on not in ("error", "warning", "note", "never"):
+        raise LbconvertError(f"{source}: [tool.lbconvert] fail-on {cfg.fail_on!r} is not a "
+                             "level", hint="use error, warning, note or never")
+    for key, paths in (("baseline", [cfg.baseline] if cfg.baseline else []), ("runs", runs)):
+        for r in paths:
+            if not isinstance(r, str) or not (root / r).is_dir():
+                raise LbconvertError(
+                    f"{source}: [tool.lbconvert] {key}: {r!r} is not a folder "
+                    f"({_norm(root / str(r))})",
+                    hint="give the run's folder relative to the repository root")
     for i, m in enumerate(_get(table, "models", [])):
         where = f"{source}: [[tool.lbconvert.models]] #{i + 1}"
         spec = _get(m, "spec")

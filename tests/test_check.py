@@ -52,3 +52,17 @@ def test_check_fixture_repo_converts_and_verifies_the_model():
     assert model["ok"] and model["target_batch"] == 1024
     assert model["verification"]["passed"]
     assert doc["runs"][0]["findings"] == []
+
+
+def test_bad_fail_on_and_missing_run_paths_name_the_config_key(tmp_path):
+    runs = ROOT / "fixtures" / "runs"
+    toml = tmp_path / "lbconvert.toml"
+    toml.write_text(f"runs = ['{runs / 'adapted-bs4096'}']\nfail-on = 'warnings'\n")
+    with pytest.raises(LbconvertError, match=r"lbconvert.toml: \[tool.lbconvert\] fail-on"):
+        load_check_config(tmp_path)
+    toml.write_text(f"runs = ['{runs / 'adapted-bs4096'}', 'runs/missing']\n")
+    with pytest.raises(LbconvertError, match=r"\] runs: 'runs/missing' is not a folder"):
+        load_check_config(tmp_path)
+    toml.write_text(f"baseline = 'base'\nruns = ['{runs / 'adapted-bs4096'}']\n")
+    r = runner.invoke(app, ["check", str(tmp_path), "--runs-only"])
+    assert r.exit_code == 2 and "baseline: 'base' is not a folder" in r.output
