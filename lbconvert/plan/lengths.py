@@ -60,12 +60,11 @@ def _norm(key: str) -> str:
     return key.strip().lower().replace("-", "_")
 
 
-def _walk(node: Any, prefix: tuple[str, ...] = ()):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _walk(v, (*prefix, str(k)))
-    elif isinstance(node, (int, float)) and not isinstance(node, bool) and prefix:
-        yield prefix, float(node)
+def _walk(node: Any):
+    """(key path, number) for every numeric leaf (bools are not numbers here)."""
+    for path, value in _walk_all(node):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield path, float(value)
 
 
 def _unit(name: str, value: float, per_update: bool, epochs_old: float | None) -> str:
@@ -95,6 +94,7 @@ def _per_update(doc: dict[str, Any]) -> bool:
 
 
 def _walk_all(node: Any, prefix: tuple[str, ...] = ()):
+    """(key path, value) for every leaf of nested mappings."""
     if isinstance(node, dict):
         for k, v in node.items():
             yield from _walk_all(v, (*prefix, str(k)))
