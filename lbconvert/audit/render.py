@@ -238,6 +238,12 @@ def render_junit(report: AuditReport) -> str:
                     f"{f.severity}: {f.message} (fix: {f.fix})" for f in fs)
             if not fs and rule.id in run.skipped:
                 ET.SubElement(case, "skipped", message=run.skipped[rule.id])
+    for u in report.unreadable:  # the run could not be audited at all: a JUnit error
+        suite = ET.SubElement(suites, "testsuite", name=_rel(u["path"]) or u["run"], tests="1",
+                              failures="0", skipped="0", errors="1")
+        case = ET.SubElement(suite, "testcase", classname="lbconvert.audit.read",
+                             name=f"read {u['run']}")
+        ET.SubElement(case, "error", message=u["error"], type="unreadable").text = u["error"]
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
 
@@ -252,6 +258,13 @@ def render_gitlab(report: AuditReport) -> str:
                        "severity": sev[f.severity],
                        "location": {"path": _rel(f.file or f.run),
                                     "lines": {"begin": int(f.line or 1)}}})
+    for u in report.unreadable:
+        issues.append({"description": f"cannot read {u['run']}: {u['error']}",
+                       "check_name": "unreadable-run",
+                       "fingerprint": hashlib.sha256(f"unreadable|{_rel(u['path'])}".encode())
+                       .hexdigest()[:32],
+                       "severity": "blocker",
+                       "location": {"path": _rel(u["path"]), "lines": {"begin": 1}}})
     return json.dumps(issues, indent=2) + "\n"
 
 
@@ -282,6 +295,9 @@ def render_github(report: AuditReport) -> str:
         if f.line:
             props.insert(1, f"line={int(f.line)}")
         out.append(f"::{lv} {','.join(props)}::{escape_data(f'{f.message}. Fix: {f.fix}')}")
+    for u in report.unreadable:  # exit 2: say why, whatever the per-level cap
+        out.append(f"::error file={escape_property(_rel(u['path']) or u['run'])},"
+                   f"title=lbconvert audit: cannot read::{escape_data(u['error'])}")
     hidden = len(report.findings) - sum(shown.values())
     if hidden:
         out.append(f"::notice title=lbconvert audit::{hidden} more findings: see the step summary")

@@ -47,6 +47,10 @@ def emit(report, fmt: str, output: Optional[Path], verbose: bool = False) -> Non
     width = 120 if output is not None or not sys.stdout.isatty() else \
         os.get_terminal_size().columns
     write_output(render(report, fmt, width=width, verbose=verbose), output)
+    if report.unreadable and (fmt != "table" or output is not None):
+        # exit 2 says the input was bad: say which, where a person looks (the table says it)
+        for u in report.unreadable:
+            typer.echo(f"lbconvert: error: cannot read {u['run']}: {u['error']}", err=True)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt == "github" and summary:
         try:

@@ -258,7 +258,7 @@ def test_verbose_lists_tags_and_tag_flag_maps_one():
 
 def test_a_folder_with_some_unreadable_runs_audits_the_rest_and_exits_2():
     r = invoke(REAL / "corrupt", "-f", "json")
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)  # stderr names the unreadable runs too
     assert r.exit_code == 2 and doc["exit_code"] == 2
     assert sorted(u["run"] for u in doc["unreadable"]) == ["random-bytes", "zero-bytes"]
     assert sorted(x["run"]["name"] for x in doc["runs"]) == ["bad-length", "flipped-byte",
@@ -345,3 +345,25 @@ def test_a_run_given_twice_is_audited_once():
     names = [r.history.path for r in report.runs]
     assert len(names) == len(set(names)) == 2  # naive and adapted; the baseline is not audited
     assert report.counts()["error"] == 1
+
+
+def test_unreadable_runs_are_in_every_ci_format_and_on_stderr(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from lbconvert.audit.render import render
+
+    report = audit_runs([REAL / "corrupt"])
+    assert report.exit_code == 2
+    gh = render(report, "github")
+    assert sum(ln.startswith("::error") and "cannot read" in ln for ln in gh.splitlines()) == 2
+    root = ET.fromstring(render(report, "junit"))
+    errors = [s for s in root.iter("testsuite") if s.get("errors") == "1"]
+    assert sorted(s.get("name").rsplit("/", 1)[-1] for s in errors) == ["random-bytes",
+                                                                         "zero-bytes"]
+    assert all(s.find("testcase/error") is not None for s in errors)
+    gl = json.loads(render(report, "gitlab"))
+    assert sum(i["check_name"] == "unreadable-run" for i in gl) == 2
+    assert len({i["fingerprint"] for i in gl}) == len(gl)
+    # machine output on stdout (or a file): the reason for exit 2 is on stderr too
+    r = invoke(REAL / "corrupt", "-f", "sarif", "--output", tmp_path / "a.sarif")
+    assert r.exit_code == 2 and r.output.count("lbconvert: error: cannot read") == 2
