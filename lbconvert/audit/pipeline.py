@@ -114,7 +114,7 @@ def _reference(reference_batch: int | None, reference_lr: float | None,
 
 def _baseline_run(baseline_dir: str | Path, baseline_run: str | None,
                   read: Callable[[RunRef], RunHistory]) -> tuple[RunRef, RunHistory]:
-    refs = find_runs(baseline_dir, run=baseline_run) or \
+    refs = find_runs(baseline_dir, run=baseline_run, run_flag="--baseline-run") or \
         [RunRef(Path(baseline_dir), Path(baseline_dir).name, Path(baseline_dir))]
     if len(refs) > 1:
         names = ", ".join(r.name for r in refs)

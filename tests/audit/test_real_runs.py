@@ -367,3 +367,10 @@ def test_unreadable_runs_are_in_every_ci_format_and_on_stderr(tmp_path):
     # machine output on stdout (or a file): the reason for exit 2 is on stderr too
     r = invoke(REAL / "corrupt", "-f", "sarif", "--output", tmp_path / "a.sarif")
     assert r.exit_code == 2 and r.output.count("lbconvert: error: cannot read") == 2
+
+
+def test_unknown_baseline_run_names_the_baseline_run_flag():
+    r = invoke(REAL / "mlflow", "--baseline", REAL / "mlflow", "--baseline-run", "nope")
+    assert r.exit_code == 2
+    assert "--baseline-run 'nope' matches no run" in r.output and "'--run" not in r.output
+    assert "to --baseline-run" in r.output

@@ -160,12 +160,13 @@ def not_a_run_folder(path: Path) -> LbconvertError:
 
 
 def find_runs(root: str | Path, *, run: str | None = None, run_id: str | None = None,
-              run_name: str | None = None) -> list[RunRef]:
+              run_name: str | None = None, run_flag: str = "--run") -> list[RunRef]:
     """Every run under ``root`` (``root`` itself when it is one), filtered by the flags.
 
     ``run`` matches a run's name (its path relative to ``root``, or its last part, or a
     glob); ``run_id`` / ``run_name`` select MLflow runs. Raises LbconvertError naming the
-    flag and listing the runs when a filter matches nothing.
+    flag (``run_flag`` for ``run``: ``--baseline-run`` for a baseline) and listing the runs
+    when a filter matches nothing.
     """
     root = Path(root)
     if not root.is_dir():
@@ -173,7 +174,7 @@ def find_runs(root: str | Path, *, run: str | None = None, run_id: str | None = 
     out: list[RunRef] = []
     _walk(root, root, 0, out)
     for flag, value, match in (
-            ("--run", run, lambda r, v: r.name == v or r.name.rsplit("/", 1)[-1] == v
+            (run_flag, run, lambda r, v: r.name == v or r.name.rsplit("/", 1)[-1] == v
              or fnmatch.fnmatch(r.name, v)),
             ("--run-id", run_id, lambda r, v: r.mlflow_run == v),
             ("--run-name", run_name, lambda r, v: r.mlflow_run is not None
