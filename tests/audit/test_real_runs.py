@@ -374,3 +374,26 @@ def test_unknown_baseline_run_names_the_baseline_run_flag():
     assert r.exit_code == 2
     assert "--baseline-run 'nope' matches no run" in r.output and "'--run" not in r.output
     assert "to --baseline-run" in r.output
+
+
+def test_runs_logged_per_epoch_are_converted_to_updates(tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    for name, batch, first in (("base", 16, 0), ("naive", 512, 1)):  # epochs from 0 / from 1
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(
+            f"batch_size: {batch}\nlr: 0.05\nepochs: 20\ndataset_size: 1500\n")
+        with SummaryWriter(str(tmp_path / name)) as w:
+            for epoch in range(first, first + 20):  # add_scalar(tag, value, epoch)
+                w.add_scalar("train/loss", 1.0 / (epoch + 1), epoch)
+    report = audit_runs([tmp_path / "naive"], baseline_dir=tmp_path / "base")
+    run = report.runs[0]
+    assert run.history.total_updates == 60 and run.history.series["train_loss"].steps[-1] == 60
+    assert any("steps read as epochs (counted from 1)" in n for n in run.history.notes)
+    lb1 = next(f for f in run.findings if f.rule_id == "LB001")  # was a silent pass: 20 vs 20
+    assert (lb1.evidence["updates"], lb1.evidence["baseline_updates"]) == (60, BASELINE_UPDATES)
+    assert report.exit_code == 1
+    # a run whose steps are updates is left alone (the real SummaryWriter fixtures)
+    h = audit_runs([REAL / "summarywriter" / "naive"], logs_only=True).runs[0].history
+    assert h.total_updates == 60 and not any("read as epochs" in n for n in h.notes)

@@ -7,6 +7,7 @@ imports torch; ``logs_only`` skips it).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from lbconvert.audit.history import RunHistory
@@ -108,7 +109,42 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
         history.finalize()
     complete_config(history, config_file=config_file, batch_size=batch_size, devices=devices,
                     dataset_size=dataset_size)
+    steps_as_epochs(history)
     return history
+
+
+def steps_as_epochs(history: RunHistory) -> None:
+    """Convert a run logged with the epoch as step (``add_scalar(tag, v, epoch)``) to updates.
+
+    TensorBoard and MLflow steps are whatever the script passed. When the config says E
+    epochs of ⌈N/B⌉ ≥ 2 updates and the last logged step is E − 1 or E, the steps are
+    epochs, not updates: read as such, every judgement by update count (LB001 above all)
+    would compare epochs with epochs and pass. Steps become updates at the end of each
+    epoch (× ⌈N/B⌉) and the note says so.
+    """
+    if history.format not in ("tensorboard", "mlflow") or \
+            history.step_note.startswith("Lightning"):
+        return
+    e, n, b, t = (history.get("epochs"), history.get("dataset_size"), history.batch_size,
+                  history.total_updates)
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (e, n, b, t)):
+        return
+    spe = math.ceil(n / b)
+    if spe < 2 or float(e) != int(e) or t not in (e - 1, e):
+        return
+    offset = e - t  # 1: epochs counted from 0 (the last is E − 1); 0: from 1
+    for tag, s in list(history.raw_series.items()):
+        history.raw_series[tag] = type(s)(s.name, [(x + offset) * spe for x in s.steps],
+                                          list(s.values), s.tag)
+    history.series.clear()
+    history.total_updates = None
+    history.finalize()
+    history.total_updates = e * spe
+    history.notes.append(
+        f"logged steps end at {t:g} while the config has {e:g} epochs of ⌈{n}/{b}⌉ = {spe} "
+        f"updates: steps read as epochs (counted from {1 - offset:g}) and converted to "
+        f"updates (step × {spe}), {e * spe:g} in all; if the steps were updates, the config "
+        "is wrong (--batch-size, --dataset-size)")
 
 
 def _rel(path: Path, root: Path) -> str:
