@@ -394,6 +394,10 @@ def test_runs_logged_per_epoch_are_converted_to_updates(tmp_path):
     lb1 = next(f for f in run.findings if f.rule_id == "LB001")  # was a silent pass: 20 vs 20
     assert (lb1.evidence["updates"], lb1.evidence["baseline_updates"]) == (60, BASELINE_UPDATES)
     assert report.exit_code == 1
+    # without the dataset size the steps cannot be converted: a note names the flag
+    (tmp_path / "naive" / "config.yaml").write_text("batch_size: 512\nlr: 0.05\nepochs: 20\n")
+    h = audit_runs([tmp_path / "naive"]).runs[0].history
+    assert h.total_updates == 20 and any("pass --dataset-size N" in n for n in h.notes)
     # a run whose steps are updates is left alone (the real SummaryWriter fixtures)
     h = audit_runs([REAL / "summarywriter" / "naive"], logs_only=True).runs[0].history
     assert h.total_updates == 60 and not any("read as epochs" in n for n in h.notes)

@@ -127,7 +127,14 @@ def steps_as_epochs(history: RunHistory) -> None:
         return
     e, n, b, t = (history.get("epochs"), history.get("dataset_size"), history.batch_size,
                   history.total_updates)
-    if not all(isinstance(v, (int, float)) and v > 0 for v in (e, n, b, t)):
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (e, b, t)):
+        return
+    if not (isinstance(n, (int, float)) and n > 0):
+        if float(e) == int(e) and t in (e - 1, e):
+            history.notes.append(
+                f"logged steps end at {t:g} and the config has {e:g} epochs: if the script "
+                "logs with the epoch as step, pass --dataset-size N so the steps are "
+                "converted to updates (update counts are compared as logged)")
         return
     spe = math.ceil(n / b)
     if spe < 2 or float(e) != int(e) or t not in (e - 1, e):
