@@ -236,6 +236,7 @@ def test_distance_from_checkpoints_after_step_0_is_labelled_not_compared():
     h = run.history
     assert h.distance_origin == 480 and not h.distance_from_init  # epoch=159-step=480.ckpt
     assert h.to_dict()["distance_from_init"] is False
+    assert "weight distance from 4 checkpoints (start step 480)" in h.notes  # not 480.0
     assert "LB004" not in rules(run) or all(
         "baseline_value_at_drop" not in f.evidence for f in run.findings)
     assert "not comparable" in run.skipped.get("LB010", "not comparable")

@@ -155,7 +155,8 @@ def read_distance(run_dir: Path, history: RunHistory | None = None) -> RunHistor
         del state, weights
         history.add_scalar("weight_distance", step if step is not None else math.nan,
                            math.sqrt(total))
-    history.notes.append(f"weight distance from {len(keyed)} checkpoints (start step {start})")
+    history.notes.append(f"weight distance from {len(keyed)} checkpoints (start step "
+                         f"{'unknown' if start is None else format(start, 'g')})")
     if start is not None and start > 0:
         history.distance_origin = start
         history.notes.append(
