@@ -402,3 +402,10 @@ def test_runs_logged_per_epoch_are_converted_to_updates(tmp_path):
     # a run whose steps are updates is left alone (the real SummaryWriter fixtures)
     h = audit_runs([REAL / "summarywriter" / "naive"], logs_only=True).runs[0].history
     assert h.total_updates == 60 and not any("read as epochs" in n for n in h.notes)
+
+
+def test_a_tag_flag_naming_no_logged_tag_is_noted():
+    r = invoke(REAL / "summarywriter" / "naive", "--tag", "val_loss=Loss/vall", "-f", "json")
+    notes = json.loads(r.stdout)["runs"][0]["run"]["notes"]
+    assert any("--tag val_loss=Loss/vall: this run logged no tag 'Loss/vall'" in n
+               for n in notes)

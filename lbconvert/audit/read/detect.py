@@ -107,6 +107,10 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
         history.tag_map = dict(tag_map)
         history.series.clear()
         history.finalize()
+        for tag, name in tag_map.items():
+            if tag not in history.raw_series:  # a typo must not pass unnoticed
+                history.notes.append(f"--tag {name}={tag}: this run logged no tag {tag!r} "
+                                     "(-v lists the logged tags)")
     complete_config(history, config_file=config_file, batch_size=batch_size, devices=devices,
                     dataset_size=dataset_size)
     steps_as_epochs(history)
