@@ -64,8 +64,8 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
 
 def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 3) -> float:
     """Median seconds per update of arm ``name`` over ``repeats`` timed steps on a throwaway
-    copy, after one untimed warm-up step (allocator, lazy init, cuDNN autotuning): one timed
-    step alone varied by 2× on a busy CPU, and the budget's update count follows from it.
+    copy, after one untimed warm-up step (allocator, lazy init, cuDNN autotuning): the
+    budget's update count follows from it, so one noisy step should not decide it.
 
     On CUDA an out-of-memory error halves the micro-batch (keeping it a multiple of the ghost
     size for the converted arm) and tries again: accumulation reaches the batch instead.
