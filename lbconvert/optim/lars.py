@@ -72,9 +72,9 @@ class LARS(Optimizer):
             median layer's LARS step equals the plain SGD step ``γ·‖∇w‖`` at the same γ, and
             the other layers keep LARS's ratios around it. This is lbconvert's default (the
             fidelity benchmark, docs/fidelity.md: with the paper's η = 0.001 and γ = the
-            scaled SGD rate the median trust ratio at initialisation was 0.004–0.011 there,
-            0.056 on the bundled example (issue 17), so LARS's steps were 18–230× smaller
-            than SGD's and the recipe under-trained). The matched η is stored
+            scaled SGD rate the median trust ratio at initialisation was 0.004–0.011 there
+            (geometric mean 0.056 on the bundled example, issue 17), so LARS's steps were
+            18–230× smaller than SGD's and the recipe under-trained). The matched η is stored
             in the param groups (``trust_coefficient``, with ``trust_matched`` True), so a
             state dict round trip keeps it. One host synchronisation, at the first step.
         exclude_adapt, exclude_decay: exclusion specs, see ``param_groups``.
