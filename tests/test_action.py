@@ -36,6 +36,9 @@ def test_action_shape():
     for step in doc["runs"]["steps"]:
         if "run" in step:
             assert step["shell"] == "bash"  # composite run steps must name their shell
+            # inputs reach the script as environment variables: an input spliced into the
+            # script text would run as shell code (workflow script injection)
+            assert "${{" not in step["run"], step["run"]
     # the install is the action's own checkout (the version of `uses: ...@ref`), not PyPI's
     install = next(s for s in doc["runs"]["steps"] if s.get("name") == "Install lbconvert")
     assert install["env"]["LBCONVERT_SPEC"].replace(" ", "") == "${{github.action_path}}"
@@ -79,9 +82,11 @@ def test_action_steps_run_on_fixture_repo(tmp_path):
         if "run" not in step:
             continue
         step_env = dict(env)
-        step_env.update({k: str(v) for k, v in (step.get("env") or {}).items()})
-        if "LBCONVERT_SPEC" in step_env:
-            step_env["LBCONVERT_SPEC"] = str(src)  # the install, pointed at the checkout
+        for key, value in (step.get("env") or {}).items():
+            if key == "LBCONVERT_SPEC":
+                step_env[key] = str(src)  # the install, pointed at the checkout
+            else:
+                step_env[key] = _expand(str(value), inputs)
         proc = subprocess.run(["bash", "-c", _expand(step["run"], inputs)], cwd=work,
                               env=step_env, capture_output=True, text=True, timeout=600)
         results.append((step.get("name"), proc))
