@@ -37,6 +37,23 @@ def write_output(text: str, output: Optional[Path]) -> None:
                              hint="pass a file path in a writable folder") from exc
 
 
+# --output's suffix names the format when --format is not given: `-o audit.sarif` writes SARIF.
+_SUFFIX_FORMATS = {".sarif": "sarif", ".json": "json", ".md": "markdown", ".xml": "junit"}
+
+
+def resolve_format(fmt: Optional[str], output: Optional[Path]) -> str:
+    """``--format``, else the format ``--output``'s suffix names, else ``table``; an unknown
+    format is a one-line error naming the flag."""
+    if fmt is None:
+        name = output.name.lower() if output is not None else ""
+        fmt = next((f for suffix, f in _SUFFIX_FORMATS.items() if name.endswith(suffix)),
+                   "table")
+    if fmt not in OUTPUT_FORMATS:
+        raise LbconvertError(f"--format {fmt!r} is not an output format",
+                             hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
 def emit(report, fmt: str, output: Optional[Path], verbose: bool = False) -> None:
     """Render the report in ``fmt``; the github format also fills $GITHUB_STEP_SUMMARY."""
     from lbconvert.audit.render import github_step_summary, render
@@ -112,9 +129,10 @@ def audit(
         "--devices", min=1, help="Data-parallel devices (timm and HF do not save it).")] = None,
     dataset_size: Annotated[Optional[int], typer.Option(
         "--dataset-size", min=1, help="Training samples per epoch.")] = None,
-    fmt: Annotated[str, typer.Option(
+    fmt: Annotated[Optional[str], typer.Option(
         "--format", "-f",
-        help="table, json, markdown, sarif, junit, gitlab or github.")] = "table",
+        help="table, json, markdown, sarif, junit, gitlab or github (default: from the "
+        "--output suffix .sarif/.json/.md/.xml, else table).")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write the output to this file (atomically).")] = None,
     fail_on: Annotated[str, typer.Option(
@@ -134,9 +152,7 @@ def audit(
         return
     if not run_dirs:
         raise LbconvertError("no run directory given", hint="pass RUN_DIR... (or --list-rules)")
-    if fmt not in OUTPUT_FORMATS:
-        raise LbconvertError(f"--format {fmt!r} is not an output format",
-                             hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    fmt = resolve_format(fmt, output)
     from lbconvert.audit.pipeline import audit_runs
     from lbconvert.audit.tags import parse_tag_overrides
 

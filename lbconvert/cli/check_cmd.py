@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lbconvert.cli.audit_cmd import OUTPUT_FORMATS, emit
-from lbconvert.errors import LbconvertError
+from lbconvert.cli.audit_cmd import emit, resolve_format
 
 # "\[" keeps Rich markup from eating the table name in --help.
 HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and audit its runs."
@@ -16,9 +15,10 @@ HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and au
 
 def check(
     repo: Annotated[Optional[Path], typer.Argument(help="Repository root (default: .).")] = None,
-    fmt: Annotated[str, typer.Option(
+    fmt: Annotated[Optional[str], typer.Option(
         "--format", "-f",
-        help="table, json, markdown, sarif, junit, gitlab or github.")] = "table",
+        help="table, json, markdown, sarif, junit, gitlab or github (default: from the "
+        "--output suffix .sarif/.json/.md/.xml, else table).")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write the output to this file (atomically).")] = None,
     fail_on: Annotated[Optional[str], typer.Option(
@@ -33,9 +33,7 @@ def check(
         "--logs-only", help="Ignore checkpoint files in run directories.")] = False,
 ) -> None:
     """Check a model repository; exit 0 clean, 1 failures/findings, 2 input error."""
-    if fmt not in OUTPUT_FORMATS:
-        raise LbconvertError(f"--format {fmt!r} is not an output format",
-                             hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    fmt = resolve_format(fmt, output)
     from lbconvert.check import run_check
 
     report = run_check(repo or Path("."), smoke=smoke, fail_on=fail_on,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lbconvert.cli import app
@@ -115,3 +116,23 @@ def test_unwritable_github_step_summary_warns_and_keeps_the_exit_code(tmp_path):
                             str(RUNS / "baseline-bs128"), "-f", "github"], env=env)
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
     assert "::error" in r.output and "cannot append the job summary" in r.output
+
+
+@pytest.mark.parametrize("name, first", [("out.sarif", '"version": "2.1.0"'),
+                                         ("out.json", '"runs"'), ("out.md", "#"),
+                                         ("out.xml", "<?xml")])
+def test_output_suffix_names_the_format_when_format_is_not_given(tmp_path, name, first):
+    """`-o audit.sarif` writes SARIF, not a table into a .sarif file."""
+    out = tmp_path / name
+    r = invoke(RUNS / "baseline-bs128", "-o", out)
+    assert r.exit_code in (0, 1), r.output
+    text = out.read_text()
+    assert first in text and "┃" not in text
+
+
+def test_explicit_format_wins_over_the_suffix(tmp_path):
+    out = tmp_path / "out.sarif"
+    r = invoke(RUNS / "baseline-bs128", "-f", "json", "-o", out)
+    assert r.exit_code in (0, 1), r.output
+    text = out.read_text()
+    assert '"$schema"' not in text and '"runs"' in text
