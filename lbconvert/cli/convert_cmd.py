@@ -129,6 +129,10 @@ def convert(
     kwargs = parse_model_kwargs(model_kwargs)
     if dynamic_size and not onnx:
         raise LbconvertError("--dynamic-size applies to the ONNX export", hint="add --onnx")
+    if nproc_per_node > 1 and no_smoke and not smoke_only:
+        # Only the smoke test runs over several processes: saying nothing would suggest it ran.
+        raise LbconvertError(f"--nproc-per-node {nproc_per_node} applies to the smoke test, "
+                             "which --no-smoke turns off", hint="drop one of the two flags")
 
     # Every option is checked here, before the model is loaded: a bad --smoke-* value or an
     # existing --out fails in milliseconds, not after verify.

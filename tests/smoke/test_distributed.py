@@ -219,3 +219,16 @@ def test_cli_a_failing_rank_is_one_error_line(tmp_path):
     assert len(errors) == 1, proc.stderr[-3000:]
     assert "rank 1 of 2" in errors[0] and "disk of rank 1 unreadable" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_nproc_per_node_with_no_smoke_is_refused_before_any_work(cli):
+    """Only the smoke test runs over several processes: with --no-smoke the flag would do
+    nothing, so it is a one-line input error (exit 2), not a silent no-op."""
+    from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_MODEL
+
+    code, _, err = cli(EXAMPLE_MODEL, "--config", EXAMPLE_CONFIG, "--target-batch", "1024",
+                       "--no-smoke", "--nproc-per-node", "2", "--no-export")
+    assert code == 2
+    first = err.strip().splitlines()[0]
+    assert first.startswith("lbconvert: error:")
+    assert "--nproc-per-node 2" in first and "--no-smoke" in first
