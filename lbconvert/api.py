@@ -28,6 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @contextmanager
+def _seeded(seed: int):
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
 def _timed(timings: dict[str, float], stage: str):
     start = time.perf_counter()
     try:
@@ -151,8 +160,12 @@ def convert(
         if isinstance(model, str):
             from lbconvert.model.load import load_model
 
-            loaded = load_model(model, weights=weights, num_classes=cfg.num_classes,
-                                model_kwargs=dict(model_kwargs or {}))
+            # The builder's random initialisation is seeded (with the smoke seed), so the same
+            # command gives the same weights, smoke curves and exported checkpoint; the
+            # caller's global RNG state is left as it was.
+            with _seeded(smoke_options.seed if smoke_options is not None else 0):
+                loaded = load_model(model, weights=weights, num_classes=cfg.num_classes,
+                                    model_kwargs=dict(model_kwargs or {}))
             original, spec, name = loaded.module, loaded.spec, loaded.name
         else:
             if model_kwargs:
