@@ -414,13 +414,16 @@ def decide(
     steps = min(original.steps, naive.steps, converted.steps)
     if steps < min_updates:
         per_update = sum(a.step_time for a in (original, naive, converted))
-        need = (f"; about {min_updates * per_update / _TRAIN_SHARE:.0f} s of --smoke-time "
-                "at the measured step times" if per_update > 0 else "")
+        # the budget's own sizing (5% margin, TRAIN_SHARE of it for training) plus 20% for
+        # set-up and measuring, rounded up to 10 s
+        secs = min_updates * per_update * 1.05 / _TRAIN_SHARE * 1.2
+        flag = (f"--smoke-time {10 * math.ceil(secs / 10):.0f} (at the measured step times)"
+                if per_update > 0 else "a larger --smoke-time")
         return Verdict(
             INCONCLUSIVE,
             f"only {steps} updates per arm: the criterion needs at least {min_updates}",
-            f"give the smoke test {min_updates}+ updates per arm: raise --smoke-time{need}, "
-            "lower --smoke-batch, or run it on a GPU (--device cuda)",
+            f"give the smoke test {min_updates}+ updates per arm: {flag}, a smaller "
+            "--smoke-batch, or a GPU (--device cuda)",
             None,
             False,
             **common,
