@@ -53,7 +53,7 @@ def test_report_json_schema_and_content(converted):
     # 15 s keeps the preflight's (pessimistic) prediction under 3 budgets on slow CI cores.
     assert smoke["run"] is True, smoke.get("reason")
     assert set(smoke["arms"]) == {"original", "naive", "converted"}
-    assert smoke["verdict"]["level"] in ("PASS", "WARN", "FAIL")
+    assert smoke["verdict"]["level"] in ("PASS", "WARN", "FAIL", "INCONCLUSIVE")
     assert all(arm["fit"]["slope"] is not None for arm in smoke["arms"].values())
 
 

@@ -121,7 +121,8 @@ def test_full_smoke_run_reports_both_ranks(two_ranks):
         assert c0["distance"] == c1["distance"] and len(c0["distance"]) > 0
         assert c0["loss"] == c1["loss"]  # the mean over both shares, agreed
     cal0, cal1 = docs[0]["calibration"], docs[1]["calibration"]  # --calibrate: same search
-    assert len(cal0["trials"]) >= 4 and cal0["trials"] == cal1["trials"]
+    # one trial when the plan's LR already passes (one-sided calibration), else ≥ 4
+    assert len(cal0["trials"]) in (1, *range(4, 13)) and cal0["trials"] == cal1["trials"]
     assert cal0["multiplier"] == cal1["multiplier"]
 
 
