@@ -21,8 +21,8 @@ from lbconvert.atomic import atomic_path, atomic_write_text, check_writable
 from lbconvert.errors import LbconvertError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.result import ConvertResult
     from lbconvert.export.onnx import OnnxExport
+    from lbconvert.result import ConvertResult
 
 __all__ = ["CHECKPOINT_FORMAT", "ExportResult", "check_outputs", "export", "load_checkpoint",
            "output_paths", "train_snippet"]

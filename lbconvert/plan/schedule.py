@@ -29,7 +29,7 @@ the multiplier holds its end value.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lbconvert.errors import LbconvertError
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.export.checkpoint import ExportResult
     from lbconvert.plan.plan import Plan
     from lbconvert.result import ConvertResult
+    from lbconvert.rewrite.verify import Verification
 
 __all__ = ["SCHEMA_VERSION", "ReportFiles", "build_report", "lr_curves", "overall_verdict",
            "write_report"]
@@ -35,8 +36,9 @@ __all__ = ["SCHEMA_VERSION", "ReportFiles", "build_report", "lr_curves", "overal
 SCHEMA_VERSION = "1.0"
 #: Points per LR curve in the report (enough to show warmup and every step).
 SCHEDULE_POINTS = 400
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
-_LEVEL_ORDER = {PASS: 0, WARN: 1, FAIL: 2}
+PASS, WARN, FAIL, INCONCLUSIVE = "PASS", "WARN", "FAIL", "INCONCLUSIVE"
+# An inconclusive smoke test outranks a PASS (the run is not shown ready) but not a WARN/FAIL.
+_LEVEL_ORDER = {PASS: 0, INCONCLUSIVE: 0.5, WARN: 1, FAIL: 2}
 
 
 @dataclass
@@ -101,7 +103,7 @@ def build_report(result: ConvertResult, export: ExportResult | None = None) -> d
     """
     from lbconvert._version import __version__
 
-    export = export if export is not None else getattr(result, "export", None)
+    export = export if export is not None else result.export
     cfg = result.config
     plan = result.plan
     doc: dict[str, Any] = {
@@ -133,11 +135,11 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
     checks: list[dict[str, Any]] = []
     ver = result.verification
     if ver is not None:
-        passed = bool(getattr(ver, "passed", True))
+        passed = bool(ver.passed)
         checks.append({"stage": "verify", "level": PASS if passed else FAIL,
                        "summary": _verification_line(ver, passed)})
     smoke = result.smoke
-    if smoke is not None and getattr(smoke, "verdict", None) is not None:
+    if smoke is not None and smoke.verdict is not None:
         v = smoke.verdict
         checks.append({"stage": "smoke", "level": str(v.level), "summary": v.reason})
     if export is not None and export.onnx is not None:
@@ -150,13 +152,15 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
         checks.append({"stage": "export", "level": PASS if o.ok else FAIL, "summary": line})
     level = max((c["level"] for c in checks), key=lambda lv: _LEVEL_ORDER.get(lv, 1),
                 default=PASS)
-    ok = bool(getattr(result, "ok", True)) and level != FAIL
+    ok = result.ok and level != FAIL
     headline = {
         PASS: "ready for the large batch",
         WARN: "converted, with warnings to read",
         FAIL: "not ready: a check failed",
+        INCONCLUSIVE: "converted and verified; the smoke test was too short to judge "
+                      "(see what would settle it)",
     }.get(level, level)
-    if level == PASS and getattr(result, "smoke", None) is None:
+    if level == PASS and result.smoke is None:
         # Without the diffusion check, "ready" would claim more than was measured.
         headline = "converted and verified; smoke test not run"
     plan = result.plan
@@ -166,18 +170,17 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
     return {"level": level, "ok": ok, "headline": headline, "checks": checks}
 
 
-def _verification_line(ver: Any, passed: bool) -> str:
-    checks = list(getattr(ver, "checks", None) or [])
+def _verification_line(ver: Verification, passed: bool) -> str:
+    checks = list(ver.checks)
     if not checks:
         return "converted model matches the original" if passed else "verification failed"
-    failed = [c for c in checks if not getattr(c, "passed", False)]
+    failed = [c for c in checks if not c.passed]
     if not failed:
         return f"{len(checks)}/{len(checks)} checks passed: " + ", ".join(
-            getattr(c, "name", "?") for c in checks)
+            c.name for c in checks)
     return "verification failed: " + "; ".join(
-        f"{getattr(c, 'name', '?')} {_fmt_num(getattr(c, 'value', None))} > "
-        f"{_fmt_num(getattr(c, 'threshold', None))}"
-        + (f" ({c.detail})" if getattr(c, "detail", "") else "")
+        f"{c.name} {_fmt_num(c.value)} > {_fmt_num(c.threshold)}"
+        + (f" ({c.detail})" if c.detail else "")
         for c in failed)
 
 
@@ -187,12 +190,12 @@ def _fmt_num(value: Any) -> str:
 
 def _input_section(result: ConvertResult) -> dict[str, Any]:
     cfg = result.config
-    sources = dict(getattr(cfg, "sources", {}) or {})
+    sources = dict(cfg.sources)
     overrides = {
-        name: getattr(cfg, name, None) for name, src in sources.items()
+        name: getattr(cfg, name, None) for name, src in sources.items()  # a field by name
         if isinstance(src, str) and src.startswith("flag")
     }
-    loaded = getattr(result, "loaded", None)
+    loaded = result.loaded
     original = result.original
     return {
         "model_spec": result.model_spec,
@@ -200,14 +203,14 @@ def _input_section(result: ConvertResult) -> dict[str, Any]:
         "model_class": (f"{type(original).__module__}.{type(original).__qualname__}"
                         if original is not None else None),
         "model_source": _to_dict(loaded),
-        "weights": getattr(loaded, "weights", None),
+        "weights": loaded.weights if loaded is not None else None,
         "input_shape": list(result.input_shape) if result.input_shape else None,
         "num_classes": result.num_classes,
         "parameters": _count_parameters(result.model),
         "config": {
-            "path": getattr(cfg, "path", None),
-            "format": getattr(cfg, "format", None),
-            "file_type": getattr(cfg, "file_type", None),
+            "path": cfg.path,
+            "format": cfg.format,
+            "file_type": cfg.file_type,
         },
         "overrides": overrides,
         "config_sources": sources,
@@ -243,8 +246,8 @@ def environment(result: ConvertResult | None = None) -> dict[str, Any]:
         env["cuda"] = torch.version.cuda if cuda else None
         env["device"] = torch.cuda.get_device_name(0) if cuda else "cpu"
         env["threads"] = torch.get_num_threads()
-    smoke = getattr(result, "smoke", None) if result is not None else None
-    if smoke is not None and getattr(smoke, "device", None):
+    smoke = result.smoke if result is not None else None
+    if smoke is not None and smoke.device:
         env["smoke_device"] = smoke.device
     for name in ("numpy", "onnx", "onnxruntime", "onnxscript", "safetensors", "matplotlib"):
         env[name] = _installed_version(name)

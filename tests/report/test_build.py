@@ -293,3 +293,23 @@ def test_report_modules_import_without_torch_or_matplotlib():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_inconclusive_smoke_has_its_own_headline_not_ready_and_not_the_raw_word():
+    import dataclasses
+
+    from lbconvert.report.build import overall_verdict
+
+    result = make_result(smoke=True)
+    result.smoke.verdict = dataclasses.replace(
+        result.smoke.verdict, level="INCONCLUSIVE",
+        reason="12 updates per arm: too few to fit a slope (50 needed)",
+        likely_cause="run with --smoke-time 240")
+    verdict = overall_verdict(result, None)
+    assert verdict["level"] == "INCONCLUSIVE"
+    assert "too short to judge" in verdict["headline"]
+    assert "ready for the large batch" not in verdict["headline"]
+    assert not verdict["headline"].endswith("INCONCLUSIVE")
+    # a WARN or FAIL elsewhere still decides the overall level
+    result.verification.checks[0].passed = False
+    assert overall_verdict(result, None)["level"] == "FAIL"
