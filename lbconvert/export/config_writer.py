@@ -227,6 +227,8 @@ def _rewrite_optimizer(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:
         init_args = {"lr": float(plan.lr_new) if plan.lr_new is not None else old_args.get("lr"),
                      "momentum": plan.momentum, "weight_decay": plan.weight_decay,
                      "trust_coefficient": plan.trust_coefficient}
+        if plan.trust_match:
+            init_args["trust_match"] = True
         dropped = sorted(set(old_args) - set(init_args))
         put("optimizer", {"class_path": "lbconvert.LARS", "init_args": init_args})
         if dropped:
@@ -239,13 +241,20 @@ def _rewrite_optimizer(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:
             if isinstance(_get(doc, keys["optimizer"].rpartition(".")[0]) if "." in keys[
                     "optimizer"] else doc, dict):
                 put(dotted, plan.trust_coefficient)
+                if plan.trust_match:
+                    # η is matched at the first step (the plan's default, docs/fidelity.md):
+                    # the 0.001 written beside it is only the starting value.
+                    put(_sibling(keys["optimizer"], "trust_match"), True)
         else:
-            out.notes.append("timm: opt lars is timm's own Lars (trust_coeff 0.001 by default); "
-                             "use lbconvert.LARS in your own loop for the same rule")
+            out.notes.append("timm: opt lars is timm's own Lars (trust_coeff 0.001 by default, "
+                             "no η matching); use lbconvert.LARS(..., trust_match=True) in your "
+                             "own loop for the planned recipe")
         return
     out.notes.append("no optimizer key in the config: build lbconvert.LARS in your training code "
                      f"(momentum {plan.momentum:g}, weight decay {plan.weight_decay:g}, trust "
-                     f"coefficient {plan.trust_coefficient:g})")
+                     f"coefficient {plan.trust_coefficient:g}"
+                     + (", trust_match=True: η matched at the first step)" if plan.trust_match
+                        else ")"))
 
 
 # ---------------------------------------------------------------- emitters

@@ -332,7 +332,9 @@ class ArmSetup:
             sched = make_scheduler(opt, plan, proxy.steps_per_epoch, interval="step")
             opt_name = f"{type(opt).__name__.lower()}"
             if "lars" in opt_name:
-                opt_name += f" (γ {plan.lr_new:g}, η {plan.trust_coefficient:g})"
+                eta = ("η matched at step 1" if plan.trust_match
+                       else f"η {plan.trust_coefficient:g}")
+                opt_name += f" (γ {plan.lr_new:g}, {eta})"
             desc = (
                 f"B_L proxy {proxy.large_batch}, plan LR, GhostBatchNorm {proxy.ghost_batch_size}"
             )

@@ -94,6 +94,15 @@ def test_lightning_cli_rewrite_sets_lars_class_path(tmp_path):
     assert new["optimizer"]["class_path"] == "lbconvert.LARS"
     args = new["optimizer"]["init_args"]
     assert args["lr"] == pytest.approx(0.2) and args["trust_coefficient"] == 0.001
+    # η is matched at the first step (the plan's default); the written init_args build the
+    # same optimizer LightningCLI would instantiate from class_path
+    assert args["trust_match"] is True
+    import torch
+
+    from lbconvert import LARS
+
+    opt = LARS([torch.nn.Parameter(torch.ones(3, 3))], **args)
+    assert opt.param_groups[0]["trust_match"] is True
     assert args["momentum"] == 0.9 and args["weight_decay"] == 0.0005
     assert new["data"]["init_args"]["batch_size"] == 128  # per device × 4 devices = 512
     assert new["trainer"]["max_epochs"] == 800
