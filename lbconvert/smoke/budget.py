@@ -68,9 +68,25 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
             f"{MIN_STEPS} updates of the proxy batches {proxy.small_batch}/{proxy.large_batch} "
             f"({per_sample * 1e3:.0f} ms per sample), over {OVER_BUDGET_LIMIT:g}× the "
             f"--smoke-time {time_budget:g}s",
-            hint="run it on a GPU (--device cuda), raise --smoke-time, or lower --smoke-batch",
+            hint=budget_hint(predicted, proxy, device),
         )
     return predicted
+
+
+def budget_hint(predicted: float, proxy: Proxy, device: str) -> str:
+    """What would let the smoke test run, as flags with values the CLI accepts: the
+    ``--smoke-time`` that covers the prediction, a smaller ``--smoke-batch`` only where one
+    exists (≥ 2, the smallest batch BatchNorm normalises), a GPU only when not on one."""
+    import math
+
+    ways = [f"--smoke-time {math.ceil(predicted / OVER_BUDGET_LIMIT)}"]
+    if proxy.small_batch > 2:
+        ways.append(f"--smoke-batch {max(2, proxy.small_batch // 4)} (proxy batches "
+                    f"{proxy.small_batch}/{proxy.large_batch} now)")
+    if not str(device).startswith("cuda"):
+        ways.append("--device cuda on a machine with a GPU")
+    ways.append("--no-smoke to skip it")
+    return "pass " + ", or ".join(ways)
 
 
 def measure_step_time(setup: ArmSetup, name: str, seed: int, repeats: int = 3) -> float:

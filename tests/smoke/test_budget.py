@@ -1,0 +1,34 @@
+"""The preflight's hint names flags with values the CLI accepts, and they would be enough."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lbconvert.smoke.budget import OVER_BUDGET_LIMIT, budget_hint
+from lbconvert.smoke.options import SmokeOptions
+from lbconvert.smoke.proxy import Proxy
+
+
+def _proxy(small: int, large: int) -> Proxy:
+    return Proxy(small_batch=small, large_batch=large, ratio=large / small,
+                 plan_ratio=large / small, ghost_batch_size=2, plan_ghost_batch_size=128,
+                 ghost_scaled=True, steps_per_epoch=10, warmup_steps_plan=0, warmup_steps=0)
+
+
+@pytest.mark.parametrize("small, large, device", [(2, 128, "cpu"), (16, 1024, "cpu"),
+                                                  (64, 4096, "cuda:0")])
+def test_every_suggested_value_is_accepted_and_sufficient(small, large, device):
+    predicted = 1234.5
+    hint = budget_hint(predicted, _proxy(small, large), device)
+    time = float(re.search(r"--smoke-time (\d+)", hint).group(1))
+    assert time * OVER_BUDGET_LIMIT >= predicted  # the suggested budget admits the run
+    batch = re.search(r"--smoke-batch (\d+)", hint)
+    if small > 2:
+        assert batch is not None and 2 <= int(batch.group(1)) < small
+        SmokeOptions(time_budget=time, smoke_batch=int(batch.group(1))).check()
+    else:  # nothing smaller than 2 exists: do not suggest lowering it
+        assert batch is None
+    assert ("--device cuda" in hint) == (not device.startswith("cuda"))
+    SmokeOptions(time_budget=time).check()
