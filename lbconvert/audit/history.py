@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lbconvert._json import json_safe
+from lbconvert._json import dataclass_dict, json_safe
 
 # Canonical series names and the tags tools use for them (first match wins, lower-cased).
 SERIES_ALIASES: dict[str, tuple[str, ...]] = {
@@ -61,8 +61,7 @@ class ConfigValue:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
-        return {"value": self.value, "source": self.source, "file": self.file,
-                "line": self.line, "key": self.key}
+        return dataclass_dict(self)
 
 
 @dataclass

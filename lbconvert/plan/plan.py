@@ -27,9 +27,10 @@ Choices made here, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._json import dataclass_dict
 from lbconvert.errors import LbconvertError
 from lbconvert.plan.lengths import Length, schedule_lengths
 
@@ -117,7 +118,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict for ``--format json`` and report.json."""
-        return asdict(self)
+        return dataclass_dict(self)
 
 
 def parse_regime(regime: str | float) -> float | None:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbconvert._json import json_safe
+from lbconvert._json import dataclass_dict, json_safe
 from lbconvert.atomic import atomic_write_text, check_writable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +53,7 @@ class ReportFiles:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
-        return dataclasses.asdict(self)
+        return dataclass_dict(self)
 
     def paths(self) -> dict[str, str]:
         """Role → path, for summaries."""

@@ -28,7 +28,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lbconvert._json import json_safe
+from lbconvert._json import dataclass_dict, json_safe
 
 #: Verdict levels, best first; INCONCLUSIVE: too little evidence to judge (exit 0).
 PASS, WARN, FAIL, INCONCLUSIVE = "PASS", "WARN", "FAIL", "INCONCLUSIVE"
@@ -151,7 +151,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
-        return {k: json_safe(v) for k, v in asdict(self).items()}
+        return dataclass_dict(self)
 
 
 @dataclass
@@ -171,7 +171,7 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
-        return json_safe(asdict(self))
+        return dataclass_dict(self)
 
 
 @dataclass
