@@ -142,6 +142,10 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
     if smoke is not None and smoke.verdict is not None:
         v = smoke.verdict
         checks.append({"stage": "smoke", "level": str(v.level), "summary": v.reason})
+    skipped = next((n for n in result.notes if n.startswith("smoke test not run")), None)
+    if smoke is None and skipped is not None:
+        # Asked for and not run (over its budget): not a PASS, and it says what would run it.
+        checks.append({"stage": "smoke", "level": INCONCLUSIVE, "summary": skipped})
     if export is not None and export.onnx is not None:
         o = export.onnx
         if o.ok:
@@ -227,6 +231,13 @@ def _smoke_section(result: ConvertResult) -> dict[str, Any]:
     data = _to_dict(smoke)
     if not isinstance(data, dict):
         return {"run": False, "reason": f"unreadable smoke result ({type(smoke).__name__})"}
+    ns = data.get("noise_scale")
+    if isinstance(ns, dict):  # the line the md/html/terminal show, next to the target batch
+        from lbconvert.report.noise_scale import noise_scale_line
+
+        target = result.plan.target_batch if result.plan is not None else None
+        data["noise_scale"] = {**ns, "target_batch": target,
+                               "line": noise_scale_line(ns, target)}
     return {"run": True, **data}
 
 

@@ -313,3 +313,15 @@ def test_inconclusive_smoke_has_its_own_headline_not_ready_and_not_the_raw_word(
     # a WARN or FAIL elsewhere still decides the overall level
     result.verification.checks[0].passed = False
     assert overall_verdict(result, None)["level"] == "FAIL"
+
+
+def test_a_smoke_test_asked_for_but_not_run_is_never_a_pass():
+    from lbconvert.report.build import overall_verdict
+
+    result = make_result(smoke=False)
+    assert overall_verdict(result, None)["level"] == "PASS"  # --no-smoke: the user's choice
+    result.notes.append("smoke test not run: about 875s predicted on cpu; pass --smoke-time 292")
+    verdict = overall_verdict(result, None)
+    assert verdict["level"] == "INCONCLUSIVE"
+    assert any(c["stage"] == "smoke" and "--smoke-time 292" in c["summary"]
+               for c in verdict["checks"])

@@ -32,3 +32,36 @@ def test_every_suggested_value_is_accepted_and_sufficient(small, large, device):
         assert batch is None
     assert ("--device cuda" in hint) == (not device.startswith("cuda"))
     SmokeOptions(time_budget=time).check()
+
+
+def _fake(times):
+    it = iter(times)
+    calls = []
+
+    def timed():
+        calls.append(1)
+        return next(it)
+
+    return timed, calls
+
+
+def test_settled_time_waits_out_the_slow_first_steps():
+    """The bundled ResNet-20's first CPU steps (ms per sample, measured): slow for three steps,
+    not one. The estimate is the steady cost, not the warm-up."""
+    from lbconvert.smoke.budget import settled_time
+
+    timed, calls = _fake([0.382, 0.384, 0.167, 0.0089, 0.0093, 0.0090, 5.0])
+    assert settled_time(timed) == pytest.approx(0.0089)
+    assert len(calls) == 6  # stopped once three steps agreed
+
+
+def test_settled_time_is_bounded_by_steps_and_seconds():
+    from lbconvert.smoke.budget import settled_time
+
+    noisy = [1.0, 0.1] * 20
+    timed, calls = _fake(noisy)
+    settled_time(timed, max_steps=7)
+    assert len(calls) == 7
+    timed, calls = _fake(noisy)
+    settled_time(timed, max_seconds=1.5)
+    assert len(calls) == 3  # over the time cap once `repeats` steps exist
