@@ -10,6 +10,7 @@ report — each a plain function over dataclasses, and collects their results::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -215,6 +216,10 @@ def convert(
                                  hint="pass --input-shape C,H,W, or --no-smoke")
         from lbconvert.smoke.run import SmokeBudgetError, run_smoke
 
+        if smoke_options.noise_scale and smoke_options.noise_probe is None:
+            from lbconvert.monitor.noise_probe import probe_noise_scale
+
+            smoke_options = dataclasses.replace(smoke_options, noise_probe=probe_noise_scale)
         with _timed(timings, "smoke"):
             try:
                 result.smoke = run_smoke(original, surgery.model, plan,

@@ -35,6 +35,12 @@ WriteOpt = Annotated[
                  "and key names (never over the input)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing --write file.")]
+NoiseScaleFromOpt = Annotated[
+    Optional[Path],
+    typer.Option("--noise-scale-from", metavar="REPORT_JSON",
+                 help="Show the gradient noise scale B_simple a previous convert run measured "
+                      "(its report.json) next to the target batch (McCandlish et al. 2018)."),
+]
 
 
 def plan(
@@ -55,6 +61,7 @@ def plan(
     output_format: FormatOpt = "table",
     write: WriteOpt = None,
     force: ForceOpt = False,
+    noise_scale_from: NoiseScaleFromOpt = None,
 ) -> None:
     """Plan LR, epochs, warmup, ghost batch and LARS settings for --target-batch."""
     from lbconvert.config.read import load_config
@@ -63,6 +70,11 @@ def plan(
     if output_format not in ("table", "json"):
         raise LbconvertError(f"--format {output_format!r} is not known",
                              hint="use --format table or --format json")
+    noise = None
+    if noise_scale_from is not None:  # json only: plan stays torch-free
+        from lbconvert.report.noise_scale import load_noise_scale
+
+        noise, _ = load_noise_scale(noise_scale_from)
     overrides = {"batch_size": batch_size, "lr": lr, "epochs": epochs,
                  "dataset_size": dataset_size, "devices": devices}
     cfg = load_config(config, overrides=overrides, batch_is=batch_is)
@@ -75,11 +87,19 @@ def plan(
 
         rewrite_notes = rewrite_document(cfg, result).notes
         written = write_config(cfg, result, write, force=force)
+    noise_line = None
+    if noise is not None:
+        from lbconvert.report.noise_scale import noise_scale_line
+
+        noise_line = noise_scale_line(noise, result.target_batch)
 
     if output_format == "json":
         payload = {"config": cfg.to_dict(), "plan": result.to_dict()}
         if written is not None:
             payload["written"] = {"path": str(written), "notes": rewrite_notes}
+        if noise is not None:
+            payload["noise_scale"] = {**noise, "target_batch": result.target_batch,
+                                      "line": noise_line, "report": str(noise_scale_from)}
         typer.echo(json.dumps(payload, indent=2))
         return
 
@@ -88,6 +108,12 @@ def plan(
 
     console = make_console()
     render_plan(result, cfg, console)
+    if noise_line is not None:
+        console.print()
+        from rich.markup import escape
+
+        console.print(f"Gradient {escape(noise_line)} [dim](from "
+                      f"{escape(str(noise_scale_from))})[/dim]", highlight=False)
     if written is not None:
         console.print()
         console.print(f"wrote {written} ({cfg.file_type}, {cfg.format} keys)", highlight=False)

@@ -131,6 +131,21 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
                 f"{s['sharpness']:.4g}% (loss {s['loss']:.4g} → {s['max_loss']:.4g}); "
                 "reported only, not part of the verdict"
             )
+    ns = getattr(result, "noise_scale", None)
+    if ns:
+        pts = "; ".join(
+            f"{pt['at']} (update {pt['update']}): "
+            + (f"{_num(pt['b_simple'])} ± {_num(pt['stderr'])}" if pt.get("b_simple")
+               else "not resolved")
+            for pt in ns.get("points") or [])
+        cost = ns.get("cost") or {}
+        console.print(
+            f"Noise scale B_simple (McCandlish et al. 2018) at the original weights, b_s "
+            f"{ns['b_small']} vs {ns['b_big']} accumulated, data {ns['data']}: {pts} "
+            f"[dim]({cost.get('passes')} extra passes of {ns['b_small']}, "
+            f"{cost.get('seconds', 0):.2g}s)[/dim]",
+            highlight=False,
+        )
     p = result.proxy
     console.print(
         f"[dim]Proxy: batches {p['small_batch']} / {p['large_batch']} (M = "

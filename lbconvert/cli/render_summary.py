@@ -81,6 +81,13 @@ def _key_numbers(result: Any) -> list[tuple[str, str]]:
         ratio = getattr(smoke.verdict, "slope_ratio", None)
         if ratio is not None:
             rows.append(("diffusion slope", f"converted / original = {ratio:.2f}"))
+        ns = getattr(smoke, "noise_scale", None)
+        if ns:
+            from lbconvert.report.noise_scale import noise_scale_line
+
+            line = noise_scale_line(ns, plan.target_batch if plan is not None else None)
+            line = line.removeprefix("noise scale ")
+            rows.insert(1 if plan is not None else 0, ("noise scale", line))
     else:
         rows.append(("smoke test", "not run"))
     export = getattr(result, "export", None)

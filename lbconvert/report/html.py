@@ -16,6 +16,7 @@ from lbconvert.report.markdown import (
     layout_rows,
     layout_summary,
     no_config_file,
+    noise_scale_text,
     plan_rows,
     smoke_rows,
 )
@@ -169,6 +170,9 @@ def _plan(doc: dict[str, Any], plots: dict[str, str]) -> str:
         f"{_e(fmt(plan.get('epochs_new')))}, optimizer <code>{_e(plan.get('optimizer_new'))}</code>"
         f", ghost batch {_e(fmt(plan.get('ghost_batch_size')))}.</p>"
     )
+    noise = noise_scale_text(doc)
+    if noise:
+        intro += f"<p>Gradient {_e(noise)}.</p>"
     rows = [list(r) for r in plan_rows(doc)]
     table = _table(["setting", "old", "new", "why"], rows, numeric={1, 2}) if rows else ""
     warnings = plan.get("warnings") or []

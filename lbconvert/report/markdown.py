@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_markdown", "fmt", "plan_rows", "smoke_rows", "layout_rows", "layout_summary",
-           "LEVEL_MARK"]
+__all__ = ["render_markdown", "fmt", "plan_rows", "noise_scale_text", "smoke_rows",
+           "layout_rows", "layout_summary", "LEVEL_MARK"]
 
 LEVEL_MARK = {"PASS": "✅ PASS", "WARN": "⚠️ WARN", "FAIL": "❌ FAIL",
               "INCONCLUSIVE": "❔ INCONCLUSIVE"}
@@ -53,6 +53,19 @@ def plan_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     plan = doc.get("plan") or {}
     return [(str(c.get("field")), fmt(c.get("old")), fmt(c.get("new")), str(c.get("reason", "")))
             for c in plan.get("changes") or []]
+
+
+def noise_scale_text(doc: dict[str, Any]) -> str | None:
+    """The smoke test's noise-scale line next to the target batch (``smoke.noise_scale.line``,
+    see :mod:`lbconvert.report.noise_scale`), or None when it was not measured."""
+    ns = (doc.get("smoke") or {}).get("noise_scale")
+    if not isinstance(ns, dict):
+        return None
+    if ns.get("line"):
+        return str(ns["line"])
+    from lbconvert.report.noise_scale import noise_scale_line
+
+    return noise_scale_line(ns, (doc.get("plan") or {}).get("target_batch"))
 
 
 def smoke_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
@@ -130,6 +143,9 @@ def _plan(doc: dict[str, Any]) -> str:
              f"`{plan.get('regime')}`; updates {fmt(plan.get('updates_old'))} → "
              f"{fmt(plan.get('updates_new'))}, epochs {fmt(plan.get('epochs_old'))} → "
              f"{fmt(plan.get('epochs_new'))}."]
+    noise = noise_scale_text(doc)
+    if noise:
+        lines.append(f"\nGradient {noise}.")
     rows = plan_rows(doc)
     if rows:
         lines += ["", _table(["setting", "old", "new", "why"], [list(r) for r in rows])]

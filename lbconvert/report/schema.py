@@ -67,6 +67,36 @@ _ARM = {
     },
 }
 
+_NOISE_POINT = {
+    "type": "object",
+    "required": ["at", "update", "b_simple", "stderr", "b_small", "b_big", "rounds"],
+    "properties": {
+        "at": {"type": "string"}, "update": {"type": "integer"},
+        "b_simple": _NUM, "stderr": _NUM, "g2": _NUM, "trace": _NUM,
+        "b_small": {"type": "integer"}, "b_big": {"type": "integer"},
+        "rounds": {"type": "integer"}, "passes": {"type": "integer"}, "seconds": _NUM,
+    },
+}
+
+_NOISE_SCALE = {
+    "type": ["object", "null"],
+    "required": ["b_simple", "stderr", "b_small", "b_big", "rounds", "at", "update", "weights",
+                 "mode", "data", "synthetic", "points", "cost"],
+    "properties": {
+        "b_simple": _NUM, "stderr": _NUM, "g2": _NUM, "trace": _NUM,
+        "b_small": {"type": "integer"}, "b_big": {"type": "integer"},
+        "rounds": {"type": "integer"}, "at": {"type": "string"}, "update": {"type": "integer"},
+        "weights": {"type": "string"}, "mode": {"type": "string"}, "data": {"type": "string"},
+        "synthetic": {"type": "boolean"}, "method": {"type": "string"},
+        "points": {"type": "array", "items": _NOISE_POINT},
+        "cost": {"type": "object", "required": ["passes", "samples", "seconds"],
+                 "properties": {"passes": {"type": "integer"}, "samples": {"type": "integer"},
+                                "seconds": _NUM}},
+        "target_batch": _INT,
+        "line": {"type": "string"},
+    },
+}
+
 _SMOKE = {
     "oneOf": [
         {
@@ -90,6 +120,7 @@ _SMOKE = {
                                    "slope_ratio": _NUM},
                 },
                 "device": {"type": "string"},
+                "noise_scale": _NOISE_SCALE,
             },
         },
     ]

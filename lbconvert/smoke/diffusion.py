@@ -198,6 +198,8 @@ class DiffusionResult:
     calibration: Calibration | None = None
     #: processes, per-rank batch/micro-batch, per-rank step time and peak memory (smoke.run)
     layout: dict[str, Any] | None = None
+    #: gradient noise scale B_simple at the original weights (smoke.noise.summarize), or None
+    noise_scale: dict[str, Any] | None = None
     comparison_basis: str = (
         "updates: Hoffer et al. 2017 adapt the regime so the large batch makes the same number "
         "of updates, and the diffusion law ‖w_t − w_0‖ ~ log t is in updates (one random-walk "
@@ -232,6 +234,7 @@ class DiffusionResult:
             "notes": list(self.notes),
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "layout": json_safe(self.layout),
+            "noise_scale": json_safe(self.noise_scale),
         }
 
 

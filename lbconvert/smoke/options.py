@@ -33,6 +33,11 @@ class SmokeOptions:
             does that); under torchrun the arms are data-parallel whatever this says.
         dist_timeout: seconds a collective waits for the other ranks before the run fails
             with an error naming the rank (a failed or stuck peer never hangs the run).
+        noise_scale: measure the gradient noise scale B_simple at the original weights
+            (:mod:`lbconvert.smoke.noise`; a few extra passes, reported).
+        noise_probe: what measures it: ``lbconvert.monitor.noise_probe.probe_noise_scale``
+            or a callable with its signature. ``lbconvert.convert`` passes that one when
+            ``noise_scale`` is on (the monitor layer sits above smoke); ``None``: not measured.
     """
 
     data: str = "synthetic"
@@ -49,6 +54,8 @@ class SmokeOptions:
     console: Any = None
     nproc_per_node: int = 1
     dist_timeout: float = 300.0
+    noise_scale: bool = True
+    noise_probe: Any = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | SmokeOptions | None) -> SmokeOptions:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.plan.plan import Plan
     from lbconvert.smoke.data import SamplePool
     from lbconvert.smoke.distributed import DistContext
+    from lbconvert.smoke.noise import ProbeSize
 
 __all__ = ["SmokeBudgetError", "SmokeOptions", "run_smoke"]
 
@@ -66,7 +67,9 @@ def run_smoke(
     updates; an arm that runs past its share of the budget +10% — the machine slowed down —
     is stopped, noted, and the fit window ends at the shortest arm). ``calibrate`` then
     spends up to another budget searching the converted LR multiplier; ``sharpness`` adds
-    Keskar et al. 2017 sharpness of the original and naive end points. Same ``seed`` and
+    Keskar et al. 2017 sharpness of the original and naive end points; ``noise_probe``
+    (with ``noise_scale``) measures the gradient noise scale B_simple at the original
+    weights before and after the original arm (:mod:`lbconvert.smoke.noise`). Same ``seed`` and
     device → identical curves on CPU (CUDA kernels may not be bitwise deterministic).
     Inputs are not modified (each arm trains a deep copy).
 
@@ -177,7 +180,15 @@ def _run(
     if ctx is not None:  # the slowest rank sets the pace of all
         step_times = dict(zip(ARMS, distributed.all_reduce(list(step_times.values()), ctx, "max")))
     timings["measure"] = time.perf_counter() - t0
-    remaining = time_budget * TRAIN_SHARE - (time.perf_counter() - t_start)
+    noise_cost, noise_size = 0.0, None
+    if opts.noise_scale and opts.noise_probe is not None:  # B_simple (smoke.noise)
+        from lbconvert.smoke.noise import size_probe
+
+        noise_size = size_probe(setup, step_times["original"], time_budget)
+        noise_cost = noise_size.passes * step_times["original"]
+        if noise_size.note:
+            notes.append(noise_size.note)
+    remaining = time_budget * TRAIN_SHARE - (time.perf_counter() - t_start) - noise_cost
     per_update = sum(step_times.values()) * 1.05
     fixed = steps is not None
     if not fixed:
@@ -198,13 +209,15 @@ def _run(
             f"{steps}-update smoke run (the schedule after warmup is the plan's)"
         )
 
+    noise_points: list[dict[str, Any]] = []
+    _noise_point(setup, opts, noise_size, original, "init", 0, noise_points, timings, notes)
     arms: dict[str, Arm] = {}
     runners: dict[str, ArmRunner] = {}
     # Each arm may run until its cumulative share of what is left of the budget (+10%), so
     # slack from a fast arm passes on; when even MIN_STEPS exceed the budget, 1.5× its own
     # measured time instead (the run is over budget anyway, and noted).
     train_start = time.perf_counter()
-    left = max(0.0, t_start + time_budget - train_start)
+    left = max(0.0, t_start + time_budget - train_start - noise_cost / 2)
     total_cost = sum(steps * step_times[n] for n in ARMS) or 1.0
     cum = 0.0
     with _progress(progress, opts.console) as bar:
@@ -223,6 +236,8 @@ def _run(
             arm.step_time = step_times[name]
             arms[name], runners[name] = arm, runner
             timings[f"arm_{name}"] = arm.seconds
+    _noise_point(setup, opts, noise_size, runners["original"].model, "end of the original arm",
+                 arms["original"].steps, noise_points, timings, notes)
     if setup.micro["naive"] < setup.share("naive"):
         arms["naive"].notes.append(
             "plain BatchNorm over accumulated micro-batches: statistics are "
@@ -282,7 +297,35 @@ def _run(
         notes=notes + setup.notes + proxy.notes,
         calibration=calibration,
         layout=layout,
+        noise_scale=_noise_summary(noise_points, pool.source),
     )
+
+
+def _noise_point(setup: ArmSetup, opts: SmokeOptions, size: ProbeSize | None, model: nn.Module,
+                 at: str, update: int, points: list[dict[str, Any]],
+                 timings: dict[str, float], notes: list[str]) -> None:
+    """Append B_simple at ``model``'s weights to ``points`` (nothing without a probe; a
+    failed probe is noted, not fatal: the smoke verdict does not depend on it)."""
+    if size is None:
+        return
+    from lbconvert.smoke.noise import measure_point
+
+    t0 = time.perf_counter()
+    try:
+        point = measure_point(setup, model, opts.noise_probe, size, opts.seed)
+    except (RuntimeError, ValueError) as exc:
+        notes.append(f"noise scale not measured at {at}: {str(exc)[:200]}")
+    else:
+        points.append({"at": at, "update": update, **point})
+    timings["noise_scale"] = timings.get("noise_scale", 0.0) + time.perf_counter() - t0
+
+
+def _noise_summary(points: list[dict[str, Any]], source: str) -> dict[str, Any] | None:
+    if not points:
+        return None
+    from lbconvert.smoke.noise import summarize
+
+    return summarize(points, source)
 
 
 def _probe_output(
