@@ -425,8 +425,10 @@ def decide(
         return Verdict(
             INCONCLUSIVE,
             f"only {steps} updates per arm: the criterion needs at least {min_updates}",
-            f"give the smoke test {min_updates}+ updates per arm: {flag}, a smaller "
-            "--smoke-batch, or a GPU (--device cuda)",
+            f"give the smoke test {min_updates}+ updates per arm: {flag}"
+            + (f", --smoke-batch {max(2, original.batch // 4)} (now {original.batch})"
+               if original.batch > 2 else "")  # 2 is the least BatchNorm can normalise
+            + ", or a GPU (--device cuda)",
             None,
             False,
             **common,

@@ -291,3 +291,20 @@ def test_cause_is_lr_level_when_curve_far_below_even_if_slope_is_steeper():
     v = decide(orig, naive, conv, window)
     assert v.level == FAIL and v.slope_ratio > 1 and v.curve_bias < -math.log1p(0.4)
     assert "LR too low for LARS trust coefficient" in v.likely_cause
+
+
+@pytest.mark.parametrize("b_s, suggested", [(2, None), (16, 4), (64, 16)])
+def test_inconclusive_hint_suggests_a_smaller_smoke_batch_only_when_one_exists(b_s, suggested):
+    steps = MIN_CONCLUSIVE_UPDATES - 1
+    window = (5, steps)
+    arms = []
+    for name in ("original", "naive", "converted"):
+        arm = _fit_arm(_arm(name, lambda t: 1 + math.log(t), steps=steps), window)
+        arm.step_time = 0.1
+        arms.append(arm)
+    arms[0].batch = b_s
+    hint = decide(*arms, window).likely_cause
+    if suggested is None:
+        assert "--smoke-batch" not in hint
+    else:
+        assert f"--smoke-batch {suggested} (now {b_s})" in hint
