@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -41,6 +42,24 @@ def test_help_does_not_import_torch():
 def test_plan_does_not_import_torch():
     loaded = _modules_after(["plan", "--config", str(EXAMPLE_CONFIG), "--target-batch", "8192"])
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_plan_with_noise_scale_from_does_not_import_torch(tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"schema_version": "1.0", "kind": "convert", "smoke": {
+        "run": True, "noise_scale": {"b_simple": 300.0, "stderr": 30.0, "b_small": 2,
+                                     "b_big": 128, "at": "init", "data": "synthetic",
+                                     "synthetic": True}}}), encoding="utf-8")
+    for fmt in ("table", "json"):
+        args = ["plan", "--config", str(EXAMPLE_CONFIG), "--target-batch", "8192",
+                "--noise-scale-from", str(report), "--format", fmt]
+        code = ("import sys\nfrom lbconvert.cli import main\ntry:\n"
+                f"    main({args!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+                f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "B_simple" in proc.stdout and "HEAVY []" in proc.stdout, proc.stdout[-500:]
 
 
 def test_lazy_exports_resolve():
