@@ -45,9 +45,11 @@ def noise_scale_line(ns: dict[str, Any], target_batch: int | None) -> str:
     """
     data = ns.get("data") or "?"
     where = "synthetic data" if ns.get("synthetic") else f"data {data}"
-    at = ns.get("at")
-    origin = (f"measured on {where} at the original weights"
-              + (f", {at}" if at and at != "init" else ", before training" if at else ""))
+    at, update = ns.get("at"), ns.get("update")
+    when = (", before training" if at == "init" else f", {at}" if at else "")
+    if at and at != "init" and isinstance(update, int):
+        when += f" (update {update})"
+    origin = f"measured on {where} at the original weights{when}"
     value, err = ns.get("b_simple"), ns.get("stderr")
     if not isinstance(value, (int, float)) or not value > 0:
         b_big = ns.get("b_big")

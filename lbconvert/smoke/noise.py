@@ -77,6 +77,28 @@ def size_probe(setup: ArmSetup, step_time: float, time_budget: float) -> ProbeSi
     return size
 
 
+def resize(size: ProbeSize, setup: ArmSetup, spent: float, passes_done: int,
+           time_budget: float, points_left: int = 1) -> ProbeSize:
+    """``size`` for the points still to measure, at the cost per pass the first point took
+    (the step time the budget measured can be well below it): halve k, then lower the
+    rounds, until the total fits :data:`BUDGET_SHARE` of ``time_budget``."""
+    if passes_done <= 0 or spent <= 0:
+        return size
+    per_pass = spent / passes_done
+    allowed = max(0.0, BUDGET_SHARE * time_budget - spent) / per_pass / max(1, points_left)
+    new = ProbeSize(size.k, size.rounds, size.note)
+    while new.rounds * new.k > allowed and new.k > MIN_K:
+        new.k = max(MIN_K, new.k // 2)
+    if new.rounds * new.k > allowed:
+        new.rounds = MIN_ROUNDS
+    if (new.k, new.rounds) != (size.k, size.rounds):
+        new.note = (f"noise scale after training measured with B_big = "
+                    f"{new.k * setup.proxy.small_batch} in {new.rounds} rounds: the first "
+                    f"measurement took {spent:.2g}s ({per_pass:.2g}s per pass), more than the "
+                    "step time predicted")
+    return new
+
+
 def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[str, Any]],
                   size: ProbeSize, seed: int) -> dict[str, Any]:
     """B_simple of ``model``'s current weights (a copy is probed), from the smoke's stream."""

@@ -236,6 +236,13 @@ def _run(
             arm.step_time = step_times[name]
             arms[name], runners[name] = arm, runner
             timings[f"arm_{name}"] = arm.seconds
+    if noise_points and noise_size is not None:  # at the cost per pass the first one took
+        from lbconvert.smoke.noise import resize
+
+        noise_size = resize(noise_size, setup, noise_points[0]["seconds"],
+                            noise_points[0]["passes"], time_budget)
+        if noise_size.note and noise_size.note not in notes:
+            notes.append(noise_size.note)
     _noise_point(setup, opts, noise_size, runners["original"].model, "end of the original arm",
                  arms["original"].steps, noise_points, timings, notes)
     if setup.micro["naive"] < setup.share("naive"):

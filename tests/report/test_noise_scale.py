@@ -30,7 +30,8 @@ def measurement(source="synthetic", b_simple=310.0, stderr=40.0):
 def test_line_puts_the_noise_scale_next_to_the_target_and_is_honest_about_synthetic_data():
     line = noise_scale_line(measurement(), 8192)
     assert line.startswith("noise scale B_simple ≈ 310 ± 40 (measured on synthetic data at the "
-                           "original weights, end of the original arm): target 8192 is 26× it")
+                           "original weights, end of the original arm (update 96)): target "
+                           "8192 is 26× it")
     assert "beyond the noise scale, larger batches buy few extra steps" in line
     assert "McCandlish et al. 2018" in line and "3.8% above the fewest" in line  # 310/8192
     assert "says little about your data" in line and "--data" in line

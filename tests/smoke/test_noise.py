@@ -16,7 +16,14 @@ from lbconvert.monitor.noise_probe import probe_noise_scale
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.smoke.arms import ArmSetup
 from lbconvert.smoke.data import make_pool
-from lbconvert.smoke.noise import MIN_K, MIN_ROUNDS, ProbeSize, measure_point, size_probe
+from lbconvert.smoke.noise import (
+    MIN_K,
+    MIN_ROUNDS,
+    ProbeSize,
+    measure_point,
+    resize,
+    size_probe,
+)
 from lbconvert.smoke.proxy import Proxy, choose_proxy
 from tests.smoke.test_run import TinyNet, _plan, _run
 
@@ -89,6 +96,15 @@ def test_size_probe_keeps_within_its_share_of_the_budget():
     assert tight.passes == 2 * MIN_ROUNDS * MIN_K
     small_pool = size_probe(_setup(TinyNet(), pool_size=20), step_time=1e-4, time_budget=60)
     assert small_pool.k == 5  # fresh samples within a round: 20 // 4
+
+
+def test_resize_fits_the_second_point_at_the_cost_the_first_one_took():
+    setup = _setup(TinyNet())
+    size = ProbeSize(k=8, rounds=4)
+    assert resize(size, setup, spent=0.32, passes_done=32, time_budget=60) == size  # 0.01 s/pass
+    slow = resize(size, setup, spent=5.0, passes_done=32, time_budget=60)  # 1 s left, 0.16 s/pass
+    assert (slow.k, slow.rounds) == (MIN_K, MIN_ROUNDS) and "took 5s" in slow.note
+    assert resize(size, setup, spent=0.0, passes_done=0, time_budget=60) == size
 
 
 @pytest.fixture(scope="module")
