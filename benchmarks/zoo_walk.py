@@ -49,10 +49,19 @@ TIMM_FAMILIES = [
 
 
 def torchvision_classification() -> list[str]:
-    """Every classification model torchvision lists (``torchvision.models`` itself)."""
+    """Every classification model torchvision lists (``torchvision.models`` itself), smallest
+    first by the parameter count in its weights' metadata (read locally, nothing downloaded)."""
     import torchvision
 
-    return [f"torchvision:{n}" for n in torchvision.models.list_models(module=torchvision.models)]
+    names = torchvision.models.list_models(module=torchvision.models)
+
+    def size(name: str) -> float:
+        try:
+            return torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"]
+        except (AttributeError, KeyError, ValueError):
+            return float("inf")
+
+    return [f"torchvision:{n}" for n in sorted(names, key=size)]
 
 
 def build(spec: str):
@@ -110,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     "meaning torchvision)")
     ap.add_argument("--no-torchvision", action="store_true")
     ap.add_argument("--no-timm", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], help="specs to leave out (already measured)")
     ap.add_argument("--max-params", type=float, default=None,
                     help="skip models with more parameters (millions); listed as skipped")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
@@ -120,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         specs = [s if ":" in s else f"torchvision:{s}" for s in args.only]
     else:
-        specs = ([] if args.no_torchvision else torchvision_classification()) + \
-            ([] if args.no_timm else [s for s, _ in TIMM_FAMILIES])
+        specs = ([] if args.no_timm else [s for s, _ in TIMM_FAMILIES]) + \
+            ([] if args.no_torchvision else torchvision_classification())
+        specs = [s for s in specs if s not in set(args.skip)]
     rows = []
     header = f"{'model':42} {'params M':>9} {'BN':>4} {'sites':>5} {'rc':>7} {'seconds':>8}  result"
     print(header, flush=True)
