@@ -336,8 +336,12 @@ def _read_config(config: Any, *, overrides: dict[str, Any] | None,
             hint="pass a file path, a dict (or any Mapping), an argparse.Namespace, a "
                  "TrainConfig, or None",
         )
-    return config_from_document(mapping_document(dict(data), label), overrides=overrides,
-                                batch_is=batch_is)
+    from lbconvert.config.validate import check_values
+
+    doc = mapping_document(dict(data), label)
+    cfg = config_from_document(doc, overrides=overrides, batch_is=batch_is)
+    check_values(cfg, doc, overrides)  # the same checks as a file's values, named by key
+    return cfg
 
 
 def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -145,3 +145,19 @@ def test_a_model_built_from_a_spec_is_the_same_every_time_and_rng_is_untouched()
                                verify=False)
     a, b = first.original.state_dict(), second.original.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("values, key", [({"batch_size": 128, "lr": "abc", "epochs": 200}, "lr"),
+                                         ({"batch_size": 128, "lr": 0.1, "epochs": 0}, "epochs"),
+                                         ({"batch_size": 128, "lr": float("nan"), "epochs": 9},
+                                          "lr")])
+def test_in_memory_config_values_are_validated_like_a_file(values, key):
+    import argparse
+
+    import lbconvert
+
+    for config in (values, argparse.Namespace(**values)):
+        with pytest.raises(lbconvert.LbconvertError) as info:
+            lbconvert.convert(_tiny_bn_net(), config, target_batch=8192, verify=False,
+                              input_shape=(3, 8, 8))
+        assert key in str(info.value) and "\n" not in str(info.value)
