@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from lbconvert.config.read import TrainConfig
 from lbconvert.plan.plan import make_plan
 from lbconvert.rewrite.surgery import rewrite
-from lbconvert.smoke.diffusion import fit_log_slope
+from lbconvert.smoke.fit import fit_log_slope
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.run import run_smoke
 

@@ -23,7 +23,8 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable
 
-from lbconvert.smoke.diffusion import Arm, Mark, log_spaced_steps
+from lbconvert.smoke.diffusion import Arm, Mark
+from lbconvert.smoke.fit import log_spaced_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

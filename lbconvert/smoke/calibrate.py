@@ -1,6 +1,6 @@
 """``--calibrate``: the LR multiplier that makes the converted run diffuse like the original.
 
-One-sided, as the smoke verdict is (``lbconvert.smoke.diffusion.decide``): when the plan's LR
+One-sided, as the smoke verdict is (``lbconvert.smoke.verdict.decide``): when the plan's LR
 already diffuses at least as far as the original (within the tolerance), the answer is 1×.
 In the fidelity benchmark (docs/fidelity.md) lowering such an LR to match the original's
 curve closed *less* of the generalization gap (43% against 87% on the 2-D pair), so the
@@ -17,7 +17,8 @@ import math
 import time
 
 from lbconvert.smoke.arms import ArmSetup, run_arm
-from lbconvert.smoke.diffusion import Arm, Calibration, choose_window, curve_gap
+from lbconvert.smoke.diffusion import Arm, Calibration
+from lbconvert.smoke.verdict import choose_window, curve_gap
 
 
 def calibrate_lr(

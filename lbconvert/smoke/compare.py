@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.smoke.arms import ARMS
-from lbconvert.smoke.diffusion import distance_ratios, report_points
+from lbconvert.smoke.verdict import distance_ratios, report_points
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.smoke.diffusion import Arm

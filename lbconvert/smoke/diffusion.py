@@ -1,11 +1,12 @@
-"""Weight diffusion ‖w_t − w_0‖ against log t: marks, slope fit, ratios and the verdict.
+"""Weight diffusion ‖w_t − w_0‖ against log t: the smoke result's dataclasses (marks, arms,
+verdict, calibration, result). The fit is in :mod:`lbconvert.smoke.fit`, the decision in
+:mod:`lbconvert.smoke.verdict`.
 
 Hoffer, Hubara & Soudry 2017 ("Train longer, generalize better", section 3) model SGD as a
 random walk on a random potential whose distance from initialization grows like an
 ultra-slow diffusion, ‖w_t − w_0‖ ~ log t. Large batches at the same learning rate diffuse
 more slowly (the generalization gap); the √M learning rate, Ghost Batch Normalization and
-enough updates restore the curve. This module holds the result dataclasses and the
-statistics; it imports no torch at module level (the torch-only helpers import it inside).
+enough updates restore the curve. No torch at module level.
 
 The statistic, precisely:
 
@@ -23,12 +24,11 @@ The statistic, precisely:
 
 from __future__ import annotations
 
-import math
-import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from lbconvert._json import dataclass_dict, json_safe
+from lbconvert.smoke.fit import Fit, interpolate_log_t
 
 #: Verdict levels, best first; INCONCLUSIVE: too little evidence to judge (exit 0).
 PASS, WARN, FAIL, INCONCLUSIVE = "PASS", "WARN", "FAIL", "INCONCLUSIVE"
@@ -44,29 +44,6 @@ class Mark:
     loss: float
     samples: int
     lr: float
-
-
-@dataclass
-class Fit:
-    """``distance ≈ intercept + slope · ln t`` over ``window`` (inclusive), with a 95% CI."""
-
-    slope: float
-    intercept: float
-    ci_low: float
-    ci_high: float
-    window: tuple[int, int]
-    n_marks: int
-    r2: float
-
-    def predict(self, t: float) -> float:
-        """The fitted distance at update ``t``."""
-        return self.intercept + self.slope * math.log(t)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict; ``window`` as a two-item list."""
-        d = asdict(self)
-        d["window"] = list(self.window)
-        return {k: json_safe(v) for k, v in d.items()}
 
 
 @dataclass
@@ -237,294 +214,4 @@ class DiffusionResult:
             "noise_scale": json_safe(self.noise_scale),
         }
 
-
-def log_spaced_steps(total: int, count: int = 48) -> list[int]:
-    """About ``count`` distinct updates in [1, total], evenly spaced in log t, ending at total."""
-    if total < 1:
-        return []
-    if total <= count:
-        return list(range(1, total + 1))
-    marks = {1, total}
-    for i in range(count):
-        marks.add(int(round(math.exp(math.log(total) * i / (count - 1)))))
-    return sorted(m for m in marks if 1 <= m <= total)
-
-
-def fit_log_slope(
-    t: list[float],
-    d: list[float],
-    window: tuple[int, int] | None = None,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> Fit:
-    """OLS fit of ``d = a + b·ln t`` over the marks in ``window``, with a bootstrap CI of b.
-
-    Hoffer et al. 2017, eq. "‖w_t − w_0‖ ~ log t". The interval is the percentile bootstrap
-    over marks (pairs resampled with replacement, ``n_boot`` times, seeded); resamples with
-    a single distinct t are skipped. Raises ValueError with fewer than 3 usable marks.
-    """
-    lo, hi = window if window is not None else (min(t), max(t))
-    pts = [
-        (math.log(ti), di)
-        for ti, di in zip(t, d)
-        if lo <= ti <= hi and ti > 0 and math.isfinite(di)
-    ]
-    if len(pts) < 3:
-        raise ValueError(f"need at least 3 finite marks in window [{lo}, {hi}], got {len(pts)}")
-    xs = [p[0] for p in pts]
-    ys = [p[1] for p in pts]
-    slope, intercept = _ols(xs, ys)
-    mean_y = sum(ys) / len(ys)
-    ss_tot = sum((y - mean_y) ** 2 for y in ys)
-    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in pts)
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    rng = random.Random(seed)
-    boots = []
-    n = len(pts)
-    for _ in range(n_boot):
-        sample = [pts[rng.randrange(n)] for _ in range(n)]
-        if len({p[0] for p in sample}) < 2:
-            continue
-        boots.append(_ols([p[0] for p in sample], [p[1] for p in sample])[0])
-    boots.sort()
-    alpha = (1.0 - level) / 2
-    ci_low = _quantile(boots, alpha) if boots else slope
-    ci_high = _quantile(boots, 1 - alpha) if boots else slope
-    return Fit(
-        slope=slope,
-        intercept=intercept,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        window=(int(lo), int(hi)),
-        n_marks=n,
-        r2=r2,
-    )
-
-
-def interpolate_log_t(ts: list[int], ds: list[float], t: float) -> float:
-    """Linear interpolation of ``ds`` in ln t; NaN outside ``[ts[0], ts[-1]]``."""
-    if not ts or t < ts[0] or t > ts[-1]:
-        return float("nan")
-    for i in range(1, len(ts)):
-        if ts[i] >= t:
-            t0, t1 = ts[i - 1], ts[i]
-            if t1 == t0 or t == t1:
-                return ds[i]
-            w = (math.log(t) - math.log(t0)) / (math.log(t1) - math.log(t0))
-            return ds[i - 1] + w * (ds[i] - ds[i - 1])
-    return ds[-1]
-
-
-def choose_window(steps: int, warmup_steps: int) -> tuple[tuple[int, int], str | None]:
-    """The fit window: from after the converted arm's warmup (and ≥ 10% of the run) to the end.
-
-    The distance curve bends (issue 6 measurements: a slope over [10, 2000] differs from
-    [100, 2000] by 20–40%), so every arm is fitted over the *same* stated window. Returns
-    ``(window, problem)`` where ``problem`` says why the window is not post-warmup.
-    """
-    start = max(2, warmup_steps + 1, int(math.ceil(0.1 * steps)))
-    problem = None
-    if start > steps // 2:
-        problem = (
-            f"warmup ({warmup_steps} updates) covers more than half of the {steps}-update smoke run"
-        )
-        start = max(1, steps // 2)
-    return (start, steps), problem
-
-
-def distance_ratios(num: Arm, den: Arm, at: list[int]) -> dict[str, float]:
-    """``d_num(t) / d_den(t)`` at each update in ``at`` (keys are str(t))."""
-    out = {}
-    for t in at:
-        a, b = num.distance_at(t), den.distance_at(t)
-        out[str(t)] = a / b if b and math.isfinite(a) and math.isfinite(b) else float("nan")
-    return out
-
-
-def curve_gap(num: Arm, den: Arm, window: tuple[int, int]) -> tuple[float, float]:
-    """``(mean |ln(d_num/d_den)|, mean ln(d_num/d_den))`` over ``den``'s marks in window."""
-    logs = []
-    for m in den.marks:
-        if window[0] <= m.t <= window[1] and m.distance > 0:
-            a = num.distance_at(m.t)
-            if a > 0 and math.isfinite(a):
-                logs.append(math.log(a / m.distance))
-    if not logs:
-        return float("nan"), float("nan")
-    return sum(abs(x) for x in logs) / len(logs), sum(logs) / len(logs)
-
-
-def report_points(steps: int) -> list[int]:
-    """Several t to quote distance ratios at: t ≈ steps^{1/4}, steps^{1/2}, steps^{3/4}, steps."""
-    pts = sorted({max(1, int(round(steps**p))) for p in (0.25, 0.5, 0.75)} | {steps})
-    return pts
-
-
-#: Fewer updates per arm than this and the smoke verdict is INCONCLUSIVE (see ``decide``).
-MIN_CONCLUSIVE_UPDATES = 50
-#: Share of the smoke budget spent training (``lbconvert.smoke.run``), for the hint.
-_TRAIN_SHARE = 0.85
-
-
-def decide(
-    original: Arm,
-    naive: Arm,
-    converted: Arm,
-    window: tuple[int, int],
-    *,
-    tolerance: float = 0.2,
-    window_problem: str | None = None,
-    min_updates: int = MIN_CONCLUSIVE_UPDATES,
-) -> Verdict:
-    """The smoke verdict over the whole window, by updates, derived from the fidelity
-    benchmark (``benchmarks/fidelity.py``, docs/fidelity.md).
-
-    The statistic is the mean log distance ratio over the window's marks,
-    ``bias = mean_t ln(d_conv(t) / d_orig(t))``, and the same for the naive arm
-    (``naive_bias``). Trained to the end, recipes whose weights diffused *less far* than the
-    original's per update (the naive large batch, LARS with the paper's η at the √M rate)
-    closed little or none of the generalization gap, while recipes that diffused as far or
-    farther closed it: faster diffusion was never a sign of a bad run in the benchmark, so the
-    criterion is one-sided (the old two-sided slope/curve match called the best recipes FAIL).
-
-    - FAIL: the converted arm diverged; or it diffuses no farther than the naive large batch
-      (``bias ≤ naive_bias + ln(1 + tolerance/2)``, the naive recipe itself lands here); or
-      it is more than ``ln(1 + 2·tolerance)`` below the original on average.
-    - PASS: ``bias ≥ −ln(1 + tolerance)`` (on average within the tolerance of the original,
-      or above it) and not FAIL.
-    - WARN: in between.
-    - INCONCLUSIVE: too little evidence for the criterion: fewer than ``min_updates`` updates
-      per arm, a window inside the warmup, or an original arm that did not diffuse. The
-      reason says what would make it conclusive. Never PASS on a run that did not happen.
-
-    ``slope_ratio`` and ``ci_overlap`` are still computed and reported, but do not decide.
-    """
-    gap, bias = curve_gap(converted, original, window)
-    naive_gap, naive_bias = curve_gap(naive, original, window)
-    of, cf = original.fit, converted.fit
-    common = dict(curve_gap=gap, curve_bias=bias, naive_gap=naive_gap, tolerance=tolerance)
-    if converted.diverged:
-        return Verdict(
-            FAIL,
-            "the converted arm diverged (loss not finite)",
-            "LR too high for the converted arm; lower the LR or lengthen warmup",
-            None,
-            False,
-            **common,
-        )
-    steps = min(original.steps, naive.steps, converted.steps)
-    if steps < min_updates:
-        per_update = sum(a.step_time for a in (original, naive, converted))
-        # the budget's own sizing (5% margin, TRAIN_SHARE of it for training) plus 20% for
-        # set-up and measuring, rounded up to 10 s
-        secs = min_updates * per_update * 1.05 / _TRAIN_SHARE * 1.2
-        flag = (f"--smoke-time {10 * math.ceil(secs / 10):.0f} (at the measured step times)"
-                if per_update > 0 else "a larger --smoke-time")
-        return Verdict(
-            INCONCLUSIVE,
-            f"only {steps} updates per arm: the criterion needs at least {min_updates}",
-            f"give the smoke test {min_updates}+ updates per arm: {flag}"
-            + (f", --smoke-batch {max(2, original.batch // 4)} (now {original.batch})"
-               if original.batch > 2 else "")  # 2 is the least BatchNorm can normalise
-            + ", or a GPU (--device cuda)",
-            None,
-            False,
-            **common,
-        )
-    if window_problem:
-        return Verdict(
-            INCONCLUSIVE,
-            f"the fit window is not post-warmup: {window_problem}",
-            "warmup too long for the smoke window; raise --smoke-time or shorten warmup",
-            None,
-            False,
-            **common,
-        )
-    if of is None or cf is None or not of.slope > 0 or original.diverged \
-            or not math.isfinite(bias):
-        return Verdict(
-            INCONCLUSIVE,
-            "the original arm did not diffuse in the window (slope ≤ 0 or no fit), "
-            "so there is nothing to compare with",
-            "smoke budget too short or LR too low in the original run; raise --smoke-time",
-            None,
-            False,
-            **common,
-        )
-    ratio = cf.slope / of.slope
-    overlap = cf.ci_low <= of.ci_high and of.ci_low <= cf.ci_high
-    pass_floor = -math.log1p(tolerance)
-    fail_floor = -math.log1p(2 * tolerance)
-    naive_margin = math.log1p(tolerance / 2)
-    naive_known = math.isfinite(naive_bias)
-    numbers = (
-        f"mean ln(d_conv/d_orig) {bias:+.3f} (naive {naive_bias:+.3f}; PASS ≥ {pass_floor:.3f}"
-        f", FAIL < {fail_floor:.3f} or ≤ naive + {naive_margin:.3f}), slope ratio {ratio:.2f}"
-    )
-    cause = _likely_cause(ratio, bias, converted, tolerance)
-    if bias < fail_floor or (naive_known and bias <= naive_bias + naive_margin):
-        why = ("diffuses no farther than the naive large batch"
-               if naive_known and bias <= naive_bias + naive_margin
-               else "diffuses much less far than the original")
-        return Verdict(FAIL, f"converted run {why}: {numbers}", cause, ratio, overlap, **common)
-    if bias >= pass_floor:
-        return Verdict(
-            PASS,
-            f"converted run diffuses at least as far as the original: {numbers}",
-            None,
-            ratio,
-            overlap,
-            **common,
-        )
-    return Verdict(
-        WARN,
-        f"converted run diffuses somewhat less far than the original: {numbers}",
-        cause,
-        ratio,
-        overlap,
-        **common,
-    )
-
-
-def _likely_cause(ratio: float, bias: float, converted: Arm, tolerance: float) -> str:
-    # A curve far below / above the original is an LR level problem whatever the slope says
-    # (a saturating original curve can have a small slope in the window).
-    far = math.log1p(2 * tolerance)
-    lars = "lars" in converted.optimizer.lower()
-    if bias < -far or (bias < 0 and ratio < 1):
-        if lars:
-            return (
-                "LR too low for LARS trust coefficient: γ·η per-layer steps diffuse slower than "
-                "the original; run --calibrate for the multiplier"
-            )
-        return "LR too low: the converted run diffuses slower than the original; run --calibrate"
-    if bias > far or (bias > 0 and ratio > 1):
-        return "LR too high: the converted run diffuses faster than the original; run --calibrate"
-    if bias > 0:
-        return (
-            "diffuses faster early and then flattens (high LR, weight decay); the slope is "
-            "lower although the distance is larger — run --calibrate"
-        )
-    return (
-        "diffuses slower early and then catches up (warmup or LARS ramp); check the window "
-        "and run --calibrate"
-    )
-
-
-def _ols(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    slope = sxy / sxx if sxx > 0 else 0.0
-    return slope, my - slope * mx
-
-
-def _quantile(sorted_vals: list[float], q: float) -> float:
-    pos = q * (len(sorted_vals) - 1)
-    i = int(math.floor(pos))
-    j = min(i + 1, len(sorted_vals) - 1)
-    return sorted_vals[i] + (pos - i) * (sorted_vals[j] - sorted_vals[i])
 

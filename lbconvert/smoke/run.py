@@ -30,15 +30,11 @@ from lbconvert.smoke.budget import (
     preflight,
 )
 from lbconvert.smoke.compare import by_samples, by_updates, ratios
-from lbconvert.smoke.diffusion import (
-    Arm,
-    DiffusionResult,
-    choose_window,
-    decide,
-    fit_log_slope,
-)
+from lbconvert.smoke.diffusion import Arm, DiffusionResult
+from lbconvert.smoke.fit import fit_log_slope
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy, resolve_device
+from lbconvert.smoke.verdict import choose_window, decide
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn

@@ -7,15 +7,9 @@ import math
 from rich.console import Console
 
 from lbconvert.cli.render_smoke import render_smoke
-from lbconvert.smoke.diffusion import (
-    Arm,
-    Calibration,
-    DiffusionResult,
-    Mark,
-    decide,
-    fit_log_slope,
-    log_spaced_steps,
-)
+from lbconvert.smoke.diffusion import Arm, Calibration, DiffusionResult, Mark
+from lbconvert.smoke.fit import fit_log_slope, log_spaced_steps
+from lbconvert.smoke.verdict import decide
 
 
 def _arm(name, scale, optimizer="sgd"):

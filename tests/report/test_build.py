@@ -30,15 +30,9 @@ from lbconvert.report.build import (
 )
 from lbconvert.report.schema import REPORT_SCHEMA
 from lbconvert.rewrite.verify import Check, Verification
-from lbconvert.smoke.diffusion import (
-    Arm,
-    DiffusionResult,
-    Mark,
-    choose_window,
-    decide,
-    fit_log_slope,
-    log_spaced_steps,
-)
+from lbconvert.smoke.diffusion import Arm, DiffusionResult, Mark
+from lbconvert.smoke.fit import fit_log_slope, log_spaced_steps
+from lbconvert.smoke.verdict import choose_window, decide
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_MODEL, ROOT
 
 sys.path.insert(0, str(EXAMPLE_MODEL.parent))

@@ -13,20 +13,20 @@ from hypothesis import strategies as st
 from lbconvert.smoke.diffusion import (
     FAIL,
     INCONCLUSIVE,
-    MIN_CONCLUSIVE_UPDATES,
     PASS,
     WARN,
     Arm,
     Calibration,
     DiffusionResult,
     Mark,
+)
+from lbconvert.smoke.fit import fit_log_slope, interpolate_log_t, log_spaced_steps
+from lbconvert.smoke.verdict import (
+    MIN_CONCLUSIVE_UPDATES,
     choose_window,
     curve_gap,
     decide,
     distance_ratios,
-    fit_log_slope,
-    interpolate_log_t,
-    log_spaced_steps,
     report_points,
 )
 
