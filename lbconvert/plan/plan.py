@@ -32,6 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from lbconvert._json import dataclass_dict
 from lbconvert.errors import LbconvertError
+from lbconvert.plan.change import Change
+from lbconvert.plan.devices import (
+    plan_devices,
+)
 from lbconvert.plan.lengths import Length, schedule_lengths
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,20 +45,8 @@ RULES = ("sqrt", "linear", "none")
 REGIMES = ("adapt", "budget")
 OPTIMIZERS = ("lars", "keep")
 GOYAL_WARMUP_EPOCHS = 5.0
-HOFFER_GHOST_BATCH = 128
-MASTERS_LUSCHI_BN_BATCH = 32  # above this, the small-BN-batch benefit fades
 LARS_TRUST_COEFFICIENT = 0.001
 LARS_POLY_POWER = 2.0
-
-
-@dataclass
-class Change:
-    """One value the plan changed: ``field`` old → new, and why (rule and paper)."""
-
-    field: str
-    old: Any
-    new: Any
-    reason: str
 
 
 @dataclass
@@ -149,37 +141,6 @@ def lr_multiplier(rule: str, ratio: float) -> float:
                          hint="use --rule sqrt (Hoffer 2017), linear (Goyal 2017) or none")
 
 
-def split_batch(target: int, devices: int, max_per_device: int | None,
-                ghost: int) -> tuple[int, int] | None:
-    """``(micro_batch, grad_accum)`` with devices × micro × accum == target, or None.
-
-    The micro-batch is the largest that fits ``max_per_device``; with accumulation it
-    must be a multiple of ``ghost`` so ghost batches never straddle micro-batches.
-    """
-    if target % devices:
-        return None
-    per_update = target // devices
-    if max_per_device is None or per_update <= max_per_device:
-        return per_update, 1
-    if per_update % ghost:
-        return None
-    for micro in range(max_per_device - max_per_device % ghost, 0, -ghost):
-        if per_update % micro == 0:
-            return micro, per_update // micro
-    return None
-
-
-def _nearest_feasible(target: int, source: int, devices: int, max_per_device: int | None,
-                      ghost: int) -> tuple[int | None, int | None]:
-    def ok(t: int) -> bool:
-        return split_batch(t, devices, max_per_device, ghost) is not None
-
-    below = next((t for t in range(target - 1, max(source, 1) - 1, -1) if ok(t)), None)
-    step_limit = target + devices * max(ghost, 1) * 4 + 1
-    above = next((t for t in range(target + 1, step_limit) if ok(t)), None)
-    return below, above
-
-
 def _fmt(x: float | None) -> str:
     return "?" if x is None else f"{x:g}"
 
@@ -257,7 +218,7 @@ def make_plan(
                                if plan.step_size_old * i < plan.epochs_old]
         plan.milestones_new = [m * factor for m in plan.milestones_old]
     _plan_lr_and_length(plan, cfg)
-    _plan_devices(plan, cfg, devices, max_per_device, ghost_batch)
+    plan_devices(plan, cfg, devices, max_per_device, ghost_batch)
     _plan_warmup(plan, cfg, warmup)
     _plan_lengths(plan, cfg)
     _plan_optimizer(plan, cfg)
@@ -332,76 +293,6 @@ def _plan_lr_and_length(plan: Plan, cfg: TrainConfig) -> None:
         plan.warnings.append(f"regime {plan.regime} trains {f:g}× the epochs: {f:g}× the compute "
                              "of the original run (Hoffer et al. 2017 trade compute for "
                              "generalization); use --regime budget to keep the epochs")
-
-
-def _plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
-                  max_per_device: int | None, ghost_batch: int | None) -> None:
-    d = int(devices) if devices is not None else max(1, int(cfg.devices))
-    if d < 1:
-        raise LbconvertError(f"--devices {devices} must be ≥ 1", hint="pass --devices N ≥ 1")
-    if max_per_device is not None and max_per_device < 1:
-        raise LbconvertError(f"--max-per-device {max_per_device} must be ≥ 1",
-                             hint="pass the largest batch one device holds")
-    per_update = plan.target_batch // d if plan.target_batch % d == 0 else None
-    # Hoffer et al. 2017's ghost batch of 128 was their small batch: the ghost keeps the
-    # original run's BN statistics. So the default is the source batch, at most 128 (fidelity
-    # benchmark, docs/fidelity.md: ghost 16 = B_S closed more of the gap than 128 = B_L).
-    ghost_default = min(HOFFER_GHOST_BATCH, max(2, plan.source_batch),
-                        per_update or HOFFER_GHOST_BATCH, max_per_device or HOFFER_GHOST_BATCH)
-    ghost = ghost_batch if ghost_batch is not None else ghost_default
-    if ghost < 1:
-        raise LbconvertError(f"--ghost-batch {ghost_batch} must be ≥ 1", hint="pass e.g. 32")
-    split = split_batch(plan.target_batch, d, max_per_device, ghost)
-    if split is None:
-        below, above = _nearest_feasible(plan.target_batch, plan.source_batch, d,
-                                         max_per_device, ghost)
-        options = " or ".join(str(t) for t in (below, above) if t is not None) or "none nearby"
-        limit = f", micro-batch ≤ {max_per_device} in multiples of the ghost batch {ghost}" \
-            if max_per_device is not None else ""
-        raise LbconvertError(
-            f"--target-batch {plan.target_batch} cannot be split exactly over --devices {d}"
-            f"{limit} (devices × micro-batch × grad-accum must equal the target)",
-            hint=f"nearest feasible --target-batch: {options}")
-    micro, accum = split
-    if ghost > micro:
-        raise LbconvertError(f"--ghost-batch {ghost} is larger than the per-device batch {micro}",
-                             hint=f"pass --ghost-batch ≤ {micro} (ghost batches split the "
-                                  "per-device batch, Hoffer et al. 2017)")
-    plan.devices, plan.per_device_batch, plan.grad_accum = d, micro, accum
-    plan.ghost_batch_size = ghost
-    if d != cfg.devices:
-        plan.changes.append(Change("devices", cfg.devices, d, "--devices"))
-    if micro != cfg.per_device_batch:
-        why = (f"{plan.target_batch} = {d} device(s) × {micro} × {accum} accumulation steps"
-               + (f" (--max-per-device {max_per_device})" if max_per_device else ""))
-        plan.changes.append(Change("per_device_batch", cfg.per_device_batch, micro, why))
-    if accum != cfg.grad_accum:
-        plan.changes.append(Change("grad_accum", cfg.grad_accum, accum,
-                                   "micro-batches that fit --max-per-device; exact for GBN as "
-                                   f"micro-batches are multiples of the ghost batch {ghost}"))
-    if ghost_batch is not None:
-        src = "--ghost-batch"
-    elif ghost == min(plan.source_batch, HOFFER_GHOST_BATCH):
-        src = (f"the original batch {plan.source_batch}: BN sees the original run's statistics, "
-               "as Hoffer et al. 2017's ghost of 128 was their small batch; fidelity benchmark, "
-               "docs/fidelity.md" if plan.source_batch <= HOFFER_GHOST_BATCH
-               else "Hoffer et al. 2017 use 128, their small batch")
-    else:
-        src = f"capped at the per-device batch {micro}"
-    plan.changes.append(Change("ghost_batch_size", None, ghost,
-                               f"BN statistics over ghost batches of {ghost} ({src}) instead of "
-                               "the whole per-device batch"))
-    if devices is None and max_per_device is None and accum == 1 and d == 1 \
-            and micro > plan.source_batch:
-        plan.notes.append(f"one device takes the whole batch of {micro}: pass --devices N and/or "
-                          "--max-per-device B to split it with gradient accumulation")
-    if micro % ghost:
-        plan.notes.append(f"per-device batch {micro} is not a multiple of the ghost batch {ghost}: "
-                          f"the last {micro % ghost} samples form a smaller ghost batch")
-    if ghost > MASTERS_LUSCHI_BN_BATCH:
-        plan.warnings.append(f"ghost batch {ghost} > {MASTERS_LUSCHI_BN_BATCH}: Masters & Luschi "
-                             "2018 found BN batches of about 8 generalize best; consider "
-                             "--ghost-batch 32 or smaller")
 
 
 def _parse_warmup(warmup: str | float | None) -> float | None:

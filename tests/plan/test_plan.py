@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from lbconvert.config.read import TrainConfig, load_config
 from lbconvert.errors import LbconvertError
-from lbconvert.plan.plan import make_plan, split_batch
+from lbconvert.plan.devices import split_batch
+from lbconvert.plan.plan import make_plan
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "examples" / "cifar_resnet.yaml"
 
