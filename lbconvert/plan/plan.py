@@ -14,10 +14,10 @@ Choices made here, and why:
   tenth of the new run (with a warning); an explicit ``--warmup`` is kept as given and
   only warned about. The ramp starts at the old LR (start factor lr_old/lr_new, Goyal's
   "start from η, reach kη") or from 0 when the LR does not grow.
-- **Ghost batch.** The original batch, at most 128 (Hoffer et al.'s 128 was their small
-  batch: the ghost keeps the original BN statistics; the fidelity benchmark backs it), never
-  larger than the per-device micro-batch;
-  above 32 a warning (Masters & Luschi found BN batches of ≈ 8 generalize best).
+- **Ghost batch.** 4, at most the original batch and the per-device micro-batch (Masters &
+  Luschi 2018: BN over ≈ 2–8 samples generalizes best; in the fidelity benchmark the only
+  size closing ≥ 90% of the gap on both pairs, docs/fidelity.md); an explicit ghost above 32
+  gets a warning.
 - **Devices.** ``target = devices × micro-batch × grad-accum`` exactly. With
   accumulation, micro-batches must be multiples of the ghost size so that GBN statistics
   are the same as without accumulation; otherwise the target is infeasible and the error

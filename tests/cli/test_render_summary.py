@@ -24,7 +24,7 @@ def test_panel_with_smoke_and_files(tmp_path):
     assert f" {level} " in text.splitlines()[0]
     assert "128 → 8192 (M = 64, sqrt rule)" in text
     assert f"{result.plan.lr_old:g} → {result.plan.lr_new:.4g}" in text
-    assert "21 site(s), ghost batch 128" in text
+    assert "21 site(s), ghost batch 4" in text
     ratio = result.smoke.verdict.slope_ratio
     assert f"converted / original = {ratio:.2f}" in text
     assert "batch 1: |Δ| 2e-06 (rel 2e-07), batch 7: |Δ| 1e-06 (rel 1e-07)" in text

@@ -91,15 +91,20 @@ def test_config_warmup_longer_than_goyal_is_kept_and_scaled():
 
 
 def test_ghost_batch_default_cap_and_warnings():
-    # default: the original batch (32 here), at most 128 and the per-device batch
+    # default: 4 (Masters & Luschi 2018; the fidelity benchmark), at most the original batch
+    # and the per-device batch
     plan = make_plan(seed_cfg(), 1024, devices=16)  # 64 per device
-    assert plan.per_device_batch == 64 and plan.ghost_batch_size == 32
+    assert plan.per_device_batch == 64 and plan.ghost_batch_size == 4
     ghost = next(c for c in plan.changes if c.field == "ghost_batch_size")
-    assert "original batch 32" in ghost.reason and "fidelity" in ghost.reason
-    plan = make_plan(seed_cfg(), 1024, devices=64)  # 16 per device
-    assert plan.ghost_batch_size == 16 and "capped at the per-device batch 16" in next(
+    assert "Masters & Luschi" in ghost.reason and "fidelity" in ghost.reason
+    plan = make_plan(seed_cfg(batch_size=2), 64)
+    assert plan.ghost_batch_size == 2 and "original batch 2" in next(
         c for c in plan.changes if c.field == "ghost_batch_size").reason
-    plan = make_plan(seed_cfg(batch_size=512), 8192)
+    plan = make_plan(seed_cfg(), 1024, devices=512)  # 2 per device
+    assert plan.ghost_batch_size == 2 and "capped at the per-device batch 2" in next(
+        c for c in plan.changes if c.field == "ghost_batch_size").reason
+    assert not any("Masters & Luschi" in w for w in plan.warnings)
+    plan = make_plan(seed_cfg(batch_size=512), 8192, ghost_batch=128)
     assert plan.ghost_batch_size == 128
     assert any("Masters & Luschi" in w for w in plan.warnings)
     plan = make_plan(seed_cfg(), 1024, ghost_batch=16)
@@ -120,8 +125,8 @@ def test_unreachable_target_names_nearest_feasible():
         make_plan(seed_cfg(), 1000, devices=3)
     assert "999" in str(err.value) and "1002" in str(err.value)
     with pytest.raises(LbconvertError) as err:
-        make_plan(seed_cfg(), 1000, max_per_device=256)
-    assert "992" in str(err.value) and "1024" in str(err.value)  # ghost 32 = the original batch
+        make_plan(seed_cfg(), 1000, max_per_device=256, ghost_batch=32)
+    assert "992" in str(err.value) and "1024" in str(err.value)  # multiples of the ghost 32
 
 
 def test_target_smaller_than_current_and_missing_batch():
