@@ -14,10 +14,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
     from lbconvert.config.read import TrainConfig
-    from lbconvert.export.checkpoint import ExportResult
+    from lbconvert.export.written import ExportResult
     from lbconvert.model.load import LoadedModel
     from lbconvert.plan.plan import Plan
-    from lbconvert.report.build import ReportFiles
+    from lbconvert.report.files import ReportFiles
     from lbconvert.rewrite.surgery import SurgeryResult
     from lbconvert.rewrite.verify import Verification
     from lbconvert.smoke.diffusion import DiffusionResult

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lbconvert.cli import options as o
+import lbconvert.cli.options as o
 from lbconvert.errors import LbconvertError
 
 HELP = (
@@ -113,7 +113,7 @@ def convert(
 
     if fmt not in ("table", "json"):
         raise LbconvertError(f"--format {fmt!r} is not known", hint="use table or json")
-    from lbconvert.cli import launch
+    import lbconvert.cli.launch as launch
 
     worker = launch.in_worker()
     main_rank = not worker or launch.rank() == 0

@@ -13,53 +13,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.atomic import atomic_path, atomic_write_text, check_writable
 from lbconvert.errors import LbconvertError
+from lbconvert.export.written import ExportResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.export.onnx import OnnxExport
     from lbconvert.result import ConvertResult
 
-__all__ = ["CHECKPOINT_FORMAT", "ExportResult", "check_outputs", "export", "load_checkpoint",
+__all__ = ["CHECKPOINT_FORMAT", "check_outputs", "export", "load_checkpoint",
            "output_paths", "train_snippet"]
 
 CHECKPOINT_FORMAT = "lbconvert-checkpoint/1"
 # Names the report and the checkpoint use; a config file with one of these names is renamed.
 _RESERVED = {"model.pt", "model.safetensors", "model.onnx", "train_snippet.py", "report.json",
              "report.md", "report.html"}
-
-
-@dataclass
-class ExportResult:
-    """Files the export stage wrote, and how the ONNX export went.
-
-    ``files`` maps a role (``checkpoint``, ``safetensors``, ``onnx``, ``config``,
-    ``snippet``) to the path written. ``ok`` is False only when a requested ONNX export
-    failed or its parity exceeded the tolerance (``lbconvert convert`` then exits 1);
-    ``error`` says why with the numbers.
-    """
-
-    out_dir: str
-    files: dict[str, str] = field(default_factory=dict)
-    onnx: OnnxExport | None = None
-    ok: bool = True
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict for report.json."""
-        return {
-            "out_dir": self.out_dir,
-            "files": dict(self.files),
-            "onnx": self.onnx.to_dict() if self.onnx is not None else None,
-            "ok": self.ok,
-            "error": self.error,
-            "notes": list(self.notes),
-        }
 
 
 def export(

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lbconvert.errors import LbconvertError
-from lbconvert.plan.change import Change
+from lbconvert.plan.types import Change
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.config.fields import TrainConfig
-    from lbconvert.plan.plan import Plan
+    from lbconvert.plan.types import Plan
 
 HOFFER_GHOST_BATCH = 128
 SMALL_GHOST_BATCH = 4

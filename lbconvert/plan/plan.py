@@ -27,16 +27,14 @@ Choices made here, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lbconvert._json import dataclass_dict
 from lbconvert.errors import LbconvertError
-from lbconvert.plan.change import Change
 from lbconvert.plan.devices import (
     plan_devices,
 )
-from lbconvert.plan.lengths import Length, schedule_lengths
+from lbconvert.plan.lengths import schedule_lengths
+from lbconvert.plan.types import Change, Plan
 
 if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.config.read import TrainConfig
@@ -47,70 +45,6 @@ OPTIMIZERS = ("lars", "keep")
 GOYAL_WARMUP_EPOCHS = 5.0
 LARS_TRUST_COEFFICIENT = 0.001
 LARS_POLY_POWER = 2.0
-
-
-@dataclass
-class Plan:
-    """What the converted run should train with.
-
-    ``lr_new`` is the rule-scaled learning rate; with the LARS optimizer it is the global
-    LR γ of You et al. 2017 (local LR η‖w‖/(‖∇w‖+β‖w‖) multiplies it). Epoch-valued
-    fields are epochs of the *new* run unless suffixed ``_old``. ``steps_per_epoch_*`` and
-    ``updates_*`` are None when the dataset size is unknown (steps per epoch count a last
-    partial batch, as a DataLoader without ``drop_last`` does).
-    """
-
-    source_batch: int
-    target_batch: int
-    ratio: float  # M = target_batch / source_batch
-    rule: str  # sqrt | linear | none
-    regime: str  # adapt | budget | <factor>
-    epochs_factor: float
-    lr_old: float | None
-    lr_new: float | None
-    lr_multiplier: float
-    epochs_old: float | None
-    epochs_new: float | None
-    dataset_size: int | None = None
-    steps_per_epoch_old: int | None = None
-    steps_per_epoch_new: int | None = None
-    updates_old: int | None = None
-    updates_new: int | None = None
-    samples_old: int | None = None
-    samples_new: int | None = None
-    warmup_epochs: float = 0.0
-    warmup_start_factor: float = 0.0
-    schedule: str = "constant"
-    milestones_old: list[float] = field(default_factory=list)
-    milestones_new: list[float] = field(default_factory=list)
-    gamma: float | None = None
-    poly_power: float | None = None
-    min_lr: float | None = None
-    ghost_batch_size: int = 128
-    devices: int = 1
-    per_device_batch: int | None = None
-    grad_accum: int = 1
-    optimizer_old: str | None = None
-    optimizer_new: str = "lars"  # lars | keep
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    nesterov: bool = False
-    trust_coefficient: float = 0.001
-    trust_match: bool = True  # LARS: η matched at the first step (docs/fidelity.md)
-    changes: list[Change] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    warmup_epochs_old: float = 0.0
-    step_size_old: float | None = None
-    step_size_new: float | None = None
-    exp_gamma_new: float | None = None  # exponential schedules: per-epoch gamma of the new run
-    max_steps_old: int | None = None
-    max_steps_new: int | None = None
-    lengths: list[Length] = field(default_factory=list)  # other schedule lengths in the config
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict for ``--format json`` and report.json."""
-        return dataclass_dict(self)
 
 
 def parse_regime(regime: str | float) -> float | None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from lbconvert.errors import LbconvertError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.plan.plan import Plan
+    from lbconvert.plan.types import Plan
 
 SCHEDULES = ("constant", "step", "multistep", "cosine", "poly", "linear", "exponential")
 

@@ -16,21 +16,21 @@ import json
 import os
 import platform
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbconvert._json import dataclass_dict, json_safe
+from lbconvert._json import json_safe
 from lbconvert.atomic import atomic_write_text, check_writable
+from lbconvert.report.files import ReportFiles
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lbconvert.export.checkpoint import ExportResult
+    from lbconvert.export.written import ExportResult
     from lbconvert.plan.plan import Plan
     from lbconvert.result import ConvertResult
     from lbconvert.rewrite.verify import Verification
 
-__all__ = ["SCHEMA_VERSION", "ReportFiles", "build_report", "lr_curves", "overall_verdict",
+__all__ = ["SCHEMA_VERSION", "build_report", "lr_curves", "overall_verdict",
            "write_report"]
 
 SCHEMA_VERSION = "1.0"
@@ -39,25 +39,6 @@ SCHEDULE_POINTS = 400
 PASS, WARN, FAIL, INCONCLUSIVE = "PASS", "WARN", "FAIL", "INCONCLUSIVE"
 # An inconclusive smoke test outranks a PASS (the run is not shown ready) but not a WARN/FAIL.
 _LEVEL_ORDER = {PASS: 0, INCONCLUSIVE: 0.5, WARN: 1, FAIL: 2}
-
-
-@dataclass
-class ReportFiles:
-    """Paths of the report files written (``json``, ``md``, ``html``)."""
-
-    json: str
-    md: str
-    html: str
-    plots: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict."""
-        return dataclass_dict(self)
-
-    def paths(self) -> dict[str, str]:
-        """Role → path, for summaries."""
-        return {"report.json": self.json, "report.md": self.md, "report.html": self.html}
 
 
 def write_report(

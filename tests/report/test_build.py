@@ -19,8 +19,8 @@ from lbconvert._json import json_safe
 from lbconvert.api import ConvertResult
 from lbconvert.config.read import load_config
 from lbconvert.errors import LbconvertError
-from lbconvert.export.checkpoint import ExportResult
 from lbconvert.export.onnx import OnnxExport
+from lbconvert.export.written import ExportResult
 from lbconvert.plan.plan import make_plan
 from lbconvert.report.build import (
     SCHEMA_VERSION,
