@@ -7,9 +7,12 @@ as a user would, with only ``--baseline``.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,18 @@ from lbconvert.cli import app
 from lbconvert.errors import LbconvertError
 
 REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
+
+
+@functools.lru_cache(maxsize=1)
+def mlflow_dir() -> Path:
+    """The MLflow store as MLflow wrote it (kept gzipped in fixtures/: 1.2 MB → 52 KB)."""
+    folder = Path(tempfile.mkdtemp(prefix="lbconvert-mlflow-")) / "mlflow"
+    folder.mkdir()
+    with gzip.open(REAL / "mlflow" / "mlflow.db.gz", "rb") as src, \
+            open(folder / "mlflow.db", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return folder
+
 BASELINE_UPDATES = 20 * math.ceil(1500 / 16)  # 1880
 runner = CliRunner()
 
@@ -68,20 +83,20 @@ def test_naive_run_gets_lb001_with_update_counts_and_adapted_does_not(layout):
 
 
 def test_mlflow_database_every_run_and_selection():
-    report = audit_runs([REAL / "mlflow"], baseline_dir=REAL / "mlflow",
+    report = audit_runs([mlflow_dir()], baseline_dir=mlflow_dir(),
                         baseline_run="baseline-bs16")
     runs = by_name(report)
     assert set(runs) == {"naive-bs512", "adapted-bs512"}  # the baseline is not re-audited
     assert "LB001" in rules(runs["naive-bs512"]) and "LB001" not in rules(runs["adapted-bs512"])
     assert runs["naive-bs512"].history.path.endswith("mlflow.db#naive-bs512")
-    refs = find_runs(REAL / "mlflow")
+    refs = find_runs(mlflow_dir())
     assert [r.name for r in refs] == ["baseline-bs16", "naive-bs512", "adapted-bs512"]
-    one = find_runs(REAL / "mlflow", run_id=refs[1].mlflow_run)
+    one = find_runs(mlflow_dir(), run_id=refs[1].mlflow_run)
     assert [r.name for r in one] == ["naive-bs512"]
-    assert [r.name for r in find_runs(REAL / "mlflow", run_name="adapted-bs512")] == \
+    assert [r.name for r in find_runs(mlflow_dir(), run_name="adapted-bs512")] == \
         ["adapted-bs512"]
     with pytest.raises(LbconvertError, match="--baseline .* holds 3 runs"):
-        audit_runs([REAL / "mlflow"], baseline_dir=REAL / "mlflow")
+        audit_runs([mlflow_dir()], baseline_dir=mlflow_dir())
 
 
 def test_multi_run_folders_one_result_per_run_in_every_format():
@@ -318,7 +333,7 @@ def test_eval_writer_subfolder_is_part_of_its_run(tmp_path):
 
 @pytest.mark.parametrize("file", ["mlflow/mlflow.db", "hf/baseline/trainer_state.json"])
 def test_a_file_instead_of_its_folder_names_the_folder(file):
-    path = REAL / file
+    path = mlflow_dir() / "mlflow.db" if file.startswith("mlflow/") else REAL / file
     for args in ((path,), (REAL / "hf" / "naive", "--baseline", path)):
         r = invoke(*args)
         assert r.exit_code == 2
@@ -371,7 +386,7 @@ def test_unreadable_runs_are_in_every_ci_format_and_on_stderr(tmp_path):
 
 
 def test_unknown_baseline_run_names_the_baseline_run_flag():
-    r = invoke(REAL / "mlflow", "--baseline", REAL / "mlflow", "--baseline-run", "nope")
+    r = invoke(mlflow_dir(), "--baseline", mlflow_dir(), "--baseline-run", "nope")
     assert r.exit_code == 2
     assert "--baseline-run 'nope' matches no run" in r.output and "'--run" not in r.output
     assert "to --baseline-run" in r.output
