@@ -14,27 +14,19 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 
 from lbconvert.errors import LbconvertError
 from lbconvert.monitor.diffusion import DISTANCE_TAG, DiffusionMonitor
 from lbconvert.monitor.noise_scale import NoiseScale, register_ddp_hook
+from tests.ddp import regression_batches, run_on_ranks, shard, tiny_mlp
 
 STEPS = 3
 BATCH = 16
 
 
-def _model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
-
-
 def _data():
-    gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(BATCH, 6, generator=gen), torch.randn(BATCH, 3, generator=gen))
-            for _ in range(STEPS)]
+    return regression_batches(STEPS, BATCH)
 
 
 def _sq_grad(model, x, y):
@@ -43,55 +35,47 @@ def _sq_grad(model, x, y):
     return sum(float(p.grad.double().pow(2).sum()) for p in model.parameters())
 
 
-def _worker(rank, world, init_file, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
-    try:
-        model = nn.parallel.DistributedDataParallel(_model())
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        mon = DiffusionMonitor(model, opt, every_n_steps=1)
-        est = NoiseScale(ema=1.0)
-        hook = register_ddp_hook(model, est, per_rank_batch=BATCH // world)
-        logged, local_ref, global_ref, recorded = [], [], [], []
-        half = BATCH // world
-        for step, (x, y) in enumerate(_data(), start=1):
-            ref = _model()
-            ref.load_state_dict(model.module.state_dict())
-            local_ref.append(_sq_grad(ref, x[rank * half:(rank + 1) * half],
-                                      y[rank * half:(rank + 1) * half]))
-            global_ref.append(_sq_grad(ref, x, y))
-            opt.zero_grad()
-            nn.functional.mse_loss(model(x[rank * half:(rank + 1) * half]),
-                                   y[rank * half:(rank + 1) * half]).backward()
-            recorded.append((float(hook.local), float(hook.reduced)))
-            hook.commit()
-            opt.step()
-            mon.log_to(lambda tag, v, s: logged.append((tag, v, s)), step)
-        out = {"distance": mon.last[DISTANCE_TAG], "logged": len(logged),
-               "local_ref": local_ref, "global_ref": global_ref, "recorded": recorded,
-               "count": est.count}
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.tensor import Shard, distribute_tensor
+def _worker(rank, world, out_dir):
+    model = nn.parallel.DistributedDataParallel(tiny_mlp())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = DiffusionMonitor(model, opt, every_n_steps=1)
+    est = NoiseScale(ema=1.0)
+    hook = register_ddp_hook(model, est, per_rank_batch=BATCH // world)
+    logged, local_ref, global_ref, recorded = [], [], [], []
+    for step, ((x, y), (xr, yr)) in enumerate(zip(_data(), shard(_data(), rank, world)),
+                                              start=1):
+        ref = tiny_mlp()
+        ref.load_state_dict(model.module.state_dict())
+        local_ref.append(_sq_grad(ref, xr, yr))
+        global_ref.append(_sq_grad(ref, x, y))
+        opt.zero_grad()
+        nn.functional.mse_loss(model(xr), yr).backward()
+        recorded.append((float(hook.local), float(hook.reduced)))
+        hook.commit()
+        opt.step()
+        mon.log_to(lambda tag, v, s: logged.append((tag, v, s)), step)
+    out = {"distance": mon.last[DISTANCE_TAG], "logged": len(logged),
+           "local_ref": local_ref, "global_ref": global_ref, "recorded": recorded,
+           "count": est.count}
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
 
-        mesh = init_device_mesh("cpu", (world,))
-        sharded = nn.Linear(4, 4)
-        sharded.weight = nn.Parameter(distribute_tensor(torch.randn(4, 4), mesh, [Shard(0)]))
-        try:
-            DiffusionMonitor(sharded)
-            out["refused"] = "no"
-        except LbconvertError as e:
-            out["refused"] = "yes" if "DTensor" in str(e) else f"wrong message: {e}"
-        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump(out, f)
-    finally:
-        dist.destroy_process_group()
+    mesh = init_device_mesh("cpu", (world,))
+    sharded = nn.Linear(4, 4)
+    sharded.weight = nn.Parameter(distribute_tensor(torch.randn(4, 4), mesh, [Shard(0)]))
+    try:
+        DiffusionMonitor(sharded)
+        out["refused"] = "no"
+    except LbconvertError as e:
+        out["refused"] = "yes" if "DTensor" in str(e) else f"wrong message: {e}"
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(out, f)
 
 
 @pytest.mark.slow
 def test_ddp_monitor_and_noise_scale_hook(tmp_path):
-    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
-                       join=True, start_method="fork")
-    single = _model()
+    run_on_ranks(_worker, tmp_path)
+    single = tiny_mlp()
     w0 = [p.detach().clone() for p in single.parameters()]
     opt = torch.optim.SGD(single.parameters(), lr=0.1)
     for x, y in _data():

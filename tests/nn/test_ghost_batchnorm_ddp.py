@@ -13,11 +13,10 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 
 from lbconvert import GhostBatchNorm
+from tests.ddp import run_on_ranks, shard
 
 STEPS, BATCH, GHOST = 3, 24, 4
 
@@ -42,23 +41,15 @@ def _train(model, batches):
         opt.step()
 
 
-def _worker(rank, world, init_file, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
-    try:
-        model = nn.parallel.DistributedDataParallel(_model(), broadcast_buffers=False)
-        half = BATCH // world
-        _train(model, [(x[rank * half:(rank + 1) * half], y[rank * half:(rank + 1) * half])
-                       for x, y in _data()])
-        torch.save(model.module.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, out_dir):
+    model = nn.parallel.DistributedDataParallel(_model(), broadcast_buffers=False)
+    _train(model, shard(_data(), rank, world))
+    torch.save(model.module.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.mark.slow
 def test_ddp_ghost_batches_are_per_device(tmp_path):
-    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
-                       join=True, start_method="fork")
+    run_on_ranks(_worker, tmp_path)
     single = _model()
     _train(single, _data())
     start = _model().state_dict()
