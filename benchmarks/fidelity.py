@@ -235,7 +235,8 @@ def run_job(job: tuple[Pair, str, int, dict]) -> dict[str, Any]:
         v = res.verdict
         out["verdict"] = v.level
         out["smoke"] = {k: getattr(v, k, None) for k in
-                        ("slope_ratio", "curve_gap", "curve_bias", "naive_gap", "reason")}
+                        ("slope_ratio", "final_gap", "naive_final_gap", "horizon",
+                         "curve_gap", "curve_bias", "naive_gap", "reason")}
         out["smoke"]["steps"] = min(a.steps for a in res.arms.values())
         out["smoke_seconds"] = res.timings.get("total")
     w0 = [p.detach().clone() for p in model.parameters()]
@@ -318,8 +319,8 @@ def tables(rows: list[dict[str, Any]], pairs: list[Pair], seeds: list[int]) -> s
                        f"| {100 * closed:.0f}% | {dm:.2f} ± {dsd:.2f} | {verdicts} |")
     out.append("\n### Smoke verdict against the final accuracy, per (pair, arm, seed)\n")
     out.append("| pair | arm | seed | held-out acc | gap closed | expected | verdict | slope ratio "
-               "| mean ln(d_conv/d_orig) | agrees |")
-    out.append("|---|---|---:|---:|---:|---|---|---:|---:|---|")
+               "| final ln(d_conv/d_orig) | updates conv / orig | agrees |")
+    out.append("|---|---|---:|---:|---:|---|---|---:|---:|---:|---|")
     for pair in pairs:
         for arm in ARMS[1:]:
             for s in seeds:
@@ -338,10 +339,12 @@ def tables(rows: list[dict[str, Any]], pairs: list[Pair], seeds: list[int]) -> s
                     agree_k += ok
                     agree = "yes" if ok else "**no**"
                 sr = r["smoke"].get("slope_ratio")
-                bias = r["smoke"].get("curve_bias")
+                final = r["smoke"].get("final_gap")
+                h = r["smoke"].get("horizon") or {}
+                upd = f"{h['converted']} / {h['original']}" if h else "—"
                 out.append(f"| {pair.name} | {arm} | {s} | {100 * r['acc']:.2f}% "
                            f"| {100 * closed:.0f}% | {exp} | {v} "
-                           f"| {_f(sr)} | {_f(bias)} | {agree} |")
+                           f"| {_f(sr)} | {_f(final)} | {upd} | {agree} |")
     pct = 100 * agree_k / agree_n if agree_n else float("nan")
     out.append(f"\nAgreement (PASS ↔ closes ≥ {GOOD:.0%}, FAIL ↔ closes < {BAD:.0%}; cases "
                f"between are not counted): {agree_k}/{agree_n} = {pct:.0f}%")

@@ -84,7 +84,8 @@ def convert(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for the smoke test.")] = 0,
     tolerance: Annotated[float, typer.Option(
-        "--tolerance", help="Smoke PASS band for the slope ratio (0.2 = ±20%).")] = 0.2,
+        "--tolerance", help="Smoke FAIL floor: how far short of the original's final weight "
+        "distance the converted run may end (0.2 = 1.2×) and still be WARN, not FAIL.")] = 0.2,
     calibrate: Annotated[bool, typer.Option(
         "--calibrate", help="Search the LR multiplier whose curve matches the original.")
     ] = False,

@@ -59,7 +59,7 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
         )
     console.print(arms)
 
-    upd = Table(title="Distance ratios at equal updates (the verdict's basis)")
+    upd = Table(title="Distance ratios at equal updates")
     for col in ("t", "d original", "d naive", "d converted", "naive/orig", "conv/orig"):
         upd.add_column(col, justify="right")
     for row in result.by_updates:
@@ -108,7 +108,16 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
     if v.likely_cause:
         label = "to settle it" if v.level == "INCONCLUSIVE" else "likely cause"
         console.print(f"  {label}: {v.likely_cause}")
-    console.print(f"  [dim]compared by {v.basis}: {result.comparison_basis}[/dim]")
+    ends = getattr(v, "final_distance", None)
+    if ends:
+        parts = [
+            f"{name} {_num(e['distance'])} at update {e['update']:,}"
+            + (" (extrapolated)" if e["extrapolated"] else "")
+            for name, e in ends.items()
+        ]
+        console.print("  where each real run ends, ‖w − w₀‖ (d = a + b·ln t beyond the smoke "
+                      "run): " + "; ".join(parts))
+    console.print(f"  [dim]compared by {result.comparison_basis}[/dim]")
 
     cal = result.calibration
     if cal is not None:
@@ -117,8 +126,8 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
         )
         console.print(
             f"Calibrated LR multiplier: {cal.multiplier:.3g}× the plan's LR → {cal.lr:.4g}"
-            f"{eff} (rule: {cal.rule_multiplier:.3g}×, √M = {cal.sqrt_m:.3g}); mean "
-            f"|ln d_conv/d_orig| {_num(cal.gap)} over {len(cal.trials)} runs of "
+            f"{eff} (rule: {cal.rule_multiplier:.3g}×, √M = {cal.sqrt_m:.3g}); final "
+            f"ln(d_conv/d_orig) {_num(cal.final_gap)} over {len(cal.trials)} runs of "
             f"{cal.steps} updates"
         )
         for note in cal.notes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -79,8 +80,11 @@ def _key_numbers(result: Any) -> list[tuple[str, str]]:
     smoke = getattr(result, "smoke", None)
     if smoke is not None:
         ratio = getattr(smoke.verdict, "slope_ratio", None)
+        final = getattr(smoke.verdict, "final_gap", None)
         if ratio is not None:
-            rows.append(("diffusion slope", f"converted / original = {ratio:.2f}"))
+            end = (f"; final distance {math.exp(final):.2f}× the original's"
+                   if final is not None and math.isfinite(final) else "")
+            rows.append(("diffusion", f"converted / original: slope {ratio:.2f}{end}"))
         ns = getattr(smoke, "noise_scale", None)
         if ns:
             from lbconvert.report.noise_scale import noise_scale_line

@@ -17,9 +17,10 @@ The statistic, precisely:
   (pairs resampled with replacement, seeded). Neighbouring marks are correlated, so this
   interval is a lower bound on the real uncertainty; the issue's measurements put the
   seed-to-seed spread of a slope at ±0.001–0.01.
-- The verdict uses the whole window, not one number: the slope ratio
-  ``r = b_converted / b_original`` and the mean log distance ratio
-  ``gap = mean_t |ln(d_converted(t) / d_original(t))|`` over the window's marks.
+- The verdict (:func:`lbconvert.smoke.verdict.decide`) compares where the real runs *end*:
+  ``ln(d_converted(U_new) / d_original(U_old))`` at each run's last update, measured or
+  extrapolated with the fitted law, plus an upper bound on the slope ratio
+  ``r = b_converted / b_original``. The mean log distance ratio over the window is reported.
 """
 
 from __future__ import annotations
@@ -125,6 +126,14 @@ class Verdict:
     naive_gap: float | None
     tolerance: float
     basis: str = "updates"
+    #: ln(d_conv(U_new) / d_orig(U_old)) at each real run's last update (decides the verdict)
+    final_gap: float | None = None
+    naive_final_gap: float | None = None
+    #: the updates at which each arm's real run ends (``verdict.Horizon.to_dict``)
+    horizon: dict[str, Any] | None = None
+    #: each arm's ‖w − w_0‖ at its horizon update, and whether it was extrapolated
+    final_distance: dict[str, Any] | None = None
+    max_slope_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -133,7 +142,7 @@ class Verdict:
 
 @dataclass
 class Calibration:
-    """The ``--calibrate`` search: LR multiplier on the plan's LR whose curve matches best."""
+    """The ``--calibrate`` search: the LR multiplier on the plan's LR nearest 1× that passes."""
 
     multiplier: float  # on plan.lr_new
     lr: float
@@ -145,6 +154,8 @@ class Calibration:
     trials: list[dict[str, float]]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    #: the verdict's final gap ln(d_conv(U_new)/d_orig(U_old)) at the chosen multiplier
+    final_gap: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -178,10 +189,10 @@ class DiffusionResult:
     #: gradient noise scale B_simple at the original weights (smoke.noise.summarize), or None
     noise_scale: dict[str, Any] | None = None
     comparison_basis: str = (
-        "updates: Hoffer et al. 2017 adapt the regime so the large batch makes the same number "
-        "of updates, and the diffusion law ‖w_t − w_0‖ ~ log t is in updates (one random-walk "
-        "step per update); comparing at equal samples would ask the large batch to travel as "
-        "far in M× fewer steps, which is the naive same-epochs regime that causes the gap."
+        "updates, at each real run's last update: the diffusion law ‖w_t − w_0‖ ~ log t is in "
+        "updates (one random-walk step per update), and Hoffer et al. 2017 close the gap by "
+        "adapting the regime so the large batch makes as many updates and ends as far from its "
+        "initialisation; a run with fewer updates (same epochs) is judged where it stops."
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,8 @@ class SmokeOptions:
         smoke_batch: the proxy small batch b_s (``--smoke-batch``); default from the device.
         steps: a fixed number of updates per arm instead of one sized from the budget.
         seed: seeds weights' data stream, dropout and the fit's bootstrap.
-        tolerance: relative slope gap the verdict accepts (``--tolerance``).
+        tolerance: how far short of the original's final distance the converted run may end
+            and be WARN rather than FAIL: ``ln(1 + tolerance)`` (``--tolerance``).
         calibrate: also search the converted LR multiplier (``--calibrate``).
         sharpness: add Keskar et al. 2017 sharpness of the original and naive end points.
         progress: a progress bar when ``console`` is a terminal.

@@ -34,7 +34,7 @@ from lbconvert.smoke.diffusion import Arm, DiffusionResult
 from lbconvert.smoke.fit import fit_log_slope
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy, resolve_device
-from lbconvert.smoke.verdict import choose_window, decide
+from lbconvert.smoke.verdict import choose_window, decide, horizon_for
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -263,6 +263,7 @@ def _run(
         arms["naive"],
         arms["converted"],
         window,
+        horizon=horizon_for(plan, window[1]),
         tolerance=tolerance,
         window_problem=problem,
     )

@@ -1,12 +1,14 @@
-"""The smoke verdict: does the converted arm diffuse like the original (PASS), no farther than
-the naive large batch (FAIL), in between (WARN), or was there too little evidence
-(INCONCLUSIVE)? The criterion and its thresholds come from the fidelity benchmark
-(docs/fidelity.md).
+"""The smoke verdict: will the converted run end as far from its initialisation as the
+original does (PASS), a little short (WARN), far short or far too fast (FAIL), or was there too
+little evidence (INCONCLUSIVE)? The criterion and its thresholds come from the fidelity
+benchmark (docs/fidelity.md).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from lbconvert.smoke.diffusion import FAIL, INCONCLUSIVE, PASS, WARN, Arm, Verdict
 
@@ -59,9 +61,78 @@ def report_points(steps: int) -> list[int]:
 #: Fewer updates per arm than this and the smoke verdict is INCONCLUSIVE (see ``decide``).
 MIN_CONCLUSIVE_UPDATES = 50
 
+#: A converted arm whose diffusion slope is more than this many times the original's FAILs
+#: (LR too high). In the fidelity benchmark the linear-rule arm on signals1d ran at 12.9–16.3×
+#: and closed < 70% of the gap; every arm that closed ≥ 90% ran at ≤ 6.7× (docs/fidelity.md).
+MAX_SLOPE_RATIO = 10.0
+
 
 #: Share of the smoke budget spent training (``lbconvert.smoke.run``), for the hint.
 _TRAIN_SHARE = 0.85
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The update at which each arm's real run ends, on the smoke test's time axis.
+
+    The smoke arms step their schedules on the plan's steps per epoch, so update t of the
+    smoke test is update t of the real run; the real runs end at ``plan.updates_old``
+    (original), ``plan.updates_new`` (converted) and the original's epochs at the large
+    batch (naive). Without a dataset size the horizon is the smoke test's last update for
+    the original and that × (epochs factor / M) for the large-batch arms.
+    """
+
+    original: int
+    converted: int
+    naive: int
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {"original": self.original, "converted": self.converted, "naive": self.naive,
+                "source": self.source}
+
+
+def horizon_for(plan: Any, steps: int) -> Horizon:
+    """Each arm's final update (see :class:`Horizon`) for ``plan`` and a ``steps``-update smoke.
+
+    Hoffer et al. 2017 §5 ("regime adaptation"): the generalization gap comes from the large
+    batch making M× fewer updates, so its weights end closer to their initialisation; the
+    verdict therefore compares where each run *ends*, not only the first ``steps`` updates.
+    """
+    m = float(plan.ratio) if plan.ratio else 1.0
+    if plan.updates_old and plan.updates_new:
+        naive = (round(plan.steps_per_epoch_new * plan.epochs_old)
+                 if plan.steps_per_epoch_new and plan.epochs_old else round(plan.updates_old / m))
+        return Horizon(int(plan.updates_old), int(plan.updates_new), max(1, int(naive)),
+                       "the plan's updates")
+    factor = float(plan.epochs_factor) if plan.epochs_factor else 1.0
+    return Horizon(steps, max(1, round(steps * factor / m)), max(1, round(steps / m)),
+                   f"no update counts in the plan (dataset size unknown): the original as if "
+                   f"it ended at the smoke test's update {steps}, the converted run after "
+                   f"epochs factor {factor:g} / M {m:g} of that")
+
+
+def predicted_distance(arm: Arm, t: float) -> float:
+    """``‖w_t − w_0‖`` of ``arm`` at update ``t``: measured (interpolated in ln t) where the
+    smoke run reached ``t``, else the fitted diffusion law ``a + b·ln t`` (Hoffer et al. 2017,
+    eq. 7: the distance grows like log t) extrapolated. NaN without marks or fit."""
+    if not arm.marks:
+        return float("nan")
+    if t <= arm.marks[-1].t:
+        return arm.distance_at(max(t, arm.marks[0].t))
+    if arm.fit is None:
+        return float("nan")
+    return arm.fit.predict(t)
+
+
+def final_gap(num: Arm, t_num: float, den: Arm, t_den: float) -> float:
+    """``ln(d_num(t_num) / d_den(t_den))`` from :func:`predicted_distance`; −inf when ``num``
+    is predicted not to move, NaN when ``den`` is."""
+    a, b = predicted_distance(num, t_num), predicted_distance(den, t_den)
+    if not (math.isfinite(b) and b > 0) or not math.isfinite(a):
+        return float("nan")
+    return math.log(a / b) if a > 0 else -math.inf
 
 
 def decide(
@@ -70,37 +141,55 @@ def decide(
     converted: Arm,
     window: tuple[int, int],
     *,
+    horizon: Horizon | None = None,
     tolerance: float = 0.2,
     window_problem: str | None = None,
     min_updates: int = MIN_CONCLUSIVE_UPDATES,
+    max_slope_ratio: float = MAX_SLOPE_RATIO,
 ) -> Verdict:
-    """The smoke verdict over the whole window, by updates, derived from the fidelity
-    benchmark (``benchmarks/fidelity.py``, docs/fidelity.md).
+    """The smoke verdict: will the converted run end as far from its initialisation as the
+    original run does? Derived from the fidelity benchmark (``benchmarks/fidelity.py``,
+    docs/fidelity.md): it agrees with the trained-to-the-end outcome in 58 of 60 counted
+    (arm, seed) cases of the seeds its thresholds were chosen on and 28 of 31 held out.
 
-    The statistic is the mean log distance ratio over the window's marks,
-    ``bias = mean_t ln(d_conv(t) / d_orig(t))``, and the same for the naive arm
-    (``naive_bias``). Trained to the end, recipes whose weights diffused *less far* than the
-    original's per update (the naive large batch, LARS with the paper's η at the √M rate)
-    closed little or none of the generalization gap, while recipes that diffused as far or
-    farther closed it: faster diffusion was never a sign of a bad run in the benchmark, so the
-    criterion is one-sided (the old two-sided slope/curve match called the best recipes FAIL).
+    The statistic is the *final gap* ``ln(d_conv(U_new) / d_orig(U_old))``: each arm's
+    distance ``‖w_t − w_0‖`` at the update its real run ends (``horizon``: the plan's
+    ``updates_new`` and ``updates_old``), measured where the smoke test got there and
+    extrapolated with the fitted law ``d = a + b·ln t`` beyond (Hoffer et al. 2017, eq. 7 and
+    §5: the large batch generalizes like the small one when it is trained long enough to
+    travel as far). A same-epochs (``--regime budget``) plan makes M× fewer updates and so
+    ends short even when it diffuses faster per update — the benchmark's budget arms closed
+    33–78% of the gap, and the old per-update comparison called all of them PASS.
+    Without ``horizon`` every arm ends at the window's last update.
 
-    - FAIL: the converted arm diverged; or it diffuses no farther than the naive large batch
-      (``bias ≤ naive_bias + ln(1 + tolerance/2)``, the naive recipe itself lands here); or
-      it is more than ``ln(1 + 2·tolerance)`` below the original on average.
-    - PASS: ``bias ≥ −ln(1 + tolerance)`` (on average within the tolerance of the original,
-      or above it) and not FAIL.
-    - WARN: in between.
-    - INCONCLUSIVE: too little evidence for the criterion: fewer than ``min_updates`` updates
-      per arm, a window inside the warmup, or an original arm that did not diffuse. The
-      reason says what would make it conclusive. Never PASS on a run that did not happen.
+    - FAIL: the converted arm diverged; or its slope is more than ``max_slope_ratio`` × the
+      original's (LR too high: the benchmark's linear-rule arm on the 1-D pair, 13–16×,
+      closed < 70%); or the final gap is below ``−ln(1 + tolerance)``; or it is below 0 and
+      no more than ``ln(1 + tolerance/2)`` above the naive large batch's own final gap (the
+      naive recipe itself lands here).
+    - WARN: ``−ln(1 + tolerance) ≤`` final gap ``< 0``: ends a little short of the original.
+    - PASS: final gap ``≥ 0`` and the slope ratio within bounds. Diffusing farther than the
+      original was never a sign of a worse run in the benchmark, up to the slope bound.
+    - INCONCLUSIVE: too little evidence: fewer than ``min_updates`` updates per arm, a
+      window inside the warmup, or an original arm that did not diffuse. The reason says
+      what would make it conclusive. Never PASS on a run that did not happen.
 
-    ``slope_ratio`` and ``ci_overlap`` are still computed and reported, but do not decide.
+    ``curve_gap``/``curve_bias`` (the mean log distance ratio over the window, by updates)
+    and ``ci_overlap`` are still computed and reported, but do not decide.
     """
     gap, bias = curve_gap(converted, original, window)
-    naive_gap, naive_bias = curve_gap(naive, original, window)
+    naive_gap, _ = curve_gap(naive, original, window)
+    end = window[1]
+    h = horizon or Horizon(end, end, end, "the smoke test's last update (no plan horizon)")
+    final = final_gap(converted, h.converted, original, h.original)
+    naive_final = final_gap(naive, h.naive, original, h.original)
     of, cf = original.fit, converted.fit
-    common = dict(curve_gap=gap, curve_bias=bias, naive_gap=naive_gap, tolerance=tolerance)
+    ends = {a.name: {"update": u, "distance": predicted_distance(a, u),
+                     "extrapolated": bool(a.marks) and u > a.marks[-1].t}
+            for a, u in ((original, h.original), (converted, h.converted), (naive, h.naive))}
+    common = dict(curve_gap=gap, curve_bias=bias, naive_gap=naive_gap, tolerance=tolerance,
+                  final_gap=final, naive_final_gap=naive_final, horizon=h.to_dict(),
+                  final_distance=ends, max_slope_ratio=max_slope_ratio)
     if converted.diverged:
         return Verdict(
             FAIL,
@@ -139,7 +228,7 @@ def decide(
             **common,
         )
     if of is None or cf is None or not of.slope > 0 or original.diverged \
-            or not math.isfinite(bias):
+            or not math.isfinite(final):
         return Verdict(
             INCONCLUSIVE,
             "the original arm did not diffuse in the window (slope ≤ 0 or no fit), "
@@ -151,59 +240,53 @@ def decide(
         )
     ratio = cf.slope / of.slope
     overlap = cf.ci_low <= of.ci_high and of.ci_low <= cf.ci_high
-    pass_floor = -math.log1p(tolerance)
-    fail_floor = -math.log1p(2 * tolerance)
+    fail_floor = -math.log1p(tolerance)
     naive_margin = math.log1p(tolerance / 2)
-    naive_known = math.isfinite(naive_bias)
     numbers = (
-        f"mean ln(d_conv/d_orig) {bias:+.3f} (naive {naive_bias:+.3f}; PASS ≥ {pass_floor:.3f}"
-        f", FAIL < {fail_floor:.3f} or ≤ naive + {naive_margin:.3f}), slope ratio {ratio:.2f}"
+        f"final ln(d_conv/d_orig) {final:+.3f} at updates {h.converted} / {h.original} "
+        f"(naive {naive_final:+.3f}; PASS ≥ 0, FAIL < {fail_floor:.3f} or ≤ naive + "
+        f"{naive_margin:.3f}), slope ratio "
+        f"{ratio:.2f} (FAIL > {max_slope_ratio:g})"
     )
-    cause = _likely_cause(ratio, bias, converted, tolerance)
-    if bias < fail_floor or (naive_known and bias <= naive_bias + naive_margin):
-        why = ("diffuses no farther than the naive large batch"
-               if naive_known and bias <= naive_bias + naive_margin
-               else "diffuses much less far than the original")
-        return Verdict(FAIL, f"converted run {why}: {numbers}", cause, ratio, overlap, **common)
-    if bias >= pass_floor:
+    short = h.converted < h.original
+    if ratio > max_slope_ratio:
         return Verdict(
-            PASS,
-            f"converted run diffuses at least as far as the original: {numbers}",
-            None,
+            FAIL,
+            f"converted run diffuses more than {max_slope_ratio:g}× faster than the original: "
+            f"{numbers}",
+            "LR too high: lower it (--rule sqrt rather than linear) or run --calibrate",
             ratio,
             overlap,
             **common,
         )
+    no_better = (final < 0 and math.isfinite(naive_final)
+                 and final <= naive_final + naive_margin)
+    if final < fail_floor or no_better:
+        why = ("ends no farther than the naive large batch" if no_better
+               else "ends much closer to its initialisation than the original")
+        why += f" ({h.converted} updates against {h.original})" if short else ""
+        return Verdict(FAIL, f"converted run {why}: {numbers}",
+                       _likely_cause(final, converted, short), ratio, overlap, **common)
+    if final < 0:
+        return Verdict(WARN, f"converted run ends a little short of the original: {numbers}",
+                       _likely_cause(final, converted, short), ratio, overlap, **common)
     return Verdict(
-        WARN,
-        f"converted run diffuses somewhat less far than the original: {numbers}",
-        cause,
+        PASS,
+        f"converted run ends at least as far from its initialisation as the original: "
+        f"{numbers}",
+        None,
         ratio,
         overlap,
         **common,
     )
 
 
-def _likely_cause(ratio: float, bias: float, converted: Arm, tolerance: float) -> str:
-    # A curve far below / above the original is an LR level problem whatever the slope says
-    # (a saturating original curve can have a small slope in the window).
-    far = math.log1p(2 * tolerance)
-    lars = "lars" in converted.optimizer.lower()
-    if bias < -far or (bias < 0 and ratio < 1):
-        if lars:
-            return (
-                "LR too low for LARS trust coefficient: γ·η per-layer steps diffuse slower than "
-                "the original; run --calibrate for the multiplier"
-            )
-        return "LR too low: the converted run diffuses slower than the original; run --calibrate"
-    if bias > far or (bias > 0 and ratio > 1):
-        return "LR too high: the converted run diffuses faster than the original; run --calibrate"
-    if bias > 0:
-        return (
-            "diffuses faster early and then flattens (high LR, weight decay); the slope is "
-            "lower although the distance is larger — run --calibrate"
-        )
-    return (
-        "diffuses slower early and then catches up (warmup or LARS ramp); check the window "
-        "and run --calibrate"
-    )
+def _likely_cause(final: float, converted: Arm, short: bool) -> str:
+    if short:
+        return ("too few updates: the converted run makes fewer updates than the original and "
+                "ends short of its distance (Hoffer et al. 2017 §5) — use --regime adapt (the "
+                "original's number of updates), or raise the LR (--calibrate)")
+    if "lars" in converted.optimizer.lower():
+        return ("LR too low for LARS trust coefficient: γ·η per-layer steps diffuse slower "
+                "than the original; run --calibrate for the multiplier")
+    return "LR too low: the converted run diffuses slower than the original; run --calibrate"

@@ -85,6 +85,21 @@ def test_render_shows_arms_verdict_and_cause():
     assert "No common range of samples seen" in text
     assert "window t ∈ [50, 500]" in text and "note: CUDA not available" in text
     assert "Sharpness (Keskar 2017" in text and "1.5%" in text
+    # where each arm ends (no plan horizon here: the window's last update, measured)
+    d_orig = 1 + math.log(500)
+    assert f"original {d_orig:.3g} at update 500;" in text and "(extrapolated)" not in text
+
+
+def test_render_marks_extrapolated_end_distances():
+    from lbconvert.smoke.verdict import Horizon
+
+    result = _result([])
+    a = result.arms
+    result.verdict = decide(a["original"], a["naive"], a["converted"], (50, 500),
+                            horizon=Horizon(64_000, 64_000, 1_000, "test"))
+    text = _render(result)
+    d = a["original"].fit.predict(64_000)
+    assert f"original {d:.3g} at update 64,000 (extrapolated)" in text
 
 
 def test_render_samples_table_and_calibration():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 
 from lbconvert.cli.render_summary import render_summary
@@ -25,8 +27,9 @@ def test_panel_with_smoke_and_files(tmp_path):
     assert "128 → 8192 (M = 64, sqrt rule)" in text
     assert f"{result.plan.lr_old:g} → {result.plan.lr_new:.4g}" in text
     assert "21 site(s), ghost batch 4" in text
-    ratio = result.smoke.verdict.slope_ratio
-    assert f"converted / original = {ratio:.2f}" in text
+    v = result.smoke.verdict
+    assert (f"converted / original: slope {v.slope_ratio:.2f}; final distance "
+            f"{math.exp(v.final_gap):.2f}× the original's") in text
     assert "batch 1: |Δ| 2e-06 (rel 2e-07), batch 7: |Δ| 1e-06 (rel 1e-07)" in text
     for path in (files.json, files.md, files.html, str(tmp_path / "model.pt")):
         assert path in text

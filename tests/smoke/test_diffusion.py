@@ -23,10 +23,13 @@ from lbconvert.smoke.diffusion import (
 from lbconvert.smoke.fit import fit_log_slope, interpolate_log_t, log_spaced_steps
 from lbconvert.smoke.verdict import (
     MIN_CONCLUSIVE_UPDATES,
+    Horizon,
     choose_window,
     curve_gap,
     decide,
     distance_ratios,
+    horizon_for,
+    predicted_distance,
     report_points,
 )
 
@@ -192,10 +195,82 @@ def test_verdict_warn_between_pass_and_fail():
     window = (100, 1000)
     orig = _fit_arm(_arm("original", lambda t: 1 + math.log(t)), window)
     naive = _fit_arm(_arm("naive", lambda t: 0.5 * (1 + math.log(t))), window)
-    conv = _fit_arm(_arm("converted", lambda t: 0.78 * (1 + math.log(t))), window)
+    conv = _fit_arm(_arm("converted", lambda t: 0.9 * (1 + math.log(t))), window)
     v = decide(orig, naive, conv, window, tolerance=0.2)
-    # ln 0.78 = -0.248: below -ln 1.2 (PASS), above -ln 1.4 and naive (ln 0.5) + ln 1.1.
+    # ln 0.9 = -0.105: below 0 (PASS), above -ln 1.2 (FAIL) and naive (ln 0.5) + ln 1.1.
     assert v.level == WARN and "LR too low" in v.likely_cause
+    assert v.final_gap == pytest.approx(math.log(0.9))
+    conv = _fit_arm(_arm("converted", lambda t: 0.78 * (1 + math.log(t))), window)
+    assert decide(orig, naive, conv, window, tolerance=0.2).level == FAIL  # ln 0.78 < -ln 1.2
+
+
+def _horizon(original: int, converted: int, naive: int) -> Horizon:
+    return Horizon(original, converted, naive, "test")
+
+
+def test_verdict_budget_regime_ends_short_although_it_diffuses_faster_per_update():
+    # The benchmark's --regime budget arms: faster per update than the original (the old
+    # per-update criterion said PASS), but M = 8× fewer updates, so they end short.
+    window = (100, 1000)
+    orig = _fit_arm(_arm("original", lambda t: 1 + math.log(t)), window)
+    naive = _fit_arm(_arm("naive", lambda t: 0.5 * (1 + math.log(t))), window)
+    conv = _fit_arm(_arm("converted", lambda t: 1.1 * (1 + math.log(t))), window)
+    assert decide(orig, naive, conv, window).level == PASS  # same updates: ahead
+    v = decide(orig, naive, conv, window, horizon=_horizon(1000, 125, 125))
+    expect = math.log(1.1 * (1 + math.log(125)) / (1 + math.log(1000)))
+    assert v.final_gap == pytest.approx(expect) and expect < -math.log1p(0.2)
+    assert v.level == FAIL and "125 updates against 1000" in v.reason
+    assert "--regime adapt" in v.likely_cause
+    assert v.horizon == {"original": 1000, "converted": 125, "naive": 125, "source": "test"}
+    assert v.naive_final_gap == pytest.approx(
+        math.log(0.5 * (1 + math.log(125)) / (1 + math.log(1000))))
+    # 1.3× per update ends within the tolerance below the original: WARN, not PASS
+    conv = _fit_arm(_arm("converted", lambda t: 1.3 * (1 + math.log(t))), window)
+    assert decide(orig, naive, conv, window, horizon=_horizon(1000, 125, 125)).level == WARN
+
+
+def test_verdict_extrapolates_the_fitted_log_law_past_the_smoke_run():
+    # Smoke runs 1000 updates; the real runs end at 100 000. Converted: same distance at
+    # t = 1000 but half the slope, so it ends short of the original when extrapolated.
+    window = (100, 1000)
+    orig = _fit_arm(_arm("original", lambda t: 1 + math.log(t)), window)
+    naive = _fit_arm(_arm("naive", lambda t: 0.5 * (1 + math.log(t))), window)
+    at_end = 1 + math.log(1000)
+    conv = _fit_arm(_arm("converted", lambda t: at_end + 0.5 * math.log(t / 1000)), window)
+    assert decide(orig, naive, conv, window).final_gap == pytest.approx(0.0, abs=1e-12)
+    v = decide(orig, naive, conv, window, horizon=_horizon(100_000, 100_000, 12_500))
+    d_c = at_end + 0.5 * math.log(100)
+    d_o = 1 + math.log(100_000)
+    assert v.final_gap == pytest.approx(math.log(d_c / d_o))
+    assert predicted_distance(conv, 100_000) == pytest.approx(d_c)
+    assert predicted_distance(conv, 500) == pytest.approx(at_end + 0.5 * math.log(0.5))
+
+
+def test_verdict_fails_a_converted_run_far_faster_than_the_original():
+    orig, naive, conv, window = _three(lambda t: 12 * (1 + math.log(t)))
+    v = decide(orig, naive, conv, window)
+    assert v.level == FAIL and v.slope_ratio == pytest.approx(12)
+    assert "LR too high" in v.likely_cause and "more than 10× faster" in v.reason
+    orig, naive, conv, window = _three(lambda t: 9 * (1 + math.log(t)))
+    assert decide(orig, naive, conv, window).level == PASS
+    assert decide(orig, naive, conv, window, max_slope_ratio=8).level == FAIL
+
+
+def test_horizon_from_the_plan_and_without_a_dataset_size():
+    from lbconvert.config.read import TrainConfig
+    from lbconvert.plan.plan import make_plan
+
+    cfg = TrainConfig(batch_size=16, lr=0.1, epochs=10, optimizer="sgd", momentum=0.9,
+                      dataset_size=2048)
+    adapt = horizon_for(make_plan(cfg, 128), 200)
+    assert (adapt.original, adapt.converted, adapt.naive) == (1280, 1280, 160)
+    budget = horizon_for(make_plan(cfg, 128, regime="budget"), 200)
+    assert (budget.original, budget.converted, budget.naive) == (1280, 160, 160)
+    unknown = TrainConfig(batch_size=16, lr=0.1, epochs=10, optimizer="sgd", momentum=0.9)
+    h = horizon_for(make_plan(unknown, 128, regime="budget"), 200)
+    assert (h.original, h.converted, h.naive) == (200, 25, 25) and "unknown" in h.source
+    h = horizon_for(make_plan(unknown, 128), 200)
+    assert (h.original, h.converted) == (200, 200)
 
 
 def test_verdict_uses_whole_curve_not_only_slope():

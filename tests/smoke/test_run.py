@@ -221,6 +221,14 @@ def test_three_arms_with_fits_and_strict_json(tiny_result):
     ]
     d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
     assert d["verdict"]["basis"] == "updates" and d["device"] == "cpu"
+    # no update counts in this plan: every run is taken to end at the smoke's last update
+    # (epochs factor 16 = M), so the final gap is the measured ratio there
+    h = d["verdict"]["horizon"]
+    assert (h["original"], h["converted"], h["naive"]) == (24, 24, 2) and "unknown" in h["source"]
+    ends = d["verdict"]["final_distance"]
+    assert ends["converted"]["update"] == 24 and not ends["converted"]["extrapolated"]
+    assert r.verdict.final_gap == pytest.approx(
+        math.log(c.marks[-1].distance / o.marks[-1].distance))
     assert len(d["arms"]["converted"]["curve"]["t"]) == len(c.marks)
     assert "bn1" in d["arms"]["naive"]["curve"]["groups"]
 
@@ -263,14 +271,22 @@ def test_calibrate_moves_toward_the_original_curve(tiny):
     assert cal.sqrt_m == pytest.approx(4.0) and cal.lr == pytest.approx(0.2 * cal.multiplier)
     first = cal.trials[0]
     assert first["multiplier"] == 1.0
-    if math.isfinite(first["bias"]) and first["bias"] >= -math.log1p(0.2):
-        # one-sided: the plan's LR already diffuses as far as the original, so it is kept
+    for t in cal.trials:  # each trial classed by the verdict's own criterion
+        high = t["final_gap"] == math.inf or t["slope_ratio"] > 10
+        assert t["class"] == ("high" if high else "ok" if t["final_gap"] >= 0 else "low")
+    passing = [t["multiplier"] for t in cal.trials if t["class"] == "ok"]
+    if first["class"] == "ok":
+        # one-sided: the plan's LR already ends as far as the original, so it is kept
         assert cal.multiplier == 1.0 and len(cal.trials) == 1 and "keep it" in cal.notes[-1]
+    elif first["class"] == "low":
+        # searched upward only; the answer is the least passing multiplier
+        assert len(cal.trials) >= 2 and all(t["multiplier"] > 1 for t in cal.trials[1:2])
+        if passing:
+            assert cal.multiplier == min(passing) and cal.final_gap >= 0
     else:
-        assert len(cal.trials) >= 2 and cal.gap <= first["gap"]
-        # Bisection direction: a multiplier above 1 is tried only if the plan's LR was too slow.
-        if any(t["multiplier"] > 1 for t in cal.trials):
-            assert first["bias"] < 0
+        assert all(t["multiplier"] < 1 for t in cal.trials[1:2])
+        if passing:
+            assert cal.multiplier == max(passing)
 
 
 def test_sharpness_reported_for_original_and_naive(tiny):
