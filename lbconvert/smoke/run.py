@@ -30,11 +30,11 @@ from lbconvert.smoke.budget import (
     preflight,
 )
 from lbconvert.smoke.compare import by_samples, by_updates, ratios
-from lbconvert.smoke.diffusion import Arm, DiffusionResult
+from lbconvert.smoke.diffusion import FAIL, PASS, WARN, Arm, DiffusionResult
 from lbconvert.smoke.fit import fit_log_slope
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy, resolve_device
-from lbconvert.smoke.verdict import choose_window, decide, horizon_for
+from lbconvert.smoke.verdict import choose_window, decide, extrapolation_note, horizon_for
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -258,15 +258,19 @@ def _run(
             )
         except ValueError as exc:
             arm.notes.append(f"no fit: {exc}")
+    horizon = horizon_for(plan, window[1])
     verdict = decide(
         arms["original"],
         arms["naive"],
         arms["converted"],
         window,
-        horizon=horizon_for(plan, window[1]),
+        horizon=horizon,
         tolerance=tolerance,
         window_problem=problem,
     )
+    reach = extrapolation_note(horizon, window[1])
+    if reach and verdict.level in (PASS, WARN, FAIL):
+        notes.append(reach)
 
     calibration = None
     if opts.calibrate:

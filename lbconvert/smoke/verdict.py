@@ -113,6 +113,24 @@ def horizon_for(plan: Any, steps: int) -> Horizon:
                    f"epochs factor {factor:g} / M {m:g} of that")
 
 
+#: How far past the smoke run's last update the fidelity benchmark checked the extrapolated
+#: final distance against trained runs (200 → 1280 updates; docs/fidelity.md).
+TESTED_EXTRAPOLATION = 6.4
+
+
+def extrapolation_note(horizon: Horizon, steps: int) -> str | None:
+    """A note when the verdict's final distances lie further past the smoke run (``steps``
+    updates) than the fidelity benchmark tested; None otherwise."""
+    far = max(horizon.original, horizon.converted)
+    reach = far / max(1, steps)
+    if reach <= TESTED_EXTRAPOLATION:
+        return None
+    return (f"the verdict extrapolates d = a + b·ln t {reach:,.0f}× past the smoke run's last "
+            f"update ({steps} → {far:,}); the fidelity benchmark checked the verdict against "
+            f"trained runs only up to {TESTED_EXTRAPOLATION:g}×: a longer --smoke-time or a GPU "
+            "shortens the extrapolation")
+
+
 def predicted_distance(arm: Arm, t: float) -> float:
     """``‖w_t − w_0‖`` of ``arm`` at update ``t``: measured (interpolated in ln t) where the
     smoke run reached ``t``, else the fitted diffusion law ``a + b·ln t`` (Hoffer et al. 2017,

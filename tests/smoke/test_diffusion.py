@@ -28,6 +28,7 @@ from lbconvert.smoke.verdict import (
     curve_gap,
     decide,
     distance_ratios,
+    extrapolation_note,
     horizon_for,
     predicted_distance,
     report_points,
@@ -254,6 +255,13 @@ def test_verdict_fails_a_converted_run_far_faster_than_the_original():
     orig, naive, conv, window = _three(lambda t: 9 * (1 + math.log(t)))
     assert decide(orig, naive, conv, window).level == PASS
     assert decide(orig, naive, conv, window, max_slope_ratio=8).level == FAIL
+
+
+def test_extrapolation_note_only_past_what_the_benchmark_tested():
+    assert extrapolation_note(_horizon(1280, 1280, 160), 200) is None  # 6.4×: the benchmark
+    note = extrapolation_note(_horizon(64_124, 73_472, 1_148), 113)
+    assert "650× past the smoke run's last update (113 → 73,472)" in note
+    assert "--smoke-time" in note
 
 
 def test_horizon_from_the_plan_and_without_a_dataset_size():
