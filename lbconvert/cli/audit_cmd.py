@@ -20,8 +20,8 @@ HELP = "Audit finished or running training runs for large-batch mistakes (no tor
 OUTPUT_FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github")
 
 
-def write_output(text: str, output: Optional[Path]) -> None:
-    """Write ``text`` atomically to ``output``, or to stdout."""
+def write_output(text: str, output: Optional[Path], flag: str = "--output") -> None:
+    """Write ``text`` atomically to ``output``, or to stdout; errors name ``flag``."""
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -33,7 +33,7 @@ def write_output(text: str, output: Optional[Path]) -> None:
     except OSError as exc:
         if tmp.parent.is_dir():
             tmp.unlink(missing_ok=True)
-        raise LbconvertError(f"cannot write --output {output} ({exc.strerror or exc})",
+        raise LbconvertError(f"cannot write {flag} {output} ({exc.strerror or exc})",
                              hint="pass a file path in a writable folder") from exc
 
 
@@ -54,13 +54,49 @@ def resolve_format(fmt: Optional[str], output: Optional[Path]) -> str:
     return fmt
 
 
-def emit(report, fmt: str, output: Optional[Path], verbose: bool = False) -> None:
-    """Render the report in ``fmt``; the github format also fills $GITHUB_STEP_SUMMARY."""
+ALSO_HELP = ("Also write the result in FORMAT to PATH, from the same run (repeatable): "
+             "--also sarif:lbconvert.sarif --also junit:report.xml; a bare PATH takes the "
+             "format from its suffix (.sarif, .json, .md, .xml).")
+
+
+def parse_also(values: Optional[list[str]]) -> list[tuple[str, Path]]:
+    """``--also FORMAT:PATH`` (or ``PATH`` with a format-naming suffix) → (format, path)
+    pairs, checked before any work is done."""
+    out = []
+    for value in values or []:
+        head, sep, tail = value.partition(":")
+        if sep and head in OUTPUT_FORMATS and tail:
+            out.append((head, Path(tail)))
+            continue
+        if sep and head.isalpha() and len(head) > 1:  # a format name, not a drive letter
+            raise LbconvertError(
+                f"--also {value!r}: {head!r} is not an output format",
+                hint=f"use FORMAT:PATH with FORMAT one of {', '.join(OUTPUT_FORMATS)}, e.g. "
+                     "--also sarif:lbconvert.sarif")
+        path = Path(value)
+        name = path.name.lower()
+        fmt = next((f for suffix, f in _SUFFIX_FORMATS.items() if name.endswith(suffix)), None)
+        if fmt is None or not value:
+            raise LbconvertError(
+                f"--also {value!r} names no output format",
+                hint=f"use FORMAT:PATH with FORMAT one of {', '.join(OUTPUT_FORMATS)}, e.g. "
+                     "--also sarif:lbconvert.sarif")
+        out.append((fmt, path))
+    return out
+
+
+def emit(report, fmt: str, output: Optional[Path], verbose: bool = False,
+         also: Optional[list[tuple[str, Path]]] = None) -> None:
+    """Render the report in ``fmt`` (and each ``also`` (format, path) pair into its file);
+    the github format also fills $GITHUB_STEP_SUMMARY."""
     from lbconvert.audit.render import github_step_summary, render
 
     if fmt not in OUTPUT_FORMATS:
         raise LbconvertError(f"--format {fmt!r} is not an output format",
                              hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
+    for extra_fmt, path in also or []:  # files first: the terminal output ends the run
+        write_output(render(report, extra_fmt, width=120, verbose=verbose), path,
+                     flag=f"--also {extra_fmt}:")
     width = 120 if output is not None or not sys.stdout.isatty() else \
         os.get_terminal_size().columns
     write_output(render(report, fmt, width=width, verbose=verbose), output)
@@ -135,6 +171,8 @@ def audit(
         "--output suffix .sarif/.json/.md/.xml, else table).")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write the output to this file (atomically).")] = None,
+    also: Annotated[Optional[list[str]], typer.Option(
+        "--also", metavar="FORMAT:PATH", help=ALSO_HELP)] = None,
     fail_on: Annotated[str, typer.Option(
         "--fail-on",
         help="Exit 1 on findings at or above: error, warning, note, never.")] = "error",
@@ -153,6 +191,7 @@ def audit(
     if not run_dirs:
         raise LbconvertError("no run directory given", hint="pass RUN_DIR... (or --list-rules)")
     fmt = resolve_format(fmt, output)
+    extra = parse_also(also)
     from lbconvert.audit.pipeline import audit_runs
     from lbconvert.audit.tags import parse_tag_overrides
 
@@ -163,5 +202,5 @@ def audit(
                         format_in=format_in, logs_only=logs_only, fail_on=fail_on, run=run,
                         run_id=run_id, run_name=run_name, baseline_run=baseline_run,
                         tag_map=parse_tag_overrides(tag))
-    emit(report, fmt, output, verbose)
+    emit(report, fmt, output, verbose, also=extra)
     raise typer.Exit(report.exit_code)

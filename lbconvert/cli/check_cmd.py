@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lbconvert.cli.audit_cmd import emit, resolve_format
+from lbconvert.cli.audit_cmd import ALSO_HELP, emit, parse_also, resolve_format
 
 # "\[" keeps Rich markup from eating the table name in --help.
 HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and audit its runs."
@@ -21,6 +21,8 @@ def check(
         "--output suffix .sarif/.json/.md/.xml, else table).")] = None,
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write the output to this file (atomically).")] = None,
+    also: Annotated[Optional[list[str]], typer.Option(
+        "--also", metavar="FORMAT:PATH", help=ALSO_HELP)] = None,
     fail_on: Annotated[Optional[str], typer.Option(
         "--fail-on", help="error, warning, note or never (default: the repo's fail-on, "
         "else error).")] = None,
@@ -34,9 +36,10 @@ def check(
 ) -> None:
     """Check a model repository; exit 0 clean, 1 failures/findings, 2 input error."""
     fmt = resolve_format(fmt, output)
+    extra = parse_also(also)
     from lbconvert.check import run_check
 
     report = run_check(repo or Path("."), smoke=smoke, fail_on=fail_on,
                        logs_only=logs_only or runs_only, models=not runs_only)
-    emit(report, fmt, output)
+    emit(report, fmt, output, also=extra)
     raise typer.Exit(report.exit_code)

@@ -136,3 +136,28 @@ def test_explicit_format_wins_over_the_suffix(tmp_path):
     assert r.exit_code in (0, 1), r.output
     text = out.read_text()
     assert '"$schema"' not in text and '"runs"' in text
+
+
+def test_also_writes_more_formats_from_the_same_run(tmp_path):
+    """`-f github --also sarif:x.sarif --also y.xml`: one audit, three outputs that agree."""
+    sarif, junit = tmp_path / "ci" / "x.sarif", tmp_path / "y.xml"
+    r = invoke(RUNS / "undertrained-bs4096", "--baseline", RUNS / "baseline-bs128",
+               "-f", "github", "--also", f"sarif:{sarif}", "--also", junit)
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("::error ") and "LB001" in r.output
+    doc = json.loads(sarif.read_text())
+    assert doc["version"] == "2.1.0"
+    assert "LB001" in {res["ruleId"] for res in doc["runs"][0]["results"]}
+    assert junit.read_text().startswith("<?xml") and "LB001" in junit.read_text()
+
+
+def test_also_without_a_format_is_one_line_exit_2_before_any_work(tmp_path):
+    for value, says in (("report.txt", "names no output format"),
+                        ("xml:out.xml", "'xml' is not an output format"),
+                        ("", "names no output format")):
+        r = invoke(RUNS / "adapted-bs4096", "--also", value)
+        assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+        assert says in r.output and "sarif:lbconvert.sarif" in r.output
+    (tmp_path / "file").write_text("x")
+    r = invoke(RUNS / "adapted-bs4096", "--also", f"json:{tmp_path / 'file' / 'a.json'}")
+    assert r.exit_code == 2 and "cannot write --also json: " in r.output
