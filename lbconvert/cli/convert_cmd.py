@@ -87,8 +87,13 @@ def convert(
         "--tolerance", help="Smoke FAIL floor: how far short of the original's final weight "
         "distance the converted run may end (0.2 = 1.2×) and still be WARN, not FAIL.")] = 0.2,
     calibrate: Annotated[bool, typer.Option(
-        "--calibrate", help="Search the LR multiplier whose curve matches the original.")
+        "--calibrate", help="Search the least change to the plan's LR at which the smoke "
+        "verdict passes (1× when it already does).")
     ] = False,
+    noise_scale: Annotated[bool, typer.Option(
+        "--noise-scale/--no-noise-scale", help="Measure the gradient noise scale B_simple "
+        "(McCandlish et al. 2018) during the smoke test: ≤ 10% of its time, reported only.")
+    ] = True,
     sharpness: Annotated[bool, typer.Option(
         "--sharpness", help="Also measure Keskar et al. 2017 ε-sharpness (reported only).")
     ] = False,
@@ -141,7 +146,7 @@ def convert(
     if not no_smoke or smoke_only:
         smoke = SmokeOptions(data=data, device=device, time_budget=smoke_time,
                              smoke_batch=smoke_batch, seed=seed, tolerance=tolerance,
-                             calibrate=calibrate, sharpness=sharpness,
+                             calibrate=calibrate, sharpness=sharpness, noise_scale=noise_scale,
                              progress=console.is_terminal, nproc_per_node=nproc_per_node)
         smoke.check()
     export = None

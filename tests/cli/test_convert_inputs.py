@@ -143,3 +143,19 @@ def test_snippet_imports_a_module_spec_from_where_it_was_found(repo_root, tmp_pa
     snippet = (tmp_path / "o" / "train_snippet.py").read_text()
     assert f"sys.path.insert(0, {str(REPO)!r})" in snippet
     compile(snippet, "train_snippet.py", "exec")
+
+
+@pytest.mark.parametrize("flag, measured", [([], True), (["--no-noise-scale"], False)])
+def test_noise_scale_flag_reaches_the_smoke_options(monkeypatch, flag, measured):
+    import lbconvert.api
+
+    seen = {}
+
+    def fake_convert(*args, smoke=None, **kw):
+        seen["smoke"] = smoke
+        raise SystemExit(0)
+
+    monkeypatch.setattr(lbconvert.api, "convert", fake_convert)
+    res = _run([MODELS / "no_bn.py", "--target-batch", "1024", "--no-export", *flag])
+    assert res.exit_code == 0, res.output
+    assert seen["smoke"].noise_scale is measured
