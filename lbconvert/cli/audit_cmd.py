@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from lbconvert.cli import options as o
 from lbconvert.errors import LbconvertError
 
 HELP = "Audit finished or running training runs for large-batch mistakes (no torch for logs)."
@@ -52,11 +53,6 @@ def resolve_format(fmt: Optional[str], output: Optional[Path]) -> str:
         raise LbconvertError(f"--format {fmt!r} is not an output format",
                              hint=f"use one of {', '.join(OUTPUT_FORMATS)}")
     return fmt
-
-
-ALSO_HELP = ("Also write the result in FORMAT to PATH, from the same run (repeatable): "
-             "--also sarif:lbconvert.sarif --also junit:report.xml; a bare PATH takes the "
-             "format from its suffix (.sarif, .json, .md, .xml).")
 
 
 def parse_also(values: Optional[list[str]]) -> list[tuple[str, Path]]:
@@ -165,14 +161,9 @@ def audit(
         "--devices", min=1, help="Data-parallel devices (timm and HF do not save it).")] = None,
     dataset_size: Annotated[Optional[int], typer.Option(
         "--dataset-size", min=1, help="Training samples per epoch.")] = None,
-    fmt: Annotated[Optional[str], typer.Option(
-        "--format", "-f",
-        help="table, json, markdown, sarif, junit, gitlab or github (default: from the "
-        "--output suffix .sarif/.json/.md/.xml, else table).")] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the output to this file (atomically).")] = None,
-    also: Annotated[Optional[list[str]], typer.Option(
-        "--also", metavar="FORMAT:PATH", help=ALSO_HELP)] = None,
+    fmt: o.ReportFormatOpt = None,
+    output: o.OutputOpt = None,
+    also: o.AlsoOpt = None,
     fail_on: Annotated[str, typer.Option(
         "--fail-on",
         help="Exit 1 on findings at or above: error, warning, note, never.")] = "error",

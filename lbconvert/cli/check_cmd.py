@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lbconvert.cli.audit_cmd import ALSO_HELP, emit, parse_also, resolve_format
+from lbconvert.cli import options as o
+from lbconvert.cli.audit_cmd import emit, parse_also, resolve_format
 
 # "\[" keeps Rich markup from eating the table name in --help.
 HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and audit its runs."
@@ -15,14 +16,9 @@ HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and au
 
 def check(
     repo: Annotated[Optional[Path], typer.Argument(help="Repository root (default: .).")] = None,
-    fmt: Annotated[Optional[str], typer.Option(
-        "--format", "-f",
-        help="table, json, markdown, sarif, junit, gitlab or github (default: from the "
-        "--output suffix .sarif/.json/.md/.xml, else table).")] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the output to this file (atomically).")] = None,
-    also: Annotated[Optional[list[str]], typer.Option(
-        "--also", metavar="FORMAT:PATH", help=ALSO_HELP)] = None,
+    fmt: o.ReportFormatOpt = None,
+    output: o.OutputOpt = None,
+    also: o.AlsoOpt = None,
     fail_on: Annotated[Optional[str], typer.Option(
         "--fail-on", help="error, warning, note or never (default: the repo's fail-on, "
         "else error).")] = None,

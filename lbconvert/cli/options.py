@@ -33,7 +33,8 @@ WarmupOpt = Annotated[
 ]
 GhostBatchOpt = Annotated[
     Optional[int],
-    typer.Option("--ghost-batch", help="Ghost batch size (default 128, Hoffer 2017).", min=1)
+    typer.Option("--ghost-batch", help="Ghost batch size (default 4, at most the original and "
+                 "the per-device batch: Masters & Luschi 2018, docs/fidelity.md).", min=1)
 ]
 DevicesOpt = Annotated[
     Optional[int], typer.Option("--devices", help="Number of data-parallel devices (processes).",
@@ -68,3 +69,22 @@ OptimizerOpt = Annotated[
                  "scaled)."),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")]
+
+# audit and check: the report formats and where they go
+ReportFormatOpt = Annotated[
+    Optional[str],
+    typer.Option("--format", "-f",
+                 help="table, json, markdown, sarif, junit, gitlab or github (default: from the "
+                 "--output suffix .sarif/.json/.md/.xml, else table)."),
+]
+OutputOpt = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="Write the output to this file (atomically)."),
+]
+AlsoOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--also", metavar="FORMAT:PATH",
+                 help="Also write the result in FORMAT to PATH, from the same run (repeatable): "
+                 "--also sarif:lbconvert.sarif --also junit:report.xml; a bare PATH takes the "
+                 "format from its suffix (.sarif, .json, .md, .xml)."),
+]
