@@ -289,6 +289,19 @@ def test_calibrate_moves_toward_the_original_curve(tiny):
             assert cal.multiplier == max(passing)
 
 
+def test_time_sized_smoke_stops_where_the_real_runs_end(tiny):
+    # A 60-update real run and a budget worth far more: the smoke covers the runs whole and
+    # stops there; the verdict's final distances are measured, not extrapolated.
+    model, conv = tiny
+    r = _run(model, conv, _plan(updates_old=60, updates_new=60), time_budget=30,
+             noise_scale=False)
+    assert all(a.steps == 60 for a in r.arms.values())
+    assert any("the real runs end by update 60" in n for n in r.notes)
+    assert r.verdict.horizon["original"] == 60 and r.verdict.horizon["converted"] == 60
+    assert not any(e["extrapolated"] for name, e in r.verdict.final_distance.items()
+                   if name != "naive")
+
+
 def test_sharpness_reported_for_original_and_naive(tiny):
     model, conv = tiny
     r = _run(model, conv, _plan(), steps=6, sharpness=True)
