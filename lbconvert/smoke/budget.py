@@ -73,6 +73,31 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
     return predicted
 
 
+def size_steps(remaining: float, step_time: float, time_budget: float,
+               whole: int = 0) -> tuple[int, bool, str | None]:
+    """Updates per arm for a time-sized smoke test: ``(steps, forced, note)``.
+
+    As many as ``remaining`` seconds allow at ``step_time`` seconds per update of all three
+    arms (+5% margin), within ``[MIN_STEPS, MAX_STEPS]``; ``forced`` when even ``MIN_STEPS``
+    do not fit (run anyway, noted). Never past ``whole``, the real runs' last update (0:
+    unknown): after it the schedules have ended, and the verdict compares where the runs
+    end, so more updates measure nothing it uses.
+    """
+    per_update = step_time * 1.05
+    fit = remaining // per_update if per_update > 0 else MAX_STEPS
+    steps = int(min(MAX_STEPS, max(MIN_STEPS, fit)))
+    forced = fit < MIN_STEPS
+    if whole and steps > whole:
+        return whole, False, (f"the real runs end by update {whole:,}: the smoke test covers "
+                               "them whole (no extrapolation) and stops there, under its time "
+                               "budget")
+    if forced:
+        return steps, True, (f"time budget {time_budget:g}s allows fewer than {MIN_STEPS} "
+                             f"updates per arm (measured {per_update:.3g}s per update of all "
+                             f"three); ran {MIN_STEPS}")
+    return steps, False, None
+
+
 def budget_hint(predicted: float, proxy: Proxy, device: str) -> str:
     """What would let the smoke test run, as flags with values the CLI accepts: the
     ``--smoke-time`` that covers the prediction, a smaller ``--smoke-batch`` only where one

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 from lbconvert.errors import LbconvertError
 from lbconvert.smoke.arms import ARMS, ArmRunner, ArmSetup, run_arm
 from lbconvert.smoke.budget import (
-    MAX_STEPS,
-    MIN_STEPS,
     TRAIN_SHARE,
     SmokeBudgetError,
     measure_step_time,
     preflight,
+    size_steps,
 )
 from lbconvert.smoke.compare import by_samples, by_updates, ratios
 from lbconvert.smoke.diffusion import FAIL, PASS, WARN, Arm, DiffusionResult
@@ -185,25 +184,15 @@ def _run(
         if noise_size.note:
             notes.append(noise_size.note)
     remaining = time_budget * TRAIN_SHARE - (time.perf_counter() - t_start) - noise_cost
-    per_update = sum(step_times.values()) * 1.05
     fixed = steps is not None
+    forced = False
     if not fixed:
-        steps = int(min(MAX_STEPS, max(MIN_STEPS, remaining // per_update)))
+        steps, forced, note = size_steps(remaining, sum(step_times.values()), time_budget,
+                                         max(plan.updates_old or 0, plan.updates_new or 0))
         if ctx is not None:  # every rank makes the same number of updates
             steps = int(distributed.all_reduce([steps], ctx, "min")[0])
-    forced = not fixed and remaining // per_update < MIN_STEPS
-    whole = max(plan.updates_old or 0, plan.updates_new or 0)
-    if not fixed and whole and steps > whole:
-        # Past the real runs' last update the schedules have ended: more updates measure
-        # nothing the verdict uses (it compares where the runs end), so the budget is not spent.
-        steps, forced = whole, False
-        notes.append(f"the real runs end by update {whole:,}: the smoke test covers them whole "
-                     "(no extrapolation) and stops there, under its time budget")
-    if forced:
-        notes.append(
-            f"time budget {time_budget:g}s allows fewer than {MIN_STEPS} updates per arm "
-            f"(measured {per_update:.3g}s per update of all three); ran {MIN_STEPS}"
-        )
+        if note:
+            notes.append(note)
     if proxy.warmup_steps > steps // 4:
         proxy.warmup_steps = max(1, steps // 10) if proxy.warmup_steps_plan else 0
         proxy.notes.append(

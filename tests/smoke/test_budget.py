@@ -65,3 +65,18 @@ def test_settled_time_is_bounded_by_steps_and_seconds():
     timed, calls = _fake(noisy)
     settled_time(timed, max_seconds=1.5)
     assert len(calls) == 3  # over the time cap once `repeats` steps exist
+
+
+def test_size_steps_fits_the_budget_and_stops_at_the_real_runs_end():
+    from lbconvert.smoke.budget import MAX_STEPS, MIN_STEPS, size_steps
+
+    # 10 s left at 0.01 s per update of the three arms (+5%): 952 updates
+    assert size_steps(10.0, 0.01, 60.0) == (952, False, None)
+    steps, forced, note = size_steps(10.0, 0.01, 60.0, whole=640)
+    assert (steps, forced) == (640, False) and "end by update 640" in note
+    assert size_steps(10.0, 0.01, 60.0, whole=5000)[0] == 952  # the budget binds first
+    steps, forced, note = size_steps(0.01, 0.01, 1.0)
+    assert (steps, forced) == (MIN_STEPS, True) and f"fewer than {MIN_STEPS}" in note
+    assert size_steps(1e9, 1e-6, 60.0)[0] == MAX_STEPS
+    # a real run shorter than MIN_STEPS is covered whole, not padded
+    assert size_steps(0.01, 0.01, 1.0, whole=5)[:2] == (5, False)
