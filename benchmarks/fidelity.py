@@ -184,6 +184,8 @@ def smoke(pair: Pair, original: Any, converted: Any, plan: Any, seed: int, setti
         kwargs["steps"] = settings["smoke_steps"]
     if settings["smoke_time"]:
         kwargs["time_budget"] = settings["smoke_time"]
+    if settings.get("smoke_batch"):
+        kwargs["smoke_batch"] = settings["smoke_batch"]
     from lbconvert.smoke.options import SmokeOptions
 
     options = SmokeOptions(data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device="cpu",
@@ -366,9 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds")
     ap.add_argument("--seed-start", type=int, default=0, help="first seed (held-out runs)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (1 thread each)")
+    ap.add_argument("--smoke-batch", type=int, default=None,
+                    help="the smoke test's proxy small batch (its --smoke-batch); e.g. the "
+                    "original batch, so a CPU runs the real pair instead of the CPU proxy")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     settings = dict(FULL if args.full else QUICK)
+    settings["smoke_batch"] = args.smoke_batch
     pairs = settings.pop("pairs")
     seeds = settings.pop("seeds")
     if args.pairs:
@@ -395,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t0:.0f} s wall, {args.jobs} worker(s), "
           f"{os.cpu_count()} CPU(s); smoke test per arm: "
           + (f"{settings['smoke_steps']} updates per smoke arm" if settings["smoke_steps"]
-             else f"default budget {settings['smoke_time']:g} s"))
+             else f"default budget {settings['smoke_time']:g} s")
+          + (f", proxy small batch {args.smoke_batch}" if args.smoke_batch else ""))
     print(tables(rows, pairs, seeds))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1, default=str))

@@ -98,10 +98,8 @@ def choose_proxy(plan: Plan, device_type: str, smoke_batch: int | None, world: i
         notes.append(
             f"proxy batches {b_s} / {b_l} stand for {b_small} / {b_big} (M = {m:g} kept); "
             f"every arm's LR × {lr_scale:.3g} = √(b_s/B_S), Hoffer's √ rule applied to "
-            "the proxy's batch reduction, so the LR ratios between arms are the plan's; an LR "
-            "unstable only at the real batch and LR cannot show here (in the fidelity "
-            "benchmark --rule linear at M = 32 collapsed at 16 / 512 and passed at the CPU "
-            "proxy 4 / 128): the real batches need a larger device"
+            "the proxy's batch reduction, so the LR ratios between arms are the plan's; the "
+            "stability of the real LR at the real batch is not tested here"
         )
     return Proxy(b_s, b_l, b_l / b_s, m, ghost, g, scaled, 0, 0, 0, lr_scale=lr_scale, notes=notes)
 
