@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lbconvert.cli import options as o
+import lbconvert.cli.options as o
 from lbconvert.errors import LbconvertError
 
 HELP = "Audit finished or running training runs for large-batch mistakes (no torch for logs)."

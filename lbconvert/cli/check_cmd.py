@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lbconvert.cli import options as o
+import lbconvert.cli.options as o
 from lbconvert.cli.audit_cmd import emit, parse_also, resolve_format
 
 # "\[" keeps Rich markup from eating the table name in --help.
