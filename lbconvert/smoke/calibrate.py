@@ -96,7 +96,7 @@ def calibrate_lr(
 
     first = trial(1.0)
     keep = first == OK
-    lo = hi = None  # lo: largest multiplier known LOW; hi: smallest known HIGH or OK
+    lo = hi = None  # the bracket: lo on the low side of the boundary searched, hi above it
     mult = 1.0
     if first == LOW:
         lo = 1.0
