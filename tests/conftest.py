@@ -10,6 +10,19 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 EXAMPLE_MODEL = FIXTURES / "examples" / "cifar_resnet.py"
 EXAMPLE_CONFIG = FIXTURES / "examples" / "cifar_resnet.yaml"
+#: A stand-in user repository: ``models/`` package, ``train.py``, configs.
+REPO_LAYOUT = FIXTURES / "repo_layout"
+
+
+@pytest.fixture
+def repo_root(monkeypatch):
+    """Run from the stand-in repository's root, and forget its ``models`` package after."""
+    import sys
+
+    monkeypatch.chdir(REPO_LAYOUT)
+    yield REPO_LAYOUT
+    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+        del sys.modules[name]
 
 
 @pytest.fixture

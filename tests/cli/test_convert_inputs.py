@@ -4,16 +4,16 @@ values refused before any work."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from lbconvert.cli import app, expand_multi_value
+from tests.conftest import REPO_LAYOUT
 
 ROOT = Path(__file__).resolve().parents[2]
-REPO = ROOT / "fixtures" / "repo_layout"
+REPO = REPO_LAYOUT
 MODELS = ROOT / "fixtures" / "models"
 
 
@@ -21,14 +21,6 @@ def _run(args, **kw):
     res = CliRunner().invoke(app, expand_multi_value([str(a) for a in args]),
                              prog_name="lbconvert", **kw)
     return res
-
-
-@pytest.fixture
-def repo_root(monkeypatch):
-    monkeypatch.chdir(REPO)
-    yield REPO
-    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
-        del sys.modules[name]
 
 
 QUICK = ["--target-batch", "1024", "--no-smoke", "--no-export", "--input-shape", "3,16,16"]

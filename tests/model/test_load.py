@@ -12,7 +12,7 @@ import torch.nn as nn
 from lbconvert.errors import LbconvertError
 from lbconvert.model.load import load_model, load_weights
 from lbconvert.model.probe import infer_input_shape
-from tests.conftest import EXAMPLE_MODEL
+from tests.conftest import EXAMPLE_MODEL, REPO_LAYOUT
 
 FILES = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "files"
 
@@ -94,18 +94,7 @@ def test_weights_plain_lightning_and_pickled(tmp_path):
         load_weights(dst, wrong)
 
 
-REPO = Path(__file__).resolve().parents[2] / "fixtures" / "repo_layout"
-
-
-@pytest.fixture
-def repo_root(monkeypatch):
-    """Run from the stand-in repository's root, and forget its ``models`` package after."""
-    monkeypatch.chdir(REPO)
-    yield REPO
-    import sys
-
-    for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
-        del sys.modules[name]
+REPO = REPO_LAYOUT
 
 
 def _bn_count(module):

@@ -23,13 +23,13 @@ def _arm(name: str, fn, diverged: bool = False) -> Arm:
     return arm
 
 
-def _setup(curve, updates=(None, None)):
-    """A stand-in ArmSetup whose converted run at multiplier m has distance curve(m, t)."""
+def _setup(updates=(None, None)):
+    """A stand-in ArmSetup: ``build`` hands the multiplier to the patched ``run_arm``."""
     plan = SimpleNamespace(lr_new=0.8, lr_old=0.1, ratio=64.0, lr_multiplier=8.0,
                            epochs_factor=64.0, updates_old=updates[0], updates_new=updates[1],
                            steps_per_epoch_new=None, epochs_old=None)
     return SimpleNamespace(plan=plan, proxy=SimpleNamespace(warmup_steps=0), dist=None,
-                           build=lambda name, mult: mult, curve=curve)
+                           build=lambda name, mult: mult)
 
 
 def _calibrate(monkeypatch, curve, **kw):
@@ -41,7 +41,7 @@ def _calibrate(monkeypatch, curve, **kw):
     original.fit = fit_log_slope([m.t for m in original.marks],
                                  [m.distance for m in original.marks])
     # a budget that allows every trial (step_time tiny, budget large)
-    return cal_mod.calibrate_lr(_setup(curve, **kw), original, STEPS, 1e-6, 1e6, 0)
+    return cal_mod.calibrate_lr(_setup(**kw), original, STEPS, 1e-6, 1e6, 0)
 
 
 def test_keeps_the_plans_lr_when_it_already_passes(monkeypatch):
