@@ -81,12 +81,18 @@ def plan(
     result = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
                        ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
                        optimizer=optimizer)
+    from lbconvert.export.config_account import config_account
+    from lbconvert.export.config_writer import rewrite_document
+
+    rewrite = rewrite_document(cfg, result) if cfg.raw else None
+    if rewrite is not None:  # the account is shown with or without --write
+        result.config_keys = config_account(cfg, result, rewrite)
     written = rewrite_notes = None
     if write is not None:
-        from lbconvert.export.config_writer import rewrite_document, write_config
+        from lbconvert.export.config_writer import write_config
 
-        rewrite_notes = rewrite_document(cfg, result).notes
         written = write_config(cfg, result, write, force=force)
+        rewrite_notes = rewrite.notes if rewrite is not None else []
     noise_line = None
     if noise is not None:
         from lbconvert.report.noise_scale import noise_scale_line

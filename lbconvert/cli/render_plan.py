@@ -70,6 +70,35 @@ def changes_table(plan: Plan) -> Table:
     return table
 
 
+_STATUS_STYLE = {"rewritten": "green", "overridden": "yellow", "added": "green",
+                 "removed": "yellow", "kept": "dim", "not rewritten": "bold yellow"}
+
+
+def config_keys_table(plan: Plan) -> Table:
+    """The account of every batch/length/LR key of the config: rewritten (old → new) or
+    left as it is, with its line and why (DESIGN.md "Nothing silent")."""
+    counts: dict[str, int] = {}
+    for row in plan.config_keys:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    summary = " · ".join(f"{n} {status}" for status, n in counts.items())
+    file = next((r.file for r in plan.config_keys if r.file), None)
+    table = Table(title=f"Config keys that depend on the batch, epochs or steps"
+                        f"{f' — {file}' if file else ''} ({summary})",
+                  title_justify="left", show_edge=False)
+    table.add_column("key", overflow="fold")
+    table.add_column("line", justify="right")
+    table.add_column("old", justify="right")
+    table.add_column("new", justify="right", style="bold")
+    table.add_column("status")
+    table.add_column("why", overflow="fold")
+    for row in plan.config_keys:
+        style = _STATUS_STYLE.get(row.status, "")
+        new = "" if row.status in ("not rewritten", "kept") else fmt_value(row.new)
+        table.add_row(row.key, str(row.line or ""), fmt_value(row.old), new,
+                      f"[{style}]{row.status}[/{style}]" if style else row.status, row.why)
+    return table
+
+
 def cost_table(plan: Plan) -> Table:
     """Batch, epochs, steps per epoch, updates and samples seen, before and after."""
     table = Table(title="Cost", title_justify="left", show_edge=False)
@@ -96,6 +125,9 @@ def render_plan(plan: Plan, config: TrainConfig, console: Console) -> None:
     console.print()
     console.print(changes_table(plan))
     console.print()
+    if plan.config_keys:
+        console.print(config_keys_table(plan))
+        console.print()
     console.print(cost_table(plan))
     notes = [*config.notes, *plan.notes]
     if notes:

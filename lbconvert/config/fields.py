@@ -58,18 +58,22 @@ class TrainConfig:
     step_size: float | None = None
     ghost_batch_size: int | None = None
     lines: dict[str, int] = field(default_factory=dict)  # field -> line of its key in path
+    # dotted key -> line, for every key of the file: the config-key account cites file:line
+    key_lines: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (without ``raw``) for reports."""
         d = asdict(self)
         d.pop("raw")
+        d.pop("key_lines")
         if d["input_shape"] is not None:
             d["input_shape"] = list(d["input_shape"])
         return d
 
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)} - {"sources", "notes", "raw", "keys", "path",
-                                                        "format", "file_type", "lines", "file"}
+                                                        "format", "file_type", "lines", "file",
+                                                        "key_lines"}
 
 
 def is_number(v: Any) -> bool:

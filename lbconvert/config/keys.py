@@ -27,25 +27,36 @@ BATCH_KEYS: tuple[tuple[str, str | None], ...] = (
     ("micro_batch_size", "per-device"),
     ("batch_size", None),
     ("train_batch_size", None),
+    ("train_batch", None),  # bearpaw/pytorch-classification --train-batch
+    ("batch_size_train", None),
+    ("train_bs", None),
     ("batch", None),
     ("bs", None),
+    ("b", None),  # weiaicunzai/pytorch-cifar100 train.py -b
 )
 
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "lr": ("lr", "learning_rate", "base_lr", "init_lr", "initial_lr", "max_lr", "peak_lr"),
+    # "epoch" last: pytorch-cifar100's settings.EPOCH is the run length.
     "epochs": ("epochs", "max_epochs", "num_train_epochs", "num_epochs", "n_epochs",
-               "total_epochs", "train_epochs"),
+               "total_epochs", "train_epochs", "nb_epochs", "max_epoch", "epoch"),
     "max_steps": ("max_steps", "total_steps", "max_iters", "max_iter", "num_steps", "train_steps",
-                  "num_iterations", "total_iters"),
-    "warmup_epochs": ("warmup_epochs", "warmup_epoch", "lr_warmup_epochs", "warm_epochs"),
+                  "num_iterations", "total_iters", "max_iterations", "train_iters"),
+    # pytorch-cifar100's -warm is epochs; a bare numeric "warmup" is read as epochs too.
+    "warmup_epochs": ("warmup_epochs", "warmup_epoch", "lr_warmup_epochs", "warm_epochs", "warm",
+                      "warmup", "warm_up"),
     "warmup_steps": ("warmup_steps", "warmup_iters", "lr_warmup_steps", "warmup_updates"),
     "warmup_ratio": ("warmup_ratio", "warmup_fraction", "warmup_proportion", "warmup_pct"),
     "schedule": ("sched", "lr_scheduler_type", "lr_scheduler.class_path", "scheduler.class_path",
                  "scheduler.name", "scheduler.type", "lr_scheduler.name", "lr_scheduler.type",
                  "scheduler", "lr_scheduler", "schedule", "lr_schedule", "lr_policy"),
+    # A list under bearpaw's "schedule" (--schedule 81 122) or mmcv's lr_config.step is the
+    # milestones; a string there is a schedule name (above).
     "milestones": ("milestones", "decay_milestones", "lr_milestones", "lr_steps", "lr_decay_epochs",
-                   "step_epochs"),
-    "step_size": ("step_size", "lr_step_size", "decay_epochs"),
+                   "step_epochs", "milestone", "schedule", "lr_schedule", "decay_schedule",
+                   "lr_config.step"),
+    "step_size": ("step_size", "lr_step_size", "decay_epochs", "lr_decay_every", "decay_every",
+                  "lr_step"),
     "gamma": ("gamma", "decay_rate", "lr_decay_rate", "lr_gamma", "lr_decay"),
     "poly_power": ("poly_power", "lr_power", "power"),
     "min_lr": ("min_lr", "eta_min", "lr_min", "min_learning_rate", "final_lr"),

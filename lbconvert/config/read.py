@@ -163,6 +163,7 @@ def config_from_document(doc: Document | None, *, overrides: dict[str, Any] | No
     _infer_length(cfg)
     cfg.ghost_batch_size = take("ghost_batch_size", positive_int, as_int)
     if doc is not None:
+        cfg.key_lines = {".".join(path): line for path, line in doc.lines.items()}
         for name, key in cfg.keys.items():
             line = doc.line_of(key)
             if line is not None:

@@ -372,7 +372,9 @@ def write_config(cfg: TrainConfig, plan: Plan, dest: str | Path, *, force: bool 
     """Write the planned config to ``dest`` in the input's format; return the path.
 
     Never writes over the input file, nor over an existing ``dest`` unless ``force``;
-    the file appears atomically (temporary file in the same folder, then rename).
+    the file appears atomically (temporary file in the same folder, then rename). Keys that
+    depend on the batch, epochs or steps but were not rewritten are listed with file:line
+    and why in the header comment, or for JSON (no comments) in ``<dest>.notes.txt``.
     """
     if not cfg.path or cfg.file_type is None:
         raise LbconvertError("there is no config file to rewrite (the plan came from flags only)",
@@ -395,8 +397,19 @@ def write_config(cfg: TrainConfig, plan: Plan, dest: str | Path, *, force: bool 
         raise LbconvertError(f"folder {dest.parent} for --write does not exist",
                              hint="create it first or pick another path")
     rewrite = rewrite_document(cfg, plan)
+    from lbconvert.export.config_account import config_account, not_rewritten_lines
+
+    left = not_rewritten_lines(config_account(cfg, plan, rewrite))
     mark = (f"# Rewritten by lbconvert for batch {plan.target_batch} (rule {plan.rule}, "
             f"regime {plan.regime}) from {src.name}.\n")
+    sidecar = dest.with_name(dest.name + ".notes.txt")
+    if left and cfg.file_type == "json":  # JSON has no comments: the note goes beside it
+        if sidecar.exists() and not force:
+            raise LbconvertError(f"{sidecar} (the note beside --write {dest}) already exists",
+                                 hint="pass --force to replace it")
+    elif left:
+        mark += (f"# Not rewritten ({len(left)} key(s) that depend on the batch, epochs or "
+                 "steps; check them):\n" + "".join(f"#   {line}\n" for line in left))
     text = None
     if cfg.file_type == "yaml":
         from lbconvert.export.yaml_edit import patch_yaml
@@ -412,4 +425,9 @@ def write_config(cfg: TrainConfig, plan: Plan, dest: str | Path, *, force: bool 
                              block_lists=cfg.format == "timm")
     # Existence was checked above with a message naming --write; replace atomically.
     atomic_write_text(dest, text, force=True)
+    if left and cfg.file_type == "json":
+        atomic_write_text(sidecar, mark.replace("# ", "", 1) + "".join(
+            f"{line}\n" for line in [f"Not rewritten ({len(left)} key(s) that depend on the "
+                                      "batch, epochs or steps; check them):"]
+            + [f"  {line}" for line in left]), force=True)
     return dest

@@ -152,12 +152,28 @@ def make_plan(
                                if plan.step_size_old * i < plan.epochs_old]
         plan.milestones_new = [m * factor for m in plan.milestones_old]
     _plan_lr_and_length(plan, cfg)
+    _plan_schedule_note(plan, cfg)
     plan_devices(plan, cfg, devices, max_per_device, ghost_batch)
     _plan_warmup(plan, cfg, warmup)
     _plan_lengths(plan, cfg)
     _plan_optimizer(plan, cfg)
     _plan_cost(plan)
     return plan
+
+
+def _plan_schedule_note(plan: Plan, cfg: TrainConfig) -> None:
+    """Say when the new run's LR is constant after warmup, and why: a config without a
+    schedule would otherwise become one without a word."""
+    if plan.schedule != "constant" or plan.milestones_old:
+        return
+    if cfg.schedule is None:
+        looked = "schedule name, milestones, step size"
+        plan.notes.insert(0, f"constant LR after warmup: the config has no LR schedule ({looked}"
+                          " not found); if your training code decays the LR itself, move its "
+                          f"drops or length × {plan.epochs_factor:g} with the epochs")
+    else:
+        key = cfg.keys.get("schedule", "the schedule")
+        plan.notes.insert(0, f"constant LR after warmup: the config's {key} is {cfg.schedule}")
 
 
 def _plan_lengths(plan: Plan, cfg: TrainConfig) -> None:
@@ -271,6 +287,15 @@ def _plan_warmup(plan: Plan, cfg: TrainConfig, warmup: str | float | None) -> No
                  else "Goyal et al. 2017's 5 epochs")
         reason = (f"gradual warmup: {which} × {f:g} (regime), the same share of training"
                   if f != 1.0 else f"gradual warmup: {which} (Goyal et al. 2017)")
+        if 0 < old < GOYAL_WARMUP_EPOCHS:
+            # A config warmup in epochs keeps its share of training (and its number of
+            # updates) under the regime as old × f; the plan's ramp also has to carry the LR
+            # from η to its new value, for which Goyal et al. found 5 epochs, so the longer
+            # of the two is used and the user is told how to keep the config's own.
+            reason += (f"; the config's own {old:g}-epoch warmup × {f:g} would be {old * f:g} "
+                       f"epochs (the same updates), shorter than the {GOYAL_WARMUP_EPOCHS:g}-epoch "
+                       f"floor for a ramp to the ×{plan.lr_multiplier:.4g} LR; pass --warmup "
+                       f"{old * f:g} to keep the config's share")
         if total is not None and plan.warmup_epochs > total / 10:
             plan.warnings.append(f"default warmup {plan.warmup_epochs:g} epochs would exceed a "
                                  f"tenth of training ({total:g} epochs): capped at {total / 10:g}")

@@ -22,6 +22,35 @@ class Change:
 
 
 @dataclass
+class ConfigKey:
+    """One config key whose value depends on the batch, the epochs or the step count, and
+    what the rewrite did with it.
+
+    ``status``: ``rewritten`` (old → new), ``overridden`` (a setting of the config's own that
+    the plan replaces, e.g. its warmup), ``added`` (a key the rewrite added), ``removed``,
+    ``kept`` (read and left as it is on purpose, e.g. steps under regime adapt) or
+    ``not rewritten`` (left as it is: ``why`` says why and what to check). ``line`` is the
+    key's 1-based line in ``file`` when known.
+    """
+
+    key: str
+    kind: str  # batch | lr | epochs | steps | milestones | step size | warmup | length | ...
+    old: Any
+    new: Any
+    status: str
+    why: str
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (or what of it is known)."""
+        if self.file and self.line:
+            return f"{self.file}:{self.line}"
+        return self.file or (f"line {self.line}" if self.line else "")
+
+
+@dataclass
 class Plan:
     """What the converted run should train with.
 
@@ -79,6 +108,9 @@ class Plan:
     max_steps_old: int | None = None
     max_steps_new: int | None = None
     lengths: list[Length] = field(default_factory=list)  # other schedule lengths in the config
+    # every batch/length/LR key of the config and what the rewrite does with it
+    # (lbconvert.export.config_account); empty when the plan came from flags only
+    config_keys: list[ConfigKey] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict for ``--format json`` and report.json."""

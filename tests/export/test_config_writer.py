@@ -61,7 +61,12 @@ def test_timm_rewrite_is_a_valid_timm_config(tmp_path):
     assert new["opt"] == "lars"
     # edited in place, not re-dumped: every unchanged line is byte-identical
     old_lines = TIMM.read_text().splitlines()
-    new_lines = dest.read_text().splitlines()[1:]  # after lbconvert's one comment line
+    text_lines = dest.read_text().splitlines()
+    header = [line for line in text_lines if line.startswith("#")]
+    new_lines = text_lines[len(header):]  # after lbconvert's comment block
+    # the header names each key left as it is, with file:line (timm's start_epoch is line 148)
+    assert any(line.startswith("#   start_epoch = None (") and f"{TIMM}:148)" in line
+               for line in header), header
     assert len(new_lines) == len(old_lines)
     # batch_size, lr, epochs, opt, warmup_epochs, warmup_lr, 3 decay_milestones items,
     # decay_epochs and patience_epochs
