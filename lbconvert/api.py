@@ -149,6 +149,10 @@ def convert(
         plan = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
                          ghost_batch=ghost_batch, devices=devices,
                          max_per_device=max_per_device, optimizer=optimizer)
+        if cfg.raw:  # every batch/length key of the config: rewritten or listed with why
+            from lbconvert.export.config_account import config_account
+
+            plan.config_keys = config_account(cfg, plan)
     if export is not None:
         from lbconvert.export.checkpoint import check_outputs
 

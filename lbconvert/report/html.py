@@ -12,6 +12,8 @@ import html
 from typing import Any
 
 from lbconvert.report.markdown import (
+    CONFIG_KEY_HEADER,
+    config_key_rows,
     fmt,
     layout_rows,
     layout_summary,
@@ -175,6 +177,10 @@ def _plan(doc: dict[str, Any], plots: dict[str, str]) -> str:
         intro += f"<p>Gradient {_e(noise)}.</p>"
     rows = [list(r) for r in plan_rows(doc)]
     table = _table(["setting", "old", "new", "why"], rows, numeric={1, 2}) if rows else ""
+    keys = config_key_rows(doc)
+    if keys:
+        table += ("<p>Config keys that depend on the batch, epochs or steps:</p>"
+                  + _table(CONFIG_KEY_HEADER, keys, numeric={1, 2, 3}))
     warnings = plan.get("warnings") or []
     warn = ("<p class=\"warn\"><b>Warnings</b></p>" + _list(warnings)) if warnings else ""
     schedule = doc.get("schedule") or {}

@@ -55,6 +55,18 @@ def plan_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             for c in plan.get("changes") or []]
 
 
+CONFIG_KEY_HEADER = ["config key", "line", "old", "new", "status", "why"]
+
+
+def config_key_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """(key, line, old, new, status, why) for every config key that depends on the batch,
+    epochs or steps (``plan.config_keys``, lbconvert.export.config_account)."""
+    return [[str(r.get("key")), fmt(r.get("line")) if r.get("line") else "", fmt(r.get("old")),
+             "" if r.get("status") in ("kept", "not rewritten") else fmt(r.get("new")),
+             str(r.get("status")), str(r.get("why", ""))]
+            for r in (doc.get("plan") or {}).get("config_keys") or []]
+
+
 def noise_scale_text(doc: dict[str, Any]) -> str | None:
     """The smoke test's noise-scale line next to the target batch (``smoke.noise_scale.line``,
     see :mod:`lbconvert.report.noise_scale`), or None when it was not measured."""
@@ -149,6 +161,10 @@ def _plan(doc: dict[str, Any]) -> str:
     rows = plan_rows(doc)
     if rows:
         lines += ["", _table(["setting", "old", "new", "why"], [list(r) for r in rows])]
+    keys = config_key_rows(doc)
+    if keys:
+        lines += ["", "Config keys that depend on the batch, epochs or steps:", "",
+                  _table(CONFIG_KEY_HEADER, keys)]
     for warning in plan.get("warnings") or []:
         lines.append(f"\n> ⚠️ {warning}")
     return "\n".join(lines)

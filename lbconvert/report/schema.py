@@ -220,6 +220,17 @@ REPORT_SCHEMA: dict[str, Any] = {
                                              "reason": {"type": "string"}}},
                 },
                 "warnings": {"type": "array", "items": {"type": "string"}},
+                "config_keys": {  # every batch/length key of the config (config_account)
+                    "type": "array",
+                    "items": {"type": "object",
+                              "required": ["key", "kind", "old", "new", "status", "why"],
+                              "properties": {"key": {"type": "string"},
+                                             "status": {"enum": [
+                                                 "rewritten", "overridden", "added", "removed",
+                                                 "kept", "not rewritten"]},
+                                             "why": {"type": "string"},
+                                             "line": {"type": ["integer", "null"]}}},
+                },
             },
         },
         "schedule": {
