@@ -151,8 +151,9 @@ def convert(
                          max_per_device=max_per_device, optimizer=optimizer)
         if cfg.raw:  # every batch/length key of the config: rewritten or listed with why
             from lbconvert.export.config_account import config_account
+            from lbconvert.export.config_writer import rewrite_document
 
-            plan.config_keys = config_account(cfg, plan)
+            plan.config_keys = config_account(cfg, plan, rewrite_document(cfg, plan))
     if export is not None:
         from lbconvert.export.checkpoint import check_outputs
 
@@ -211,7 +212,8 @@ def convert(
 
         with _timed(timings, "verify"):
             result.verification = run_verify(original, surgery.model, shape,
-                                              ghost_batch_size=plan.ghost_batch_size)
+                                              ghost_batch_size=plan.ghost_batch_size,
+                                              surgery=surgery)
         notify("verify", result.verification)
 
     if smoke_options is not None:

@@ -39,7 +39,8 @@ KIND_OF_FIELD = {"batch_size": "batch", "grad_accum": "batch", "devices": "batch
 #: Fields whose aliases are searched for keys the reader did not take.
 _ALIAS_FIELDS = ("lr", "epochs", "max_steps", "warmup_epochs", "warmup_steps", "warmup_ratio",
                  "milestones", "step_size", "grad_accum", "min_lr")
-_WORDS = ("batch", "epoch", "step", "iter", "warm", "milestone", "t_max", "t_0", "t_initial",
+_WORDS = ("batch", "epoch", "step", "iter", "warm", "milestone", "schedule", "t_max", "t_0",
+          "t_initial",
           "learning_rate")
 _EVAL = ("eval", "test", "val", "valid", "validation", "predict", "inference")
 _INTERVAL = ("save", "log", "print", "checkpoint", "ckpt", "report", "every", "freq",
@@ -107,19 +108,16 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def config_account(cfg: TrainConfig, plan: Plan, rewrite: Any = None) -> list[ConfigKey]:
-    """Every batch/length/LR key of ``cfg``'s document and what ``rewrite`` (a
-    :class:`~lbconvert.export.config_writer.Rewrite`; computed when not given) did with it.
+def config_account(cfg: TrainConfig, plan: Plan, rewrite: Any) -> list[ConfigKey]:
+    """Every batch/length/LR key of ``cfg``'s document and what ``rewrite`` (the
+    :class:`~lbconvert.export.config_writer.Rewrite` of ``rewrite_document(cfg, plan)``) did
+    with it.
 
     Returns rows in document order, then keys the rewrite added. Empty for a config
     without a document (flags only).
     """
     if not cfg.raw:
         return []
-    if rewrite is None:
-        from lbconvert.export.config_writer import rewrite_document
-
-        rewrite = rewrite_document(cfg, plan)
     field_of = {key: name for name, key in cfg.keys.items()}
     lengths = {length.key: length for length in plan.lengths}
     changed = set(rewrite.changed)
