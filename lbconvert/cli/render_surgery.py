@@ -36,8 +36,9 @@ def render_surgery(result: Any, console: Console, *, max_rows: int = 60) -> None
     if len(rows) > max_rows:
         table.add_row(f"… {len(rows) - max_rows} more", "", "", "", "", "")
     console.print(table)
-    console.print(f"converted {result.converted} · skipped {result.skipped} · "
-                  f"left alone {result.left_alone} · ghost batch {result.ghost_batch_size}")
+    console.print(f"{len(rows)} site(s): converted {result.converted} · skipped "
+                  f"{result.skipped} · left alone {result.left_alone} · ghost batch "
+                  f"{result.ghost_batch_size}")
     for note in getattr(result, "notes", []):
         console.print(f"[dim]note: {note}[/]")
 

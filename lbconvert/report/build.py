@@ -115,10 +115,23 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
     """Worst of the stage outcomes, with one line per stage that decided it."""
     checks: list[dict[str, Any]] = []
     ver = result.verification
+    surgery = result.surgery
     if ver is not None:
         passed = bool(ver.passed)
         checks.append({"stage": "verify", "level": PASS if passed else FAIL,
                        "summary": _verification_line(ver, passed)})
+        if passed and surgery is not None and not any(
+                c.name == "sites_accounted" for c in ver.checks):
+            # Verified outputs say nothing about sites the surgery never saw.
+            checks.append({"stage": "verify", "level": INCONCLUSIVE,
+                           "summary": f"the surgery's account of {len(surgery.rows)} "
+                                      "normalization site(s) was not checked against an "
+                                      "independent count"})
+    elif surgery is not None:
+        checks.append({"stage": "verify", "level": INCONCLUSIVE,
+                       "summary": "not run (--no-verify): neither the converted model nor the "
+                                  f"surgery's account of {len(surgery.rows)} normalization "
+                                  "site(s) was checked"})
     smoke = result.smoke
     if smoke is not None and smoke.verdict is not None:
         v = smoke.verdict
@@ -148,6 +161,9 @@ def overall_verdict(result: ConvertResult, export: ExportResult | None) -> dict[
     if level == PASS and result.smoke is None:
         # Without the diffusion check, "ready" would claim more than was measured.
         headline = "converted and verified; smoke test not run"
+    unverified = [c for c in checks if c["stage"] == "verify" and c["level"] == INCONCLUSIVE]
+    if level == INCONCLUSIVE and unverified:
+        headline = "converted, not verified: " + unverified[0]["summary"]
     plan = result.plan
     if plan is not None:
         headline = (f"{result.model_name}: batch {plan.source_batch} → {plan.target_batch} "
@@ -161,8 +177,10 @@ def _verification_line(ver: Verification, passed: bool) -> str:
         return "converted model matches the original" if passed else "verification failed"
     failed = [c for c in checks if not c.passed]
     if not failed:
+        account = next((c.detail for c in checks if c.name == "sites_accounted"), "")
         return f"{len(checks)}/{len(checks)} checks passed: " + ", ".join(
-            c.name for c in checks)
+            c.name for c in checks) + (f"; every normalization site accounted for: {account}"
+                                       if account else "")
     return "verification failed: " + "; ".join(
         f"{c.name} {_fmt_num(c.value)} > {_fmt_num(c.threshold)}"
         + (f" ({c.detail})" if c.detail else "")

@@ -193,7 +193,8 @@ def _surgery(doc: dict[str, Any]) -> str:
     s = doc.get("surgery")
     if not s:
         return _section("Surgery", "<p>Not run.</p>")
-    intro = (f"<p>{_e(fmt(s.get('converted')))} BatchNorm site(s) → GhostBatchNorm (ghost batch "
+    intro = (f"<p>{_e(fmt(len(s.get('rows') or [])))} normalization site(s) found: "
+             f"{_e(fmt(s.get('converted')))} → GhostBatchNorm (ghost batch "
              f"{_e(fmt(s.get('ghost_batch_size')))}), {_e(fmt(s.get('skipped')))} skipped, "
              f"{_e(fmt(s.get('left_alone')))} left alone; route <code>{_e(s.get('route'))}"
              "</code>.</p>")

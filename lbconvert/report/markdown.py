@@ -174,7 +174,8 @@ def _surgery(doc: dict[str, Any]) -> str:
     s = doc.get("surgery")
     if not s:
         return "### Surgery\nNot run."
-    head = (f"### Surgery\n{fmt(s.get('converted'))} BatchNorm site(s) → GhostBatchNorm "
+    head = (f"### Surgery\n{fmt(len(s.get('rows') or []))} normalization site(s) found: "
+            f"{fmt(s.get('converted'))} → GhostBatchNorm "
             f"(ghost batch {fmt(s.get('ghost_batch_size'))}), {fmt(s.get('skipped'))} skipped, "
             f"{fmt(s.get('left_alone'))} left alone; route `{s.get('route')}`.")
     rows = [[f"`{r.get('path')}`", r.get("old_type", ""), r.get("new_type", ""),

@@ -248,10 +248,15 @@ REPORT_SCHEMA: dict[str, Any] = {
             "properties": {
                 "route": {"type": "string"},
                 "converted": {"type": "integer"},
+                "skipped": {"type": "integer"},
+                "left_alone": {"type": "integer"},
+                "sites": {"type": "integer"},
                 "rows": {
                     "type": "array",
                     "items": {"type": "object",
-                              "required": ["path", "old_type", "new_type", "route"]},
+                              "required": ["path", "old_type", "new_type", "route"],
+                              "properties": {"kind": {"enum": ["module", "functional"]},
+                                             "route": {"type": "string"}}},
                 },
             },
         },

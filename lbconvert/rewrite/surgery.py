@@ -18,8 +18,15 @@ Two routes (DESIGN.md, stage "rewrite"):
   parameter-free GhostBatchNorm call, so no state-dict key changes. When tracing fails
   (data-dependent control flow, ...), the swap route is used and the reason recorded.
 
-Left alone: FrozenBatchNorm2d (no batch statistics), modules matched by ``skip`` globs
-(fnmatch on the qualified name or any of its parents), SyncBatchNorm with ``keep_syncbn``.
+TorchScript blocks (``torch.jit.ScriptModule`` subclasses, ``torch.jit.script(...)`` output)
+holding a BatchNorm are first rebuilt as the eager modules they were scripted from
+(:mod:`lbconvert.rewrite.scripted`), so their BatchNorms are swapped like any other; a block
+that cannot be rebuilt keeps its BatchNorms, each listed as left alone with the reason.
+
+Left alone: FrozenBatchNorm2d and other frozen or custom BatchNorm-like classes that are not a
+torch ``_BatchNorm`` (no batch statistics of torch's kind), modules matched by ``skip`` globs
+(fnmatch on the qualified name or any of its parents), SyncBatchNorm with ``keep_syncbn``,
+``F.batch_norm`` calls in a model torch.fx cannot trace (listed with file:line).
 SyncBatchNorm converted to GhostBatchNorm gives up cross-device statistics on purpose: ghost
 batches are per device.
 """
@@ -42,6 +49,8 @@ from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase
 
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm, LazyGhostBatchNorm, ghost_batch_norm
+from lbconvert.rewrite.scripted import is_scripted, replace_scripted_blocks
+from lbconvert.rewrite.source_calls import functional_calls
 
 __all__ = ["SurgeryRow", "SurgeryResult", "rewrite", "GhostFunctional", "FunctionalBatchNormPass",
            "ghost_class_for", "clone_module"]
@@ -61,6 +70,7 @@ class SurgeryRow:
     ghost_batch_size: int | None
     route: str  # 'swap' | 'fx' | 'skipped' | 'left'
     reason: str = ""
+    kind: str = "module"  # 'module' | 'functional' (an F.batch_norm call site)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -103,6 +113,7 @@ class SurgeryResult:
             "converted": self.converted,
             "skipped": self.skipped,
             "left_alone": self.left_alone,
+            "sites": len(self.rows),
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),
         }
@@ -188,8 +199,8 @@ class _LeafTracer(torch.fx.Tracer):
     """Keeps every normalization module (and GhostBatchNorm) a leaf: we convert it by swap."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (_NormBase, GhostFunctional)) or type(m).__name__ == (
-            "FrozenBatchNorm2d") or super().is_leaf_module(m, qualname)
+        return isinstance(m, (_NormBase, GhostFunctional)) or _is_bn_like(m) or is_scripted(
+            m) or super().is_leaf_module(m, qualname)
 
 
 _BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
@@ -243,11 +254,12 @@ class FunctionalBatchNormPass(PassBase):
             training = args["training"]
             if _skipped(path, self.skip):
                 self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "skipped",
-                                            "matched --skip"))
+                                            "matched --skip", "functional"))
                 continue
             if training is False:
                 self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "left",
-                                            "called with training=False (inference only)"))
+                                            "called with training=False (inference only)",
+                                            "functional"))
                 continue
             if not _depends_on_input(args["input"]):
                 # e.g. timm's ScaledStdConv2d standardizes its weight with F.batch_norm: that
@@ -255,7 +267,7 @@ class FunctionalBatchNormPass(PassBase):
                 node.meta[_META]["left"] = True
                 self.rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "left",
                                             "normalizes a parameter (weight standardization), "
-                                            "not a batch of samples"))
+                                            "not a batch of samples", "functional"))
                 continue
             name = f"ghost_bn_fn_{counter}"
             counter += 1
@@ -272,7 +284,8 @@ class FunctionalBatchNormPass(PassBase):
             modified = True
             self.rows.append(SurgeryRow(
                 path, "F.batch_norm", "GhostFunctional", self.ghost_batch_size, "fx",
-                "functional call in forward; training flag now follows model.train()/eval()"))
+                "functional call in forward; training flag now follows model.train()/eval()",
+                "functional"))
         if modified:
             graph_module.recompile()
         return PassResult(graph_module, modified)
@@ -325,18 +338,39 @@ def _skipped(path: str, skip: Sequence[str]) -> bool:
 
 # --------------------------------------------------------------------------- module swap
 
+# BatchNorm-like class names the surgery recognizes besides torch's _BatchNorm subclasses:
+# torchvision's FrozenBatchNorm2d, timm's BatchNormAct2d / FrozenBatchNormAct2d, custom ones.
+_BN_SUFFIXES = ("BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "BatchNormAct",
+                "BatchNormAct1d", "BatchNormAct2d", "BatchNormAct3d")
+
+
 def _type_name(m: Any) -> str:
+    if is_scripted(m):
+        return f"{getattr(m, 'original_name', type(m).__name__)} (TorchScript)"
     return type(m).__name__
+
+
+def _named_bn(name: str) -> bool:
+    return any(name.lower().endswith(s.lower()) for s in _BN_SUFFIXES)
+
+
+def _is_bn_like(m: nn.Module) -> bool:
+    if is_scripted(m):
+        return _named_bn(getattr(m, "original_name", "") or "")
+    return isinstance(m, _BatchNorm) or any(_named_bn(c.__name__) for c in type(m).__mro__)
 
 
 def _replacement(m: nn.Module, ghost: int, keep_syncbn: bool) -> tuple[nn.Module | None, str, str]:
     """(new module or None, route, reason) for one BatchNorm-like module."""
     if isinstance(m, GhostBatchNorm):
         return None, "left", "already GhostBatchNorm"
-    if _type_name(m) == "FrozenBatchNorm2d":
-        return None, "left", "FrozenBatchNorm2d has fixed statistics"
+    if is_scripted(m):
+        return None, "left", "TorchScript module: not convertible"
     if not isinstance(m, _BatchNorm):
-        return None, "left", "not a BatchNorm"
+        if "frozen" in type(m).__name__.lower():
+            return None, "left", f"{type(m).__name__} has fixed statistics (frozen)"
+        return None, "left", ("BatchNorm-like class not derived from torch's _BatchNorm: its "
+                              "statistics are its own code, which lbconvert does not rewrite")
     if isinstance(m, nn.SyncBatchNorm):
         if keep_syncbn:
             return None, "left", "kept SyncBatchNorm (--keep-syncbn)"
@@ -360,10 +394,6 @@ def _replacement(m: nn.Module, ghost: int, keep_syncbn: bool) -> tuple[nn.Module
     how = "own forward run per ghost batch" if issubclass(new_cls, _GhostChunkedMixin) else (
         "subclass kept")
     return m, "swap", f"BatchNorm subclass: {how}"
-
-
-def _is_bn_like(m: nn.Module) -> bool:
-    return isinstance(m, _BatchNorm) or _type_name(m) == "FrozenBatchNorm2d"
 
 
 def _swap_modules(root: nn.Module, ghost: int, skip: Sequence[str], keep_syncbn: bool,
@@ -395,6 +425,53 @@ def _swap_modules(root: nn.Module, ghost: int, skip: Sequence[str], keep_syncbn:
     return rows
 
 
+def _under(path: str, block: str) -> bool:
+    return block == "" or path == block or path.startswith(block + ".")
+
+
+def _mark_scripted(rows: list[SurgeryRow], converted: dict[str, str],
+                   refused: dict[str, str]) -> None:
+    """Say on each row inside a TorchScript block what happened to the block."""
+    for row in rows:
+        for block, name in converted.items():
+            if _under(row.path, block):
+                where = f"`{block}`" if block else "the model root"
+                row.old_type = f"{row.old_type} (TorchScript)"
+                row.reason = "; ".join(x for x in (
+                    f"inside TorchScript block {where} ({name}), rebuilt as an eager module",
+                    row.reason) if x)
+        for block, why in refused.items():
+            if _under(row.path, block) and row.route == "left":
+                row.reason = f"inside TorchScript block `{block}`: {why}"
+
+
+def _untraced_functional_rows(work: nn.Module, skip: Sequence[str], why: str) -> list[SurgeryRow]:
+    """Rows for the F.batch_norm calls in the source, when no fx graph can replace them."""
+    rows = []
+    for call in functional_calls(work, _is_bn_like):
+        path = f"{call.path}.F.batch_norm" if call.path else "F.batch_norm"
+        path = f"{path}[{call.cls}:{call.line}]"
+        if _skipped(path, skip):
+            rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "skipped",
+                                   "matched --skip", "functional"))
+            continue
+        rows.append(SurgeryRow(path, "F.batch_norm", "F.batch_norm", None, "left",
+                               f"call at {call.file}:{call.line} not converted: {why}; module "
+                               "swapping cannot reach a functional call", "functional"))
+    return rows
+
+
+def _dropped_rows(work: nn.Module, graph_module: torch.fx.GraphModule) -> list[SurgeryRow]:
+    """BatchNorm modules the traced forward never called: torch.fx leaves them out of the
+    GraphModule, so they are not in the output model."""
+    kept = {p for p, _ in graph_module.named_modules(remove_duplicate=False)}
+    return [SurgeryRow(p, _type_name(m), "-", None, "left",
+                       "not called in the traced training forward, so not part of the "
+                       "torch.fx GraphModule output")
+            for p, m in work.named_modules(remove_duplicate=False)
+            if p and p not in kept and _is_bn_like(m)]
+
+
 # --------------------------------------------------------------------------- the stage
 
 def clone_module(model: nn.Module) -> nn.Module:
@@ -404,6 +481,15 @@ def clone_module(model: nn.Module) -> nn.Module:
         if isinstance(t, nn.parameter.UninitializedTensorMixin):
             memo[id(t)] = type(t)(requires_grad=t.requires_grad, device=t.device, dtype=t.dtype)
     return copy.deepcopy(model, memo)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def _fx_functional_nodes(graph: torch.fx.Graph) -> list[str]:
+    return [n.name for n in graph.nodes
+            if n.op == "call_function" and n.target in _FUNCTIONAL_BN]
 
 
 def rewrite(model: nn.Module, ghost_batch_size: int, *, skip: Sequence[str] = (),
@@ -432,41 +518,75 @@ def rewrite(model: nn.Module, ghost_batch_size: int, *, skip: Sequence[str] = ()
     if not isinstance(ghost_batch_size, int) or ghost_batch_size < 1:
         raise LbconvertError(f"ghost batch size {ghost_batch_size!r} is invalid",
                              hint="pass --ghost-batch N with N ≥ 1")
-    work = clone_module(model)
+    work, scripted, refused = replace_scripted_blocks(
+        model, clone_module(model),
+        lambda p, m: _is_bn_like(m) and not _skipped(p, skip))
     notes: list[str] = []
+    if scripted:
+        notes.append(f"{len(scripted)} TorchScript block(s) rebuilt as eager modules so their "
+                     "BatchNorms could be converted (" + ", ".join(
+                         f"{p or 'root'}: {n}" for p, n in list(scripted.items())[:4])
+                     + (", …" if len(scripted) > 4 else "") + "); the converted model runs "
+                     "them in Python")
     fx_error: str | None = None
+    failure = ""  # "" | "trace" | "pass"
     graph_module: torch.fx.GraphModule | None = None
     fx_pass = FunctionalBatchNormPass(ghost_batch_size, skip)
+    was_training = work.training
     try:
-        was_training = work.training
         work.train()  # trace the training paths (aux heads, train-only branches)
         graph = _LeafTracer().trace(work)
-        work.train(was_training)
         graph_module = torch.fx.GraphModule(work, graph, type(work).__name__)
-        fx_pass.requires(graph_module)
-        fx_pass.call(graph_module)
-        fx_pass.ensures(graph_module)
     except Exception as exc:  # noqa: BLE001 - any tracing failure means "use the fallback"
+        fx_error, failure = _one_line(exc), "trace"
+    finally:
         work.train(was_training)
-        fx_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        graph_module = None
+    functional_nodes = _fx_functional_nodes(graph_module.graph) if graph_module else []
+    if graph_module is not None:
+        step = "requires"
+        try:
+            fx_pass.requires(graph_module)
+            step = "call"
+            fx_pass.call(graph_module)
+            step = "ensures (post-condition)"
+            fx_pass.ensures(graph_module)
+        except Exception as exc:  # noqa: BLE001 - a failed pass is reported, then swap
+            fx_error = f"{type(fx_pass).__name__}.{step} failed: {_one_line(exc)}"
+            failure, graph_module = "pass", None
     functional = [r for r in fx_pass.rows if r.route == "fx"] if graph_module is not None else []
+    extra_rows: list[SurgeryRow] = []
     if functional:
         graph_module.train(work.training)
-        target = graph_module
-        route = "fx"
+        target, route = graph_module, "fx"
         notes.append("output is a torch.fx GraphModule: the forward calls F.batch_norm directly")
+        extra_rows = _dropped_rows(work, graph_module)
+    elif failure == "pass":
+        target, route = work, f"swap (fx pass failed: {fx_error})"
+        notes.append(f"torch.fx pass {fx_error}; fell back to module swapping: BatchNorm "
+                     "modules were swapped, the F.batch_norm calls of the traced forward are "
+                     "not converted (listed as left alone)")
+        extra_rows = [SurgeryRow(f"F.batch_norm[{name}]", "F.batch_norm", "F.batch_norm", None,
+                                 "left", f"not converted: the fx pass failed ({fx_error})",
+                                 "functional") for name in functional_nodes]
+    elif failure == "trace":
+        target, route = work, f"swap (fx trace failed: {fx_error})"
+        notes.append("torch.fx could not trace the model, so F.batch_norm calls inside forward "
+                     "cannot be replaced (each found in the source is listed as left alone); "
+                     "BatchNorm modules were swapped")
+        extra_rows = _untraced_functional_rows(work, skip, f"torch.fx could not trace the "
+                                               f"model ({fx_error})")
     else:
-        target = work
-        route = "swap" if fx_error is None else f"swap (fx trace failed: {fx_error})"
-        if fx_error is not None:
-            notes.append("fx tracing failed, so F.batch_norm calls inside forward (if any) "
-                         "could not be found; BatchNorm modules were swapped")
+        target, route = work, "swap"
     called = fx_pass.called_modules if graph_module is not None else None
     rows = _swap_modules(target, ghost_batch_size, skip, keep_syncbn, called)
     rows.extend(fx_pass.rows if graph_module is not None else [])
+    rows.extend(extra_rows)
+    _mark_scripted(rows, scripted, refused)
+    if refused:
+        notes.append(f"{len(refused)} TorchScript block(s) kept as they are, their BatchNorms "
+                     "left alone: " + "; ".join(f"{p or 'root'}: {why}"
+                                                for p, why in refused.items()))
     if any(r.old_type == "SyncBatchNorm" and r.route == "swap" for r in rows):
         notes.append("SyncBatchNorm converted: ghost batches are per device, no cross-device "
                      "statistics (use keep_syncbn to keep it)")
     return SurgeryResult(target, rows, route, fx_error, ghost_batch_size, notes)
-

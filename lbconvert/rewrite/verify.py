@@ -17,7 +17,12 @@ passed in are never changed) and returns a :class:`Verification` with one :class
   statistics. Checking per site keeps the reference independent of what the rest of the model
   does across samples. The activations are captured by forward pre-hooks in an EVAL forward,
   which needs only inputs; sites that run only in training (auxiliary heads) are captured by a
-  training forward when the model allows one.
+  training forward when the model allows one;
+* ``sites_accounted`` (when the surgery's account is given): every normalization site of the
+  original, counted by :mod:`lbconvert.rewrite.census` (code that shares nothing with the
+  surgery), is in the account as converted, skipped or left alone, and the account lists no
+  site the count did not find. Module sites are compared by path, ``F.batch_norm`` call sites
+  by number. The value is the number of sites missing from or extra in the account.
 
 The check batch is small (CPU-friendly): by default ghost size 2 in the copies and a batch of 4,
 so that there are two ghost batches. Differences in the chunked check are relative,
@@ -41,6 +46,7 @@ from torch.utils._pytree import tree_leaves
 
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
+from lbconvert.rewrite.census import Census, count_sites
 from lbconvert.rewrite.surgery import GhostFunctional, clone_module
 
 __all__ = ["Check", "Verification", "verify"]
@@ -160,12 +166,15 @@ def verify(
     batch: int | None = None,
     atol: float = 1e-6,
     seed: int = 0,
+    surgery: Any = None,
 ) -> Verification:
     """Check ``converted`` against ``original`` (see the module docstring for the checks).
 
     ``input_shape`` is per sample, e.g. ``(3, 32, 32)``. ``batch`` defaults to twice the
     check ghost size (2), giving two ghost batches; with a larger ``batch`` the real ghost size
-    is used when the batch holds at least two ghost batches.
+    is used when the batch holds at least two ghost batches. ``surgery`` is the rewrite
+    stage's result (anything with ``rows`` of ``path``, ``route`` and ``kind``): given, the
+    ``sites_accounted`` check holds its account against an independent count.
     """
     if not input_shape or any(not isinstance(d, int) or d < 1 for d in input_shape):
         raise LbconvertError(f"input shape {tuple(input_shape)!r} is invalid",
@@ -199,7 +208,57 @@ def verify(
     result.checks.append(_run("train_ghost_chunked",
                               lambda: _check_chunked(original, converted, x, ghost, seed),
                               CHUNKED_RTOL))
+    if surgery is not None:
+        result.checks.append(_run("sites_accounted",
+                                  lambda: account_check(count_sites(original), surgery.rows),
+                                  0.0))
     return result
+
+
+def account_check(found: Census, rows: Any) -> tuple[float, str]:
+    """(sites missing from or extra in the account, detail) for the ``sites_accounted`` check.
+
+    ``found = converted + skipped + left alone`` must hold site by site (DESIGN.md, "Nothing
+    silent"): module sites by path (a shared module counts at each path), functional calls by
+    number.
+    """
+    rows = list(rows)
+    module_rows = [r.path for r in rows if getattr(r, "kind", "module") != "functional"]
+    functional_rows = len(rows) - len(module_rows)
+    missing = _multiset_minus(found.modules, module_rows)
+    extra = _multiset_minus(module_rows, found.modules)
+    fn_gap = abs(found.functional - functional_rows)
+    by_route = {k: sum(r.route in v for r in rows) for k, v in (
+        ("converted", ("swap", "fx")), ("skipped", ("skipped",)), ("left alone", ("left",)))}
+    scripted = f", {len(found.scripted)} inside TorchScript modules" if found.scripted else ""
+    head = (f"{found.total} site(s) found by an independent count ({len(found.modules)} "
+            f"module(s){scripted}; {found.functional} F.batch_norm call(s) by "
+            f"{found.functional_how})")
+    account = " + ".join(f"{n} {k}" for k, n in by_route.items())
+    bad = len(missing) + len(extra) + fn_gap
+    if not bad:
+        return 0.0, f"{head} = {account}"
+    parts = []
+    if missing:
+        parts.append(f"not in the surgery's account: {', '.join(missing[:6])}"
+                     + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+    if extra:
+        parts.append(f"in the account but not found: {', '.join(extra[:6])}")
+    if fn_gap:
+        parts.append(f"F.batch_norm calls: {found.functional} found, {functional_rows} "
+                     "in the account")
+    return float(bad), f"{head} ≠ {account} ({len(rows)} listed): " + "; ".join(parts)
+
+
+def _multiset_minus(a: Any, b: Any) -> list[str]:
+    left = list(b)
+    out = []
+    for item in a:
+        if item in left:
+            left.remove(item)
+        else:
+            out.append(item)
+    return out
 
 
 def _check_keys(original: nn.Module, converted: nn.Module) -> tuple[float, str]:
@@ -377,6 +436,14 @@ def _check_chunked(original: nn.Module, converted: nn.Module, x: torch.Tensor, g
                    f"worst {worst_site or '-'}{folded}")
 
 
+def _inputs_and_affine(m: nn.Module, x: torch.Tensor) -> list[torch.Tensor | None]:
+    out: list[torch.Tensor | None] = [x]
+    for name in ("weight", "bias"):
+        t = getattr(m, name, None)
+        out.append(t if isinstance(t, torch.Tensor) and t.requires_grad else None)
+    return out
+
+
 def _site_module(ref_mod: nn.Module, ghost_mod: nn.Module, x: torch.Tensor, ghost: int,
                  seed: int) -> float:
     ref, gbn = clone_module(ref_mod).double().train(), clone_module(ghost_mod).double().train()
@@ -387,13 +454,13 @@ def _site_module(ref_mod: nn.Module, ghost_mod: nn.Module, x: torch.Tensor, ghos
     torch.manual_seed(seed)
     yg = gbn(xg)
     cot = torch.randn(yr.shape, generator=torch.Generator().manual_seed(seed)).to(yr)
-    (yr * cot).sum().backward()
-    (yg * cot).sum().backward()
-    diffs = [_rel(yg, yr), _rel(xg.grad, xr.grad)]
-    for name in ("weight", "bias"):
-        pr, pg = getattr(ref, name, None), getattr(gbn, name, None)
-        if isinstance(pr, torch.Tensor) and isinstance(pg, torch.Tensor):
-            diffs.append(_rel(pg.grad, pr.grad))
+    diffs = [_rel(yg, yr)]
+    # autograd.grad, not .grad: a TorchScript reference hands out a new wrapper per access.
+    for (ar, ag) in zip(_inputs_and_affine(ref, xr), _inputs_and_affine(gbn, xg)):
+        if ar is not None and ag is not None:
+            gr = torch.autograd.grad((yr * cot).sum(), ar, retain_graph=True, allow_unused=True)
+            gg = torch.autograd.grad((yg * cot).sum(), ag, retain_graph=True, allow_unused=True)
+            diffs.append(_rel(gg[0], gr[0]))
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         br, bg = getattr(ref, name, None), getattr(gbn, name, None)
         diffs.append(_rel(None if bg is None else bg.double(), None if br is None else br.double()))
