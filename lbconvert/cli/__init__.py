@@ -12,12 +12,23 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from lbconvert._version import __version__
 from lbconvert.errors import LbconvertError
 
 DEFAULT_COMMAND = "convert"
+
+
+def _usage_error(exc: click_exceptions.ClickException) -> int:
+    """Print a Click error as ``lbconvert: error: ...`` on one line; its exit code."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and isinstance(exc, click_exceptions.UsageError):
+        message += f" (see `{ctx.command_path} --help`)"
+    typer.echo(f"lbconvert: error: {message}", err=True)
+    return exc.exit_code
 
 
 def _debug_requested() -> bool:
@@ -46,6 +57,28 @@ class DefaultCommandGroup(TyperGroup):
             args = [DEFAULT_COMMAND, *args]
         return super().resolve_command(ctx, args)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """Click's ``main``, with every usage error as ONE line on stderr (exit 2).
+
+        Click prints the usage, a "Try --help" line and the error (Typer: a boxed panel);
+        a wrong flag value deserves the same one line as any other input error.
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # the help itself, as `lbconvert` with no arguments promises
+            sys.exit(exc.exit_code)
+        except click_exceptions.ClickException as exc:
+            sys.exit(_usage_error(exc))
+        except click_exceptions.Abort:
+            typer.echo("lbconvert: aborted", err=True)
+            sys.exit(1)
+        # Non-standalone Click returns the code of an explicit Exit, else the command's value.
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -64,10 +97,12 @@ app = typer.Typer(
     subcommand_metavar="MODEL [OPTIONS] | COMMAND [ARGS]...",
     help=(
         "Make a PyTorch model and its training config ready for a large batch.\n\n"
-        "[bold]lbconvert MODEL --target-batch N[/] is short for [bold]lbconvert convert MODEL "
-        "--target-batch N[/] (convert is the default command)."
+        "`lbconvert MODEL --target-batch N` is short for `lbconvert convert MODEL "
+        "--target-batch N` (convert is the default command)."
     ),
-    rich_markup_mode="rich",
+    # Click's plain help, not Typer's rich panels: the panels squeeze the option column and
+    # cut option names at 80 columns (--max-per-devi…); Click wraps and never cuts a name.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -98,10 +133,19 @@ def _register() -> None:
     # Imported here so each command lives in its own module; none of them imports torch.
     from lbconvert.cli import audit_cmd, check_cmd, convert_cmd, plan_cmd
 
-    app.command("convert", help=convert_cmd.HELP)(convert_cmd.convert)
-    app.command("plan", help=plan_cmd.HELP)(plan_cmd.plan)
-    app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
-    app.command("check", help=check_cmd.HELP)(check_cmd.check)
+    # The one-line summaries `lbconvert --help` lists: whole sentences that fit 80 columns
+    # (Click would cut the long help mid-sentence with "...").
+    app.command("convert", help=convert_cmd.HELP,
+                short_help="Convert MODEL for a large batch (the default command).")(
+        convert_cmd.convert)
+    app.command("plan", help=plan_cmd.HELP,
+                short_help="Plan the large-batch schedule for a config (no torch).")(
+        plan_cmd.plan)
+    app.command("audit", help=audit_cmd.HELP,
+                short_help="Audit training runs for large-batch mistakes.")(audit_cmd.audit)
+    app.command("check", help=check_cmd.HELP,
+                short_help="CI gate: convert the declared models, audit their runs.")(
+        check_cmd.check)
 
 
 _register()

@@ -10,8 +10,8 @@ import typer
 import lbconvert.cli.options as o
 from lbconvert.cli.audit_cmd import emit, parse_also, resolve_format
 
-# "\[" keeps Rich markup from eating the table name in --help.
-HELP = "CI gate: convert+verify each model declared in \\[tool.lbconvert] and audit its runs."
+# Click's plain help (cli/__init__.py) prints the table name as written.
+HELP = "CI gate: convert+verify each model declared in [tool.lbconvert] and audit its runs."
 
 
 def check(

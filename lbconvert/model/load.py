@@ -14,7 +14,9 @@ Specs, as a user types them:
 - ``package.module:attr`` — an importable factory, class or instance; the current directory
   is on the import path, as with ``python -m``, pytest and uvicorn.
 - ``torchvision:<name>`` — ``torchvision.models.get_model(name, weights=None)``; no download.
-- ``timm:<name>`` — ``timm.create_model(name, pretrained=False)`` when timm is installed.
+- ``timm:<name>`` — ``timm.create_model(name, pretrained=False)``.
+
+``torchvision:`` and ``timm:`` need the ``vision`` and ``timm`` extras (:mod:`lbconvert.extras`).
 
 ``model_kwargs`` (the CLI's ``--model-kwargs key=value ...``, timm's convention) are passed to
 the factory or class, e.g. ``VGG(vgg_name="VGG16")``.
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.errors import LbconvertError
+from lbconvert.extras import EXTRA_OF, install_hint, require
 from lbconvert.model.candidates import FACTORY_NAMES, choose_candidate, required_args
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,10 +141,12 @@ def _import_failed(spec: str, exc: BaseException) -> LbconvertError:
         line = tb.tb_lineno
         tb = tb.tb_next
     where = f" (line {line})" if line else ""
+    missing = (exc.name or "").split(".")[0] if isinstance(exc, ImportError) else ""
+    hint = "fix the file, or run with --debug to see the traceback"
+    if missing in EXTRA_OF:
+        hint = f"the model needs {missing}: {install_hint(missing)}"
     return LbconvertError(
-        f"importing the model {spec!r} raised {type(exc).__name__}: {exc}{where}",
-        hint="fix the file, or run with --debug to see the traceback",
-    )
+        f"importing the model {spec!r} raised {type(exc).__name__}: {exc}{where}", hint=hint)
 
 
 @contextmanager
@@ -307,14 +312,28 @@ def _call_factory(spec: str, target: Any, factory: str | None, num_classes: int 
     except Exception as exc:
         raise LbconvertError(
             f"model spec {spec!r}: {factory}() raised {type(exc).__name__}: {exc}",
-            hint="fix the factory, or run with --debug for the traceback",
+            hint=_factory_hint(exc, sig, kwargs),
         ) from exc
+
+
+def _factory_hint(exc: Exception, sig: inspect.Signature | None,
+                  kwargs: dict[str, Any]) -> str:
+    """The fix for a factory that raised: its arguments by --model-kwargs when it takes
+    ``**kwargs`` (lbconvert cannot see which it needs) or a missing one is named."""
+    open_kw = sig is not None and any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) and open_kw:
+        return (f"pass it with --model-kwargs {exc.args[0]}=... (the factory takes **kwargs), "
+                "or run with --debug for the traceback")
+    if open_kw or (isinstance(exc, TypeError) and "argument" in str(exc)):
+        given = f" (given: {', '.join(kwargs)})" if kwargs else ""
+        return ("pass the factory's arguments with --model-kwargs key=value ..." + given
+                + ", fix the factory, or run with --debug for the traceback")
+    return "fix the factory, or run with --debug for the traceback"
 
 
 def _load_torchvision(spec: str, num_classes: int | None,
                       model_kwargs: dict[str, Any]) -> LoadedModel:
-    import torchvision
-
+    torchvision = require("torchvision", f"model spec {spec!r}")
     name = spec.split(":", 1)[1]
     available = torchvision.models.list_models()
     if name not in available:
@@ -354,13 +373,7 @@ def _load_torchvision(spec: str, num_classes: int | None,
 
 
 def _load_timm(spec: str, num_classes: int | None, model_kwargs: dict[str, Any]) -> LoadedModel:
-    try:
-        import timm
-    except ImportError:
-        raise LbconvertError(
-            f"model spec {spec!r} needs timm, which is not installed",
-            hint="pip install 'lbconvert[timm]' (or pip install timm)",
-        ) from None
+    timm = require("timm", f"model spec {spec!r}")
     name = spec.split(":", 1)[1]
     kwargs: dict[str, Any] = {"pretrained": False}
     if num_classes is not None:

@@ -118,8 +118,11 @@ def _fakedata(
     input_shape: tuple[int, ...], num_classes: int | None, pool_size: int, seed: int, device: Any
 ) -> SamplePool:
     import torch
-    import torchvision
-    from torchvision.transforms import functional as TF
+
+    from lbconvert.extras import require
+
+    torchvision = require("torchvision", "--data torchvision:FakeData")
+    TF = require("torchvision.transforms.functional", "--data torchvision:FakeData")
 
     if len(input_shape) != 3 or input_shape[0] not in (1, 3):
         raise LbconvertError(
