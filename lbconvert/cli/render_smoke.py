@@ -118,6 +118,10 @@ def render_smoke(result: DiffusionResult, console: Console) -> None:
         console.print("  where each real run ends, ‖w − w₀‖ (d = a + b·ln t beyond the smoke "
                       "run): " + "; ".join(parts))
     console.print(f"  [dim]compared by {result.comparison_basis}[/dim]")
+    collapse = getattr(result, "collapse", None)
+    if collapse:
+        style = "bold red" if collapse.get("collapsed") else "dim"
+        console.print(f"  [{style}]collapse: {collapse['line']}[/]", highlight=False)
 
     cal = result.calibration
     if cal is not None:

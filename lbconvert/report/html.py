@@ -230,6 +230,8 @@ def _smoke(doc: dict[str, Any], plots: dict[str, str]) -> str:
     head = f"<p>{_badge(level)} {_e(verdict.get('reason', ''))}</p>"
     if verdict.get("likely_cause"):
         head += f"<p>Likely cause: {_e(verdict['likely_cause'])}</p>"
+    if (smoke.get("collapse") or {}).get("line"):  # lbconvert.smoke.collapse
+        head += f"<p>Collapse: {_e(smoke['collapse']['line'])}</p>"
     rows = [[r["arm"], r["batch"], r["lr"], r["optimizer"], r["updates"], r["slope"], r["ci"],
              r["r2"], r["distance"], r["loss"]] for r in smoke_rows(doc)]
     table = _table(["arm", "batch", "LR", "optimizer", "updates", "slope b", "95% CI", "R²",

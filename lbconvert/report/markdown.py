@@ -214,6 +214,8 @@ def _smoke(doc: dict[str, Any]) -> str:
              str(verdict.get("reason", ""))]
     if verdict.get("likely_cause"):
         lines.append(f"\nLikely cause: {verdict['likely_cause']}")
+    if (smoke.get("collapse") or {}).get("line"):  # lbconvert.smoke.collapse
+        lines.append(f"\nCollapse: {smoke['collapse']['line']}")
     window = smoke.get("window")
     lines.append(f"\nSlope b of ‖w_t − w_0‖ = a + b·ln t over updates t ∈ {fmt(window)} "
                  f"(Hoffer et al. 2017), device `{smoke.get('device')}`, "

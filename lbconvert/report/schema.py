@@ -121,6 +121,13 @@ _SMOKE = {
                 },
                 "device": {"type": "string"},
                 "noise_scale": _NOISE_SCALE,
+                "collapse": {
+                    "type": ["object", "null"],
+                    "required": ["judged", "collapsed", "line"],
+                    "properties": {"judged": {"type": "boolean"},
+                                   "collapsed": {"type": ["boolean", "null"]},
+                                   "line": {"type": "string"}},
+                },
             },
         },
     ]

@@ -149,6 +149,123 @@ class DistanceTracker:
         return math.sqrt(sum(sq)), per
 
 
+class ArmTrainer:
+    """One arm trained update by update, recording ‖w_t − w_0‖ at log-spaced t.
+
+    The smoke test steps its three arms in turn (round-robin, :mod:`lbconvert.smoke.run`) so
+    that start-up cost and a slow machine fall on every arm alike; :func:`run_arm` steps one
+    arm alone. ``planned`` sets the mark grid; a run stopped before it gets a mark at its
+    last update (:meth:`finish`). ``clock``: seconds (``time.perf_counter`` unless injected).
+    """
+
+    def __init__(self, runner: ArmRunner, planned: int, seed: int,
+                 clock: Callable[[], float] = time.perf_counter):
+        import torch
+
+        torch.manual_seed(seed)  # dropout and the like: the same stream in every arm
+        self.runner, self.planned, self.clock = runner, planned, clock
+        self.stream = runner.pool.stream(seed)
+        self.tracker = DistanceTracker(runner.model)
+        self.marks_at = set(log_spaced_steps(planned))
+        self.seconds = 0.0
+        self.stopped = False
+        self._cuda = str(runner.pool.x.device).startswith("cuda")
+        self._rng = self._get_rng()
+        group = runner.optimizer.param_groups[0]
+        self.arm = Arm(
+            name=runner.name,
+            description=runner.description,
+            batch=runner.batch,
+            micro_batch=runner.micro,
+            accumulation=math.ceil(runner.share / runner.micro),
+            lr=float(group.get("initial_lr", group["lr"])),
+            optimizer=runner.optimizer_name,
+            steps=0,
+            ghost_batch_size=runner.ghost,
+            warmup_steps=runner.warmup,
+        )
+
+    def step(self, late: bool = False) -> bool:
+        """One update (``late``: the caller's deadline passed, so record a mark now and stop).
+        Returns False once the arm has stopped (loss not finite, planned updates done, late)."""
+        if self.stopped:
+            return False
+        runner, arm = self.runner, self.arm
+        start = self.clock()
+        # each arm keeps its own RNG stream, so interleaving arms changes no arm's numbers
+        outer = self._get_rng()
+        self._set_rng(self._rng)
+        try:
+            loss_t = runner.step(self.stream)
+        finally:
+            self._rng = self._get_rng()
+            self._set_rng(outer)
+        t = arm.steps = arm.steps + 1
+        loss = None
+        if runner.dist is not None and (t in self.marks_at or late):
+            # Every rank records the same marks: the mean loss over the ranks.
+            from lbconvert.smoke.distributed import all_reduce
+
+            (loss_sum,) = all_reduce([float(loss_t)], runner.dist)
+            loss = loss_sum / runner.dist.world_size if runner.sharded else float(loss_t)
+        if t in self.marks_at or late:
+            self._mark(t, float(loss_t) if loss is None else loss)
+        self.seconds += self.clock() - start
+        arm.seconds = self.seconds
+        if self.stopped:
+            return False
+        if late and t < self.planned:
+            arm.notes.append(f"time budget ran out at update {t} of {self.planned}: stopped")
+            self.stopped = True
+        elif t >= self.planned:
+            self.stopped = True
+        return not self.stopped
+
+    def extend(self, planned: int) -> bool:
+        """Go on to ``planned`` updates (marks log-spaced over the new length from here on);
+        False, and still stopped, for an arm that diverged or was not at its plan's end."""
+        if self.arm.diverged or self.arm.steps < self.planned or planned <= self.planned:
+            return False
+        self.planned = planned
+        self.marks_at |= {t for t in log_spaced_steps(planned) if t > self.arm.steps}
+        self.marks_at.add(planned)
+        self.stopped = False
+        return True
+
+    def _get_rng(self) -> tuple[Any, Any]:
+        import torch
+
+        return torch.get_rng_state(), torch.cuda.get_rng_state() if self._cuda else None
+
+    def _set_rng(self, state: tuple[Any, Any]) -> None:
+        import torch
+
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1])
+
+    def _mark(self, t: int, loss: float) -> None:
+        dist, groups = self.tracker.measure()
+        self.arm.marks.append(Mark(t, dist, groups, loss, t * self.runner.batch,
+                                   self.runner.lr()))
+        if not (math.isfinite(loss) and math.isfinite(dist)):
+            self.arm.diverged = True
+            self.arm.notes.append(f"loss not finite at update {t}: stopped")
+            self.stopped = True
+
+    def finish(self, note: str | None = None) -> Arm:
+        """The arm as recorded; a run stopped short of ``planned`` (by its caller) gets a mark
+        at its last update and ``note``."""
+        arm = self.arm
+        if arm.steps and (not arm.marks or arm.marks[-1].t != arm.steps) and not arm.diverged:
+            loss = arm.marks[-1].loss if arm.marks else float("nan")
+            self._mark(arm.steps, loss)
+        if note and arm.steps < self.planned and not arm.diverged:
+            arm.notes.append(note)
+        self.stopped = True
+        return arm
+
+
 def run_arm(
     runner: ArmRunner,
     steps: int,
@@ -156,58 +273,24 @@ def run_arm(
     *,
     deadline: float | None = None,
     on_step: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Arm:
-    """Train ``runner`` for ``steps`` updates, recording marks at log-spaced t.
+    """Train ``runner`` alone for ``steps`` updates, recording marks at log-spaced t.
 
-    Stops early (noted) when the loss is not finite or ``deadline`` (perf_counter) passes.
+    Stops early (noted) when the loss is not finite or ``deadline`` (on ``clock``) passes.
     """
-    import torch
-
-    torch.manual_seed(seed)  # dropout and the like: the same stream in every arm
-    stream = runner.pool.stream(seed)
-    tracker = DistanceTracker(runner.model)
-    marks_at = set(log_spaced_steps(steps))
-    group = runner.optimizer.param_groups[0]
-    arm = Arm(
-        name=runner.name,
-        description=runner.description,
-        batch=runner.batch,
-        micro_batch=runner.micro,
-        accumulation=math.ceil(runner.share / runner.micro),
-        lr=float(group.get("initial_lr", group["lr"])),
-        optimizer=runner.optimizer_name,
-        steps=0,
-        ghost_batch_size=runner.ghost,
-        warmup_steps=runner.warmup,
-    )
-    start = time.perf_counter()
-    for t in range(1, steps + 1):
-        loss_t = runner.step(stream)
-        arm.steps = t
-        if on_step is not None:
-            on_step()
-        late = deadline is not None and time.perf_counter() > deadline
-        loss = None
-        if runner.dist is not None and (t in marks_at or deadline is not None):
-            # Every rank stops at the same update: the mean loss and "late on any rank".
+    trainer = ArmTrainer(runner, steps, seed, clock)
+    going = True
+    while going:
+        late = deadline is not None and clock() > deadline
+        if runner.dist is not None and deadline is not None:  # every rank stops together
             from lbconvert.smoke.distributed import all_reduce
 
-            world = runner.dist.world_size
-            loss_sum, late_any = all_reduce([float(loss_t), float(late)], runner.dist)
-            loss, late = (loss_sum / world if runner.sharded else float(loss_t)), late_any > 0
-        if t in marks_at or late:
-            loss = float(loss_t) if loss is None else loss
-            dist, groups = tracker.measure()
-            arm.marks.append(Mark(t, dist, groups, loss, t * runner.batch, runner.lr()))
-            if not (math.isfinite(loss) and math.isfinite(dist)):
-                arm.diverged = True
-                arm.notes.append(f"loss not finite at update {t}: stopped")
-                break
-            if late and t < steps:
-                arm.notes.append(f"time budget ran out at update {t} of {steps}: stopped")
-                break
-    arm.seconds = time.perf_counter() - start
-    return arm
+            late = all_reduce([float(late)], runner.dist, "max")[0] > 0
+        going = trainer.step(late)
+        if on_step is not None:
+            on_step()
+    return trainer.finish()
 
 
 def _set_ghost(model: nn.Module, ghost: int, fold: bool = False) -> int:

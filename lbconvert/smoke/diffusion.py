@@ -188,6 +188,8 @@ class DiffusionResult:
     layout: dict[str, Any] | None = None
     #: gradient noise scale B_simple at the original weights (smoke.noise.summarize), or None
     noise_scale: dict[str, Any] | None = None
+    #: the collapse guard (smoke.collapse): judged with real data, else says it cannot see one
+    collapse: dict[str, Any] | None = None
     comparison_basis: str = (
         "updates, at each real run's last update: the diffusion law ‖w_t − w_0‖ ~ log t is in "
         "updates (one random-walk step per update), and Hoffer et al. 2017 close the gap by "
@@ -223,6 +225,7 @@ class DiffusionResult:
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "layout": json_safe(self.layout),
             "noise_scale": json_safe(self.noise_scale),
+            "collapse": json_safe(self.collapse),
         }
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from lbconvert.smoke.data import BUILTINS
@@ -99,9 +101,31 @@ def resize(size: ProbeSize, setup: ArmSetup, spent: float, passes_done: int,
     return new
 
 
+class OverShare(RuntimeError):
+    """The measurement ran past its share of the smoke budget and was abandoned."""
+
+
+def fit_size(size: ProbeSize, per_pass: float, seconds: float) -> ProbeSize:
+    """``size`` shrunk (k halved to MIN_K, then rounds to MIN_ROUNDS) until one point's
+    ``rounds × k`` passes at ``per_pass`` seconds fit ``seconds``."""
+    new = ProbeSize(size.k, size.rounds, size.note)
+    allowed = seconds / per_pass if per_pass > 0 else math.inf
+    while new.rounds * new.k > allowed and new.k > MIN_K:
+        new.k = max(MIN_K, new.k // 2)
+    if new.rounds * new.k > allowed:
+        new.rounds = MIN_ROUNDS
+    return new
+
+
 def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[str, Any]],
-                  size: ProbeSize, seed: int) -> dict[str, Any]:
-    """B_simple of ``model``'s current weights (a copy is probed), from the smoke's stream."""
+                  size: ProbeSize, seed: int, *, clock: Callable[[], float] = time.perf_counter,
+                  deadline: float = math.inf) -> dict[str, Any]:
+    """B_simple of ``model``'s current weights (a copy is probed), from the smoke's stream.
+
+    Two timed pilot passes first (the second is the cost per pass: the first may pay start-up)
+    shrink ``size`` to what fits before ``deadline`` (on ``clock``); a pass that still ends
+    past it raises :class:`OverShare`, so the measurement never takes more than its share of
+    the budget (it took 42 s of a 60 s budget on a loaded CPU, issue 23)."""
     import torch
 
     from lbconvert.model.probe import logits_of
@@ -110,10 +134,12 @@ def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[s
     net.train()
     pool, b_s = setup.pool, setup.proxy.small_batch
     micro = setup.micro["original"]
-    stream = pool.stream(seed)
+    streams = [pool.stream(seed + 1)]  # the pilot's own samples: the probe's are unchanged
 
     def small_grad() -> None:
-        idx = stream.take(b_s)
+        if clock() > deadline:
+            raise OverShare("ran past its share of the smoke time")
+        idx = streams[-1].take(b_s)
         for chunk in idx.split(micro):
             out = logits_of(net(pool.x[chunk]))
             loss = setup.loss_fn(out, pool.y[chunk]) * (chunk.numel() / b_s)
@@ -121,8 +147,18 @@ def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[s
 
     devices = [torch.device(setup.device).index or 0] if setup.device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
+        per_pass = 0.0
+        for _ in range(2):
+            t0 = clock()
+            small_grad()
+            per_pass = clock() - t0
+        net.zero_grad(set_to_none=True)
+        streams.append(pool.stream(seed))
         torch.manual_seed(seed)
-        return probe(net, small_grad, b_small=b_s, k=size.k, rounds=size.rounds)
+        fitted = fit_size(size, per_pass, deadline - clock())
+        out = probe(net, small_grad, b_small=b_s, k=fitted.k, rounds=fitted.rounds)
+        out["pilot_passes"] = 2  # timed before the probe, in the smoke's noise_scale timing
+        return out
 
 
 def summarize(points: list[dict[str, Any]], source: str) -> dict[str, Any]:

@@ -39,6 +39,9 @@ class SmokeOptions:
         noise_probe: what measures it: ``lbconvert.monitor.noise_probe.probe_noise_scale``
             or a callable with its signature. ``lbconvert.convert`` passes that one when
             ``noise_scale`` is on (the monitor layer sits above smoke); ``None``: not measured.
+        clock: seconds as a callable (``None``: ``time.perf_counter``); every part of the
+            budget — measurement, noise scale, the arms' deadline — reads it, so a test can
+            run the scheduling on simulated time.
     """
 
     data: str = "synthetic"
@@ -57,6 +60,7 @@ class SmokeOptions:
     dist_timeout: float = 300.0
     noise_scale: bool = True
     noise_probe: Any = None
+    clock: Any = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | SmokeOptions | None) -> SmokeOptions:

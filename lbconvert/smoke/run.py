@@ -20,20 +20,32 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.errors import LbconvertError
-from lbconvert.smoke.arms import ARMS, ArmRunner, ArmSetup, run_arm
+from lbconvert.smoke.arms import ARMS, ArmRunner, ArmSetup, ArmTrainer
 from lbconvert.smoke.budget import (
-    TRAIN_SHARE,
+    END_SHARE,
+    MAX_STEPS,
+    MEASURE_SHARE,
     SmokeBudgetError,
+    interleave,
     measure_step_time,
     preflight,
+    settle_budget,
     size_steps,
 )
+from lbconvert.smoke.collapse import has_real_data, split_holdout
 from lbconvert.smoke.compare import by_samples, by_updates, ratios
 from lbconvert.smoke.diffusion import FAIL, PASS, WARN, Arm, DiffusionResult
 from lbconvert.smoke.fit import fit_log_slope
+from lbconvert.smoke.noise import BUDGET_SHARE as NOISE_SHARE
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy, resolve_device
-from lbconvert.smoke.verdict import choose_window, decide, extrapolation_note, horizon_for
+from lbconvert.smoke.verdict import (
+    MIN_CONCLUSIVE_UPDATES,
+    choose_window,
+    decide,
+    extrapolation_note,
+    horizon_for,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -78,7 +90,8 @@ def run_smoke(
     """
     opts = SmokeOptions.from_mapping(options)
     opts.check()
-    t_start = time.perf_counter()
+    clock = opts.clock or time.perf_counter
+    t_start = clock()
     if not input_shape:
         raise LbconvertError(
             "the smoke test needs the model's input shape",
@@ -123,6 +136,7 @@ def _run(
     """run_smoke after its checks: in this process, or as one rank of a data-parallel run."""
     from lbconvert.smoke import distributed
 
+    clock = opts.clock or time.perf_counter
     time_budget, smoke_batch, seed = opts.time_budget, opts.smoke_batch, opts.seed
     steps, data, tolerance = opts.steps, opts.data, opts.tolerance
     world = 1 if ctx is None else ctx.world_size
@@ -137,7 +151,7 @@ def _run(
     if note:
         notes.append(note)
     if steps is None:  # a fixed number of updates was asked for: no budget to protect
-        _preflight(original, input_shape, proxy, dev, time_budget, ctx)
+        _preflight(original, input_shape, proxy, dev, time_budget, ctx, clock)
     from lbconvert.smoke.data import make_pool
 
     bytes_per = 4 * math.prod(input_shape)
@@ -154,6 +168,7 @@ def _run(
     )
     if ctx is not None:  # every rank trains on rank 0's samples
         distributed.broadcast_([pool.x, pool.y], ctx)
+    pool, holdout = split_holdout(pool)  # real data: a slice for the collapse guard
     proxy.pool_size = len(pool)
     if plan.steps_per_epoch_new:
         proxy.steps_per_epoch = plan.steps_per_epoch_new
@@ -166,29 +181,33 @@ def _run(
     proxy.warmup_steps_plan = proxy.warmup_steps = int(
         round(plan.warmup_epochs * proxy.steps_per_epoch)
     )
-    timings["data"] = time.perf_counter() - t_start
+    timings["data"] = clock() - t_start
 
     setup = ArmSetup(original, converted, plan, proxy, pool, dev, opts.max_micro_batch, ctx)
-    t0 = time.perf_counter()
-    own_step_times = {name: measure_step_time(setup, name, seed) for name in ARMS}
+    t0 = clock()
+    own_step_times = {name: measure_step_time(setup, name, seed, clock=clock,
+                                              max_seconds=MEASURE_SHARE * time_budget / 3)
+                      for name in ARMS}
     step_times = dict(own_step_times)
     if ctx is not None:  # the slowest rank sets the pace of all
         step_times = dict(zip(ARMS, distributed.all_reduce(list(step_times.values()), ctx, "max")))
-    timings["measure"] = time.perf_counter() - t0
-    noise_cost, noise_size = 0.0, None
+    timings["measure"] = clock() - t0
+    noise_size = None
     if opts.noise_scale and opts.noise_probe is not None:  # B_simple (smoke.noise)
         from lbconvert.smoke.noise import size_probe
 
         noise_size = size_probe(setup, step_times["original"], time_budget)
-        noise_cost = noise_size.passes * step_times["original"]
         if noise_size.note:
             notes.append(noise_size.note)
-    remaining = time_budget * TRAIN_SHARE - (time.perf_counter() - t_start) - noise_cost
     fixed = steps is not None
-    forced = False
+    # The whole smoke test keeps to its budget: the arms stop at `deadline`, which leaves the
+    # end reserve and the noise scale's second half of its share after them.
+    noise_half = NOISE_SHARE * time_budget / 2 if noise_size is not None else 0.0
+    deadline = t_start + time_budget * (1 - END_SHARE) - noise_half
     if not fixed:
-        steps, forced, note = size_steps(remaining, sum(step_times.values()), time_budget,
-                                         max(plan.updates_old or 0, plan.updates_new or 0))
+        remaining = deadline - clock() - noise_half
+        steps, _, note = size_steps(remaining, sum(step_times.values()), time_budget,
+                                    max(plan.updates_old or 0, plan.updates_new or 0))
         if ctx is not None:  # every rank makes the same number of updates
             steps = int(distributed.all_reduce([steps], ctx, "min")[0])
         if note:
@@ -202,46 +221,48 @@ def _run(
         )
 
     noise_points: list[dict[str, Any]] = []
-    _noise_point(setup, opts, noise_size, original, "init", 0, noise_points, timings, notes)
-    arms: dict[str, Arm] = {}
-    runners: dict[str, ArmRunner] = {}
-    # Each arm may run until its cumulative share of what is left of the budget (+10%), so
-    # slack from a fast arm passes on; when even MIN_STEPS exceed the budget, 1.5× its own
-    # measured time instead (the run is over budget anyway, and noted).
-    train_start = time.perf_counter()
-    left = max(0.0, t_start + time_budget - train_start - noise_cost / 2)
-    total_cost = sum(steps * step_times[n] for n in ARMS) or 1.0
-    cum = 0.0
+    _noise_point(setup, opts, noise_size, original, "init", 0, noise_points, timings, notes,
+                 clock, clock() + noise_half)
+    runners = {name: setup.build(name) for name in ARMS}
+    evals: dict[str, dict[str, Any]] = {}
+    if holdout is not None or has_real_data(pool.source):
+        evals = {n: {"start": _evaluate(runners[n], pool, holdout, setup)}
+                 for n in ("original", "converted")}
+    trainers = {name: ArmTrainer(runners[name], steps, seed, clock) for name in ARMS}
+    train_start = clock()
     with _progress(progress, opts.console) as bar:
         tasks = {n: bar.add_task(f"smoke {n}", total=steps) for n in ARMS} if bar else {}
-        for name in ARMS:
-            runner = setup.build(name)
-            cum += steps * step_times[name]
-            if fixed:
-                deadline = None
-            elif forced:
-                deadline = time.perf_counter() + 1.5 * steps * step_times[name] + 1.0
-            else:
-                deadline = train_start + 1.1 * left * cum / total_cost
-            cb = (lambda n=name: bar.advance(tasks[n])) if bar else None
-            arm = run_arm(runner, steps, seed, deadline=deadline, on_step=cb)
-            arm.step_time = step_times[name]
-            arms[name], runners[name] = arm, runner
-            timings[f"arm_{name}"] = arm.seconds
-    if noise_points and noise_size is not None:  # at the cost per pass the first one took
-        from lbconvert.smoke.noise import resize
-
-        noise_size = resize(noise_size, setup, noise_points[0]["seconds"],
-                            noise_points[0]["passes"], time_budget)
-        if noise_size.note and noise_size.note not in notes:
-            notes.append(noise_size.note)
+        agree = None
+        if ctx is not None:
+            def agree(late: bool) -> bool:  # every rank stops at the same round
+                return distributed.all_reduce([float(late)], ctx, "max")[0] > 0
+        whole = max(plan.updates_old or 0, plan.updates_new or 0)
+        rounds, cut = interleave(trainers, None if fixed else deadline, clock, agree=agree,
+                                 max_rounds=min(whole or MAX_STEPS, MAX_STEPS),
+                                 on_step=(lambda n: bar.advance(tasks[n])) if bar else None)
+    timings["arms"] = clock() - train_start
+    arms: dict[str, Arm] = {}
+    for name, trainer in trainers.items():
+        arms[name] = trainer.finish(f"time budget ran out at update {rounds} of "
+                                    f"{trainer.planned}: stopped (all arms at the same update)"
+                                    if cut else None)
+        arms[name].step_time = step_times[name]
+        timings[f"arm_{name}"] = arms[name].seconds
+    if evals:
+        for n in evals:
+            evals[n]["end"] = _evaluate(runners[n], pool, holdout, setup)
     _noise_point(setup, opts, noise_size, runners["original"].model, "end of the original arm",
-                 arms["original"].steps, noise_points, timings, notes)
+                 arms["original"].steps, noise_points, timings, notes, clock,
+                 t_start + time_budget * (1 - END_SHARE))
     if setup.micro["naive"] < setup.share("naive"):
         arms["naive"].notes.append(
             "plain BatchNorm over accumulated micro-batches: statistics are "
             f"per micro-batch of {setup.micro['naive']}, not per batch"
         )
+    round_seconds = timings["arms"] / rounds if rounds else sum(step_times.values())
+    settle = settle_budget(timings["data"] + timings["measure"], round_seconds,
+                           int(math.ceil(1.2 * MIN_CONCLUSIVE_UPDATES)),
+                           END_SHARE + (NOISE_SHARE if noise_size is not None else 0.0))
 
     n_eff = min(a.steps for a in arms.values())
     if ctx is not None:
@@ -263,26 +284,34 @@ def _run(
         horizon=horizon,
         tolerance=tolerance,
         window_problem=problem,
+        settle_time=None if fixed else settle,
     )
+    collapse = _collapse(evals, pool, holdout, arms["original"].steps)
+    if collapse.get("collapsed"):
+        verdict = dataclasses.replace(
+            verdict, level=FAIL, reason=collapse["line"] + f" (distance verdict: {verdict.level}, "
+            f"{verdict.reason})",
+            likely_cause="LR too high for the large batch or warmup too short: lower the LR "
+            "(--rule sqrt rather than linear), lengthen warmup, or run --calibrate")
     reach = extrapolation_note(horizon, window[1])
     if reach and verdict.level in (PASS, WARN, FAIL):
         notes.append(reach)
 
     calibration = None
     if opts.calibrate:
-        t0 = time.perf_counter()
+        t0 = clock()
         from lbconvert.smoke.calibrate import calibrate_lr
 
         calibration = calibrate_lr(
             setup, arms["original"], n_eff, step_times["converted"], time_budget, seed
         )
-        timings["calibrate"] = time.perf_counter() - t0
+        timings["calibrate"] = clock() - t0
     if opts.sharpness:
-        t0 = time.perf_counter()
+        t0 = clock()
         _add_sharpness(runners, arms, pool, setup, seed)
-        timings["sharpness"] = time.perf_counter() - t0
+        timings["sharpness"] = clock() - t0
     layout = _layout(setup, ctx, own_step_times)
-    timings["total"] = time.perf_counter() - t_start
+    timings["total"] = clock() - t_start
 
     proxy_d = dataclasses.asdict(proxy)
     proxy_d["micro_batches"] = dict(setup.micro)
@@ -302,26 +331,58 @@ def _run(
         calibration=calibration,
         layout=layout,
         noise_scale=_noise_summary(noise_points, pool.source),
+        collapse=collapse,
     )
 
 
 def _noise_point(setup: ArmSetup, opts: SmokeOptions, size: ProbeSize | None, model: nn.Module,
                  at: str, update: int, points: list[dict[str, Any]],
-                 timings: dict[str, float], notes: list[str]) -> None:
-    """Append B_simple at ``model``'s weights to ``points`` (nothing without a probe; a
-    failed probe is noted, not fatal: the smoke verdict does not depend on it)."""
+                 timings: dict[str, float], notes: list[str], clock: Any,
+                 deadline: float) -> None:
+    """Append B_simple at ``model``'s weights to ``points`` (nothing without a probe); it stops
+    at ``deadline`` (its share of the budget). A failed or abandoned probe is noted, not fatal:
+    the smoke verdict does not depend on it."""
     if size is None:
         return
-    from lbconvert.smoke.noise import measure_point
+    from lbconvert.smoke.noise import OverShare, measure_point
 
-    t0 = time.perf_counter()
+    t0 = clock()
     try:
-        point = measure_point(setup, model, opts.noise_probe, size, opts.seed)
+        point = measure_point(setup, model, opts.noise_probe, size, opts.seed, clock=clock,
+                              deadline=deadline)
+    except OverShare:
+        notes.append(f"noise scale not measured at {at}: it would have run past its "
+                     f"{NOISE_SHARE:.0%} share of the smoke time")
     except (RuntimeError, ValueError) as exc:
         notes.append(f"noise scale not measured at {at}: {str(exc)[:200]}")
     else:
         points.append({"at": at, "update": update, **point})
-    timings["noise_scale"] = timings.get("noise_scale", 0.0) + time.perf_counter() - t0
+    timings["noise_scale"] = timings.get("noise_scale", 0.0) + clock() - t0
+
+
+def _evaluate(runner: ArmRunner, pool: SamplePool, holdout: SamplePool | None,
+              setup: ArmSetup) -> dict[str, Any]:
+    """The collapse guard's numbers for one arm now: loss on a fixed training slice, loss and
+    accuracy on the held-out slice, at the arm's own micro-batch."""
+    from lbconvert.smoke.collapse import TRAIN_EVAL, evaluate
+
+    n = min(len(pool), TRAIN_EVAL)
+    out = {"train": evaluate(runner.model, pool.x[:n], pool.y[:n], setup.loss_fn,
+                             min(runner.micro, n))}
+    if holdout is not None:
+        out["held_out"] = evaluate(runner.model, holdout.x, holdout.y, setup.loss_fn,
+                                   min(runner.micro, len(holdout)))
+    return out
+
+
+def _collapse(evals: dict[str, dict[str, Any]], pool: SamplePool, holdout: SamplePool | None,
+              updates: int) -> dict[str, Any]:
+    from lbconvert.smoke.collapse import blind, chance_accuracy, judge
+
+    if not evals:
+        return blind(pool.source)
+    chance = chance_accuracy(holdout.y) if holdout is not None and pool.classification else None
+    return judge(evals, chance, len(holdout) if holdout is not None else 0, updates)
 
 
 def _noise_summary(points: list[dict[str, Any]], source: str) -> dict[str, Any] | None:
@@ -390,16 +451,16 @@ def _progress(enabled: bool, console: Any) -> Any:
 
 
 def _preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Any, device: str,
-               time_budget: float, ctx: DistContext | None) -> None:
+               time_budget: float, ctx: DistContext | None, clock: Any) -> None:
     """:func:`preflight`, agreed over the ranks: if one rank's prediction is over, all stop."""
     if ctx is None:
-        preflight(model, input_shape, proxy, device, time_budget)
+        preflight(model, input_shape, proxy, device, time_budget, clock=clock)
         return
     from lbconvert.smoke import distributed
 
     error = None
     try:
-        preflight(model, input_shape, proxy, device, time_budget)
+        preflight(model, input_shape, proxy, device, time_budget, clock=clock)
     except SmokeBudgetError as exc:
         error = exc
     if distributed.all_reduce([float(error is not None)], ctx, "max")[0] > 0:

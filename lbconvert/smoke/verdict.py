@@ -69,7 +69,8 @@ MIN_CONCLUSIVE_UPDATES = 50
 MAX_SLOPE_RATIO = 10.0
 
 
-#: Share of the smoke budget spent training (``lbconvert.smoke.run``), for the hint.
+#: Share of the smoke budget spent training, for the hint when the caller has no measured
+#: budget to settle it (``settle_time``).
 _TRAIN_SHARE = 0.85
 
 
@@ -166,6 +167,7 @@ def decide(
     window_problem: str | None = None,
     min_updates: int = MIN_CONCLUSIVE_UPDATES,
     max_slope_ratio: float = MAX_SLOPE_RATIO,
+    settle_time: float | None = None,
 ) -> Verdict:
     """The smoke verdict: will the converted run end as far from its initialisation as the
     original run does? Derived from the fidelity benchmark (``benchmarks/fidelity.py``,
@@ -193,6 +195,10 @@ def decide(
     - INCONCLUSIVE: too little evidence: fewer than ``min_updates`` updates per arm, a
       window inside the warmup, or an original arm that did not diffuse. The reason says
       what would make it conclusive. Never PASS on a run that did not happen.
+
+    ``settle_time``: the ``--smoke-time`` that gives ``min_updates`` updates per arm, from
+    the run's own measured rates (``lbconvert.smoke.budget.settle_budget``); the hint of a
+    too-short run names it. Without it the hint estimates from the arms' step times.
 
     ``curve_gap``/``curve_bias`` (the mean log distance ratio over the window, by updates)
     and ``ci_overlap`` are still computed and reported, but do not decide.
@@ -227,6 +233,9 @@ def decide(
         secs = min_updates * per_update * 1.05 / _TRAIN_SHARE * 1.2
         flag = (f"--smoke-time {10 * math.ceil(secs / 10):.0f} (at the measured step times)"
                 if per_update > 0 else "a larger --smoke-time")
+        if settle_time is not None:
+            flag = (f"--smoke-time {settle_time:.0f} (from this run's set-up time and its "
+                    "rate of updates)")
         return Verdict(
             INCONCLUSIVE,
             f"only {steps} updates per arm: the criterion needs at least {min_updates}",
