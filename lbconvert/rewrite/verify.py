@@ -35,6 +35,7 @@ numerics of every strategy are tested against float64 BatchNorm in the test suit
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -412,10 +413,18 @@ def _per_site(original: nn.Module, captured: dict[str, tuple], ghost: int,
         if isinstance(before, GhostFunctional):
             diff = _site_functional(before, args, ghost, seed)
         else:
-            diff = _site_module(original.get_submodule(path), before, args[0], ghost, seed)
+            diff = _site_module(_submodule(original, path), before, args[0], ghost, seed)
         if diff >= worst:
             worst, worst_site = diff, path
     return worst, worst_site
+
+
+def _submodule(root: nn.Module, path: str) -> nn.Module:
+    # getattr, not get_submodule: TorchScript modules do not support get_submodule.
+    m = root
+    for part in path.split(".") if path else ():
+        m = getattr(m, part)
+    return m
 
 
 def _check_chunked(original: nn.Module, converted: nn.Module, x: torch.Tensor, ghost: int,
@@ -446,7 +455,11 @@ def _inputs_and_affine(m: nn.Module, x: torch.Tensor) -> list[torch.Tensor | Non
 
 def _site_module(ref_mod: nn.Module, ghost_mod: nn.Module, x: torch.Tensor, ghost: int,
                  seed: int) -> float:
-    ref, gbn = clone_module(ref_mod).double().train(), clone_module(ghost_mod).double().train()
+    with warnings.catch_warnings():
+        # .double() of a TorchScript reference reads .grad of non-leaf wrappers: harmless.
+        warnings.simplefilter("ignore", UserWarning)
+        ref = clone_module(ref_mod).double().train()
+    gbn = clone_module(ghost_mod).double().train()
     x = x.double()
     xr, xg = x.clone().requires_grad_(), x.clone().requires_grad_()
     torch.manual_seed(seed)
