@@ -29,6 +29,7 @@ _LAZY = {
     "ExportOptions": "lbconvert.export.options",
     "GhostBatchNorm": "lbconvert.nn.ghost_batchnorm",
     "LARS": "lbconvert.optim.lars",
+    "LAMB": "lbconvert.optim.lamb",
 }
 
 # The stage functions in pipeline order, then the building blocks. ``make_plan`` is the plan
@@ -36,7 +37,7 @@ _LAZY = {
 __all__ = [
     "convert", "ConvertResult", "load_config", "TrainConfig", "make_plan", "Plan", "rewrite",
     "verify", "SmokeOptions", "ExportOptions", "make_optimizer", "make_scheduler",
-    "GhostBatchNorm", "LARS", "LbconvertError", "__version__",
+    "GhostBatchNorm", "LARS", "LAMB", "LbconvertError", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.export.options import ExportOptions
     from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
     from lbconvert.optim.factory import make_optimizer
+    from lbconvert.optim.lamb import LAMB
     from lbconvert.optim.lars import LARS
     from lbconvert.optim.scheduler import make_scheduler
     from lbconvert.plan.plan import Plan, make_plan

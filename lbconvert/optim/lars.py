@@ -214,23 +214,26 @@ class LARS(Optimizer):
 
 
 def _as_groups(params: Any, weight_decay: float, exclude_adapt: ExcludeSpec,
-               exclude_decay: ExcludeSpec) -> list[dict[str, Any]] | list[torch.Tensor]:
-    """Normalise LARS's ``params`` argument into param groups (see the class docstring)."""
+               exclude_decay: ExcludeSpec, who: str = "LARS",
+               adapt_key: str = "lars_adapt") -> list[dict[str, Any]] | list[torch.Tensor]:
+    """Normalise the ``params`` argument of LARS (or ``who``, e.g. LAMB) into param groups
+    (see the class docstring)."""
     if isinstance(params, torch.Tensor):
         raise LbconvertError(
-            "LARS: params must be an iterable of tensors or a module, not a tensor"
+            f"{who}: params must be an iterable of tensors or a module, not a tensor"
         )
     if hasattr(params, "named_parameters"):
         return param_groups(params, weight_decay=weight_decay, exclude_adapt=exclude_adapt,
                             exclude_decay=exclude_decay)
     items = list(params) if isinstance(params, Iterable) else params
     if not items:
-        raise LbconvertError("LARS got an empty parameter list")
+        raise LbconvertError(f"{who} got an empty parameter list")
     if all(isinstance(it, dict) for it in items):
         if exclude_adapt is not None or exclude_decay is not None:
             raise LbconvertError(
-                "LARS: exclude_adapt/exclude_decay apply to a model or parameters, not to explicit"
-                " param-group dicts; set 'lars_adapt' and 'weight_decay' in the groups instead"
+                f"{who}: exclude_adapt/exclude_decay apply to a model or parameters, not to"
+                f" explicit param-group dicts; set '{adapt_key}' and 'weight_decay' in the groups"
+                " instead"
             )
         return items
     if all(isinstance(it, tuple) and len(it) == 2 for it in items):
@@ -238,7 +241,8 @@ def _as_groups(params: Any, weight_decay: float, exclude_adapt: ExcludeSpec,
     elif all(isinstance(it, torch.Tensor) for it in items):
         named = [(str(i), p) for i, p in enumerate(items)]
     else:
-        raise LbconvertError("LARS: params must be tensors, (name, tensor) pairs or group dicts")
+        raise LbconvertError(f"{who}: params must be tensors, (name, tensor) pairs or group"
+                             " dicts")
     return param_groups(named, weight_decay=weight_decay, exclude_adapt=exclude_adapt,
                         exclude_decay=exclude_decay)
 
