@@ -73,7 +73,7 @@ class DefaultCommandGroup(TyperGroup):
             sys.exit(exc.exit_code)
         except click_exceptions.ClickException as exc:
             sys.exit(_usage_error(exc))
-        except click_exceptions.Abort:
+        except typer.Abort:
             typer.echo("lbconvert: aborted", err=True)
             sys.exit(1)
         # Non-standalone Click returns the code of an explicit Exit, else the command's value.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -51,9 +52,18 @@ def render_summary(result: Any, report_files: Any, console: Console) -> None:
     if export is not None:
         for note in export.notes:
             grid.add_row("note", Text(note, style="dim"))
-    title = Text(f" {level} ", style=f"bold white on {style}") + Text(f" {verdict['headline']}")
-    console.print(Panel(grid, title=title, title_align="left", border_style=style,
-                        expand=False))
+    badge = Text(f" {level} ", style=f"bold white on {style}")
+    title = badge + Text(f" {verdict['headline']}")
+    # Rich cuts a title wider than its panel mid-word: widen the panel to the title, and
+    # when even the terminal is too narrow, the headline goes inside, wrapped at words.
+    if title.cell_len + 6 <= console.width:
+        content = Measurement.get(console, console.options, grid).maximum + 4
+        panel = Panel(grid, title=title, title_align="left", border_style=style,
+                      width=min(console.width, max(content, title.cell_len + 6)))
+    else:
+        panel = Panel(Group(Text(verdict["headline"], style="bold"), Text(""), grid),
+                      title=badge, title_align="left", border_style=style, expand=False)
+    console.print(panel)
 
 
 def _key_numbers(result: Any) -> list[tuple[str, str]]:

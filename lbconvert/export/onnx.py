@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._text import clip
 from lbconvert.atomic import check_writable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -449,8 +450,8 @@ def _first_line(exc: BaseException) -> str:
     # The dynamo exporter puts the cause under "Exception summary"; prefer it.
     for ln in lines:
         if "No ONNX function found" in ln or "not supported" in ln or "Unsupported" in ln:
-            return ln[:400]
-    return (lines[0] if lines else type(exc).__name__)[:400]
+            return clip(ln, 400)
+    return clip(lines[0] if lines else type(exc).__name__, 400)
 
 
 _OP_PATTERNS = (

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._text import first_line
 from lbconvert.errors import LbconvertError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,7 +179,7 @@ def probe_output(model: nn.Module, input_shape: Sequence[int], num_classes: int 
         with torch.no_grad():
             out = logits_of(probe(torch.zeros((2, *shape), device=model_device(probe))))
     except Exception as exc:  # the user's model rejected the shape: say which
-        first = (str(exc).splitlines() or [""])[0][:160]
+        first = first_line(exc, 160)
         raise LbconvertError(
             f"the model rejects inputs of shape {list(shape)} ({type(exc).__name__}: {first})",
             hint="pass the right per-sample --input-shape",

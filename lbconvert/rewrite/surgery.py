@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase
 
+from lbconvert._text import clip
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm, LazyGhostBatchNorm, ghost_batch_norm
 from lbconvert.rewrite.scripted import is_scripted, replace_scripted_blocks
@@ -484,7 +485,7 @@ def clone_module(model: nn.Module) -> nn.Module:
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    return clip(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 300)
 
 
 def _fx_functional_nodes(graph: torch.fx.Graph) -> list[str]:

@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._pytree import tree_leaves
 
+from lbconvert._text import clip
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 from lbconvert.rewrite.census import Census, count_sites
@@ -153,7 +154,7 @@ def _run(name: str, fn, threshold: float | None) -> Check:
     try:
         value, detail = fn()
     except Exception as exc:  # noqa: BLE001 - a crash is a failed check, reported with its cause
-        return Check(name, False, None, threshold, f"{type(exc).__name__}: {exc}"[:500])
+        return Check(name, False, None, threshold, clip(f"{type(exc).__name__}: {exc}", 500))
     passed = value <= threshold if threshold is not None else value == 0
     return Check(name, passed, value, threshold, detail)
 
@@ -322,7 +323,7 @@ def _check_ghost_eq_batch(original: nn.Module, converted: nn.Module, x: torch.Te
     try:
         return _whole_model_eq_batch(original, converted, x, seed)
     except Exception as exc:  # noqa: BLE001 - e.g. detection models need targets in training
-        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
+        why = clip(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 160)
         if _trains_on_inputs(original, x, seed):
             raise  # the original trains on these inputs: the conversion broke it
     captured, how = _capture_sites(converted, x, WHOLE_BATCH, seed)

@@ -23,6 +23,7 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable
 
+from lbconvert._text import clip
 from lbconvert.smoke.diffusion import Arm, Mark
 from lbconvert.smoke.fit import log_spaced_steps
 
@@ -399,7 +400,7 @@ class ArmSetup:
                 model.load_state_dict(self.original.state_dict())
             except RuntimeError as exc:
                 note = (
-                    f"converted model's keys differ from the original's ({str(exc)[:120]}...): "
+                    f"converted model's keys differ from the original's ({clip(str(exc), 120)}): "
                     "the converted arm starts from its own weights"
                 )
                 if note not in self.notes:

@@ -21,6 +21,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._text import first_line
 from lbconvert.errors import LbconvertError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -213,7 +214,7 @@ class _collective:
             return False
         raise LbconvertError(
             f"smoke test, rank {self.ctx.rank} of {self.ctx.world_size}: {self.what} with the "
-            f"other ranks failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"other ranks failed ({type(exc).__name__}: {first_line(exc, 200)}); "
             "another rank failed or stopped answering",
             hint="see that rank's error; the process-group timeout is "
             f"{self.ctx.timeout_s:g}s",

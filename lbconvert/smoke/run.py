@@ -19,6 +19,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._text import clip
 from lbconvert.errors import LbconvertError
 from lbconvert.smoke.arms import ARMS, ArmRunner, ArmSetup, ArmTrainer
 from lbconvert.smoke.budget import (
@@ -354,7 +355,7 @@ def _noise_point(setup: ArmSetup, opts: SmokeOptions, size: ProbeSize | None, mo
         notes.append(f"noise scale not measured at {at}: it would have run past its "
                      f"{NOISE_SHARE:.0%} share of the smoke time")
     except (RuntimeError, ValueError) as exc:
-        notes.append(f"noise scale not measured at {at}: {str(exc)[:200]}")
+        notes.append(f"noise scale not measured at {at}: {clip(str(exc), 200)}")
     else:
         points.append({"at": at, "update": update, **point})
     timings["noise_scale"] = timings.get("noise_scale", 0.0) + clock() - t0

@@ -151,3 +151,28 @@ def test_noise_scale_flag_reaches_the_smoke_options(monkeypatch, flag, measured)
     res = _run([MODELS / "no_bn.py", "--target-batch", "1024", "--no-export", *flag])
     assert res.exit_code == 0, res.output
     assert seen["smoke"].noise_scale is measured
+
+
+@pytest.mark.parametrize("words", [8, 30])  # fits the title at 80 columns / does not
+def test_summary_headline_is_never_cut(monkeypatch, words):
+    import re
+
+    from rich.console import Console
+
+    import lbconvert.report.build as build
+    from lbconvert.cli.render_summary import render_summary
+    from tests.report.test_build import make_result
+
+    real = build.overall_verdict
+    headline = " ".join(f"fasterrcnn_word{i}" for i in range(words))
+
+    def long_headline(*args, **kwargs):
+        return {**real(*args, **kwargs), "headline": headline}
+
+    monkeypatch.setattr(build, "overall_verdict", long_headline)
+    console = Console(record=True, width=80, color_system=None)
+    render_summary(make_result(smoke=False), None, console)
+    text = console.export_text()
+    assert max(len(ln) for ln in text.splitlines()) <= 80
+    flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+    assert headline in flat, text

@@ -100,3 +100,77 @@ def test_debug_shows_traceback(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+# --- the CLI's small promises (issue 21): help at 80 columns, one-line usage errors ---------
+
+def _all_commands():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return [("", group)] + [(name, group.commands[name]) for name in group.commands]
+
+
+@pytest.mark.parametrize("name, command", _all_commands(), ids=lambda v: v if isinstance(v, str)
+                         else "")
+def test_help_at_80_columns_shows_every_option_name_whole(name, command):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbconvert", *([name] if name else []), "--help"],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, COLUMNS="80", TERMINAL_WIDTH="80"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80, max(lines, key=len)
+    words = set(proc.stdout.replace(",", " ").split())
+    for param in command.params:
+        for opt in [*param.opts, *param.secondary_opts]:
+            if opt.startswith("-"):
+                assert opt in words, f"{opt} cut or missing in `lbconvert {name} --help`"
+    if not name:  # the command list: every summary whole, none cut with "..."
+        assert "..." not in proc.stdout.split("Commands:")[1]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["m.py", "--target-batch", "8", "--smoke-batch", "1"], "--smoke-batch"),
+    (["m.py", "--target-batch", "8", "--smoke-time", "-5"], "--smoke-time"),
+    (["m.py", "--target-batch", "0"], "--target-batch"),
+    (["plan", "--target-batch", "0"], "--target-batch"),
+    (["m.py", "--target-batch", "8", "--bogus"], "--bogus"),
+    (["convert"], "MODEL"),
+    (["plan"], "--target-batch"),
+    (["plan", "--target-batch", "many"], "--target-batch"),
+    (["audti"], "audit"),
+    (["audit", "--fail-on"], "--fail-on"),
+])
+def test_usage_error_is_one_line_on_stderr_exit_2(args, fragment):
+    proc = subprocess.run([sys.executable, "-m", "lbconvert", *args], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, COLUMNS="80"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lbconvert: error: ") and fragment in lines[0], lines[0]
+    assert not any(ch in proc.stderr for ch in "╭│╰"), proc.stderr  # no boxed panel
+
+
+def test_usage_error_in_process_is_one_line(cli):
+    code, out, err = cli("m.py", "--target-batch", "8", "--smoke-time", "-5")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [err.strip()] and err.startswith("lbconvert: error: ")
+
+
+def test_exit_codes_pass_through(cli):
+    assert cli("--help")[0] == 0
+    assert cli("plan", "--help")[0] == 0
+
+
+def test_ctrl_c_exits_130_without_traceback(monkeypatch, cli):
+    import lbconvert.plan.plan
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lbconvert.plan.plan, "make_plan", interrupted)
+    code, out, err = cli("plan", "--target-batch", "8192", "--batch-size", "128")
+    assert code == 130 and "Traceback" not in out + err

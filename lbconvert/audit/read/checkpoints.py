@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lbconvert._text import first_line
 from lbconvert.audit.history import RunHistory
 
 NAME = "checkpoints"
@@ -66,8 +67,9 @@ def step_from_name(path: Path) -> int | None:
 
 def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from lbconvert.extras import require
 
+        load_file = require("safetensors.torch", f"reading checkpoint {path}").load_file
         return load_file(str(path)), {}
     import torch
 
@@ -132,7 +134,7 @@ def read_distance(run_dir: Path, history: RunHistory | None = None) -> RunHistor
         try:
             state, meta = _load(path)
         except Exception as exc:  # any file content: a note, never a traceback
-            why = (str(exc).splitlines() or [""])[0][:120]
+            why = first_line(exc, 300)
             history.notes.append(f"checkpoint {path} not used: cannot be loaded as weights "
                                  f"({type(exc).__name__}: {why})")
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from lbconvert._text import first_line
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read import FORMATS, reader
 from lbconvert.audit.read.common import apply_config, apply_config_file, load_document
@@ -91,7 +92,7 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
     except LbconvertError:
         raise
     except Exception as exc:  # any file content: one line, never a traceback
-        first = (str(exc).splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise LbconvertError(f"cannot read {path} as a {primary} run "
                              f"({type(exc).__name__}: {first})",
                              hint="check the run's files, or --format-in to pick a reader") \
