@@ -53,8 +53,28 @@ class CheckConfig:
     fail_on: str = "error"
 
 
+# The keys each table accepts (also spelt with "_" for "-"); anything else is a typo that
+# would silently drop a setting (`basline = ...` would leave LB001 unjudged).
+KEYS = ("baseline", "reference-batch", "runs", "fail-on", "models")
+MODEL_KEYS = ("spec", "config", "target-batches", "target-batch", "input-shape")
+
+
 def _get(table: dict[str, Any], key: str, default: Any = None) -> Any:
     return table.get(key, table.get(key.replace("-", "_"), default))
+
+
+def _check_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """LbconvertError for the first unknown key, naming the nearest known one (difflib)."""
+    import difflib
+
+    spelt = {k: k for k in known} | {k.replace("-", "_"): k for k in known}
+    for key in table:
+        if key in spelt:
+            continue
+        near = difflib.get_close_matches(str(key).replace("_", "-"), known, n=1, cutoff=0.6)
+        hint = (f"did you mean {near[0]!r}?" if near else
+                "known keys: " + ", ".join(known))
+        raise LbconvertError(f"{where}: unknown key {key!r}", hint=hint)
 
 
 def load_check_config(repo: str | Path) -> CheckConfig:
@@ -83,6 +103,8 @@ def load_check_config(repo: str | Path) -> CheckConfig:
         raise LbconvertError(f"no [tool.lbconvert] table in {root / 'pyproject.toml'} and no "
                              f"{root / 'lbconvert.toml'}",
                              hint="declare models and runs, see `lbconvert check --help`")
+    label = "[tool.lbconvert]" if source.name == "pyproject.toml" else "top level"
+    _check_keys(table, KEYS, f"{source}: {label}")
     cfg = CheckConfig(root=root, source=source, baseline=_get(table, "baseline"),
                       reference_batch=_get(table, "reference-batch"),
                       fail_on=_get(table, "fail-on", "error"))
@@ -103,6 +125,9 @@ def load_check_config(repo: str | Path) -> CheckConfig:
                     hint="give the run's folder relative to the repository root")
     for i, m in enumerate(_get(table, "models", [])):
         where = f"{source}: [[tool.lbconvert.models]] #{i + 1}"
+        if not isinstance(m, dict):
+            raise LbconvertError(f"{where} is not a table", hint='use [[tool.lbconvert.models]]')
+        _check_keys(m, MODEL_KEYS, where)
         spec = _get(m, "spec")
         batches = _get(m, "target-batches", _get(m, "target-batch"))
         if isinstance(batches, int):

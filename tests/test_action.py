@@ -107,3 +107,40 @@ def test_action_steps_run_on_fixture_repo(tmp_path):
     assert gate.returncode == (1 if errors else 0)
     upload = next(s for s in doc["runs"]["steps"] if "upload-sarif" in s.get("uses", ""))
     assert upload["if"].startswith("always()") and "hashFiles('lbconvert.sarif')" in upload["if"]
+
+
+def _check_step_env(inputs: dict[str, str]) -> tuple[str, dict[str, str]]:
+    step = next(s for s in _action()["runs"]["steps"] if s.get("name") == "lbconvert check")
+    env = dict(os.environ)
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    for key, value in (step.get("env") or {}).items():
+        env[key] = _expand(str(value), inputs)
+    return _expand(step["run"], inputs), env
+
+
+@pytest.mark.parametrize("given, repo_fail_on, code", [
+    (None, "never", 0),     # no input: the repository's fail-on decides
+    (None, "error", 1),
+    ("error", "never", 1),  # an explicit input wins
+    ("never", "error", 0),
+])
+def test_action_leaves_fail_on_to_the_repository_unless_given(tmp_path, given, repo_fail_on,
+                                                              code):
+    doc = _action()
+    inputs = {k: v.get("default", "") for k, v in doc["inputs"].items()}
+    assert inputs["fail-on"] == ""  # no default that overrides the repository's config
+    if given is not None:
+        inputs["fail-on"] = given
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    runs = ROOT / "fixtures" / "real" / "summarywriter"
+    (repo / "pyproject.toml").write_text(
+        f"[tool.lbconvert]\nbaseline = '{runs / 'baseline'}'\nruns = ['{runs / 'naive'}']\n"
+        f"fail-on = '{repo_fail_on}'\n")
+    inputs["path"] = str(repo)
+    script, env = _check_step_env(inputs)
+    # the models step is not declared: the check audits the naive run (an LB001 error)
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "::error " in proc.stdout and (tmp_path / "lbconvert.sarif").is_file()

@@ -66,3 +66,46 @@ def test_bad_fail_on_and_missing_run_paths_name_the_config_key(tmp_path):
     toml.write_text(f"baseline = 'base'\nruns = ['{runs / 'adapted-bs4096'}']\n")
     r = runner.invoke(app, ["check", str(tmp_path), "--runs-only"])
     assert r.exit_code == 2 and "baseline: 'base' is not a folder" in r.output
+
+
+@pytest.mark.parametrize("name, text, key, near", [
+    ("pyproject.toml", "[tool.lbconvert]\nbasline = 'runs/base'\nruns = ['{run}']\n",
+     "basline", "baseline"),
+    ("lbconvert.toml", "runs = ['{run}']\nfail_onn = 'warning'\n", "fail_onn", "fail-on"),
+    ("lbconvert.toml", "runs = ['{run}']\n[[models]]\nspec = 'm.py'\ntarget-batches = [8]\n"
+     "input_shap = [3, 8, 8]\n", "input_shap", "input-shape"),
+])
+def test_unknown_keys_exit_2_naming_key_file_and_nearest(tmp_path, name, text, key, near):
+    run = ROOT / "fixtures" / "runs" / "undertrained-bs4096"
+    (tmp_path / name).write_text(text.format(run=run))
+    r = runner.invoke(app, ["check", str(tmp_path), "--runs-only"])
+    assert r.exit_code == 2
+    line = " ".join(r.output.split())
+    assert f"unknown key {key!r}" in line and name in line
+    assert f"did you mean {near!r}?" in line
+    assert "Traceback" not in r.output
+
+
+def test_underscore_spellings_are_known_keys(tmp_path):
+    run = ROOT / "fixtures" / "runs" / "adapted-bs4096"
+    (tmp_path / "lbconvert.toml").write_text(f"runs = ['{run}']\nfail_on = 'never'\n"
+                                             "reference_batch = 128\n")
+    cfg = load_check_config(tmp_path)
+    assert cfg.fail_on == "never" and cfg.reference_batch == 128
+
+
+def test_readme_ci_recipe_shows_a_not_judged_lb001(tmp_path):
+    # a naive run declared without a baseline: the gate cannot judge LB001, and says so in
+    # the annotations and in SARIF (issue 22: no silent pass in the CI formats)
+    run = ROOT / "fixtures" / "real" / "summarywriter" / "naive"
+    (tmp_path / "pyproject.toml").write_text(f"[tool.lbconvert]\nruns = ['{run}']\n")
+    sarif = tmp_path / "lbconvert.sarif"
+    r = runner.invoke(app, ["check", str(tmp_path), "--runs-only", "--format", "github",
+                            "--also", f"sarif:{sarif}"])
+    assert r.exit_code == 0, r.output  # nothing judged at error: but not silently
+    notice = [ln for ln in r.output.splitlines() if ln.startswith("::notice ")
+              and "LB001" in ln]
+    assert len(notice) == 1 and "LB001 not judged: no --baseline" in notice[0]
+    doc = json.loads(sarif.read_text())
+    notes = [x for x in doc["runs"][0]["results"] if x["ruleId"] == "LB001"]
+    assert notes and notes[0]["level"] == "note" and "not judged" in notes[0]["message"]["text"]

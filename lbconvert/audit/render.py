@@ -130,6 +130,18 @@ def _skipped_text(skipped: dict[str, str]) -> str:
     return "; ".join(f"{rid} ({why})" for rid, why in sorted(skipped.items()))
 
 
+def not_judged(report: AuditReport) -> list[tuple[Any, str, str]]:
+    """(run audit, rule id, reason) for every rule that could not run on a run, in rule
+    order: every format carries them ("never a silent pass", DESIGN.md)."""
+    order = {r.id: i for i, r in enumerate(RULES)}
+    return [(run, rid, why) for run in report.runs
+            for rid, why in sorted(run.skipped.items(), key=lambda kv: order.get(kv[0], 99))]
+
+
+def _not_judged_text(rid: str, why: str) -> str:
+    return f"{rid} not judged: {why}"
+
+
 def render_markdown(report: AuditReport) -> str:
     """GitHub-flavoured Markdown for a pull-request comment."""
     c = report.counts()
@@ -185,6 +197,18 @@ def render_sarif(report: AuditReport) -> str:
             "partialFingerprints": {"lbconvert/v1": _fingerprint(f)},
             "properties": {"run": _rel(f.run), "evidence": _strings(f.evidence),
                            "evidenceStrength": f.evidence_strength}})
+    # A rule that could not run is a note-level result tied to the rule: GitHub code
+    # scanning lists notes as alerts, where tool notifications only reach its status page.
+    for run, rid, why in not_judged(report):
+        results.append({
+            "ruleId": rid, "ruleIndex": index[rid], "level": "note",
+            "message": {"text": f"{_not_judged_text(rid, why)} (run "
+                                f"{_rel(run.history.path)})"},
+            "locations": [{"physicalLocation": {"artifactLocation": {
+                "uri": _rel(run.history.config_file or run.history.path)}}}],
+            "partialFingerprints": {"lbconvert/v1": hashlib.sha256(
+                f"not-judged|{rid}|{_rel(run.history.path)}".encode()).hexdigest()[:32]},
+            "properties": {"run": _rel(run.history.path), "notJudged": True, "reason": why}})
     doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "lbconvert", "version": __version__,
                             "informationUri": INFO_URI, "rules": rules}},
@@ -258,6 +282,15 @@ def render_gitlab(report: AuditReport) -> str:
                        "severity": sev[f.severity],
                        "location": {"path": _rel(f.file or f.run),
                                     "lines": {"begin": int(f.line or 1)}}})
+    for run, rid, why in not_judged(report):
+        path = _rel(run.history.config_file or run.history.path)
+        issues.append({"description": f"{_not_judged_text(rid, why)} (run "
+                                      f"{_rel(run.history.path)})",
+                       "check_name": f"{rid}-not-judged",
+                       "fingerprint": hashlib.sha256(
+                           f"not-judged|{rid}|{_rel(run.history.path)}".encode())
+                       .hexdigest()[:32],
+                       "severity": "info", "location": {"path": path, "lines": {"begin": 1}}})
     for u in report.unreadable:
         issues.append({"description": f"cannot read {u['run']}: {u['error']}",
                        "check_name": "unreadable-run",
@@ -279,10 +312,34 @@ def escape_property(text: str) -> str:
 
 
 def render_github(report: AuditReport) -> str:
-    """``::error``/``::warning``/``::notice`` lines, at most 10 per level, worst first."""
+    """``::error``/``::warning``/``::notice`` lines, at most 10 per level, worst first.
+
+    Each run with rules that could not run gets one ``::notice`` naming every such rule and
+    why, before the note-level findings (a silent pass is worse than a hidden note).
+    """
     level = {"error": "error", "warning": "warning", "note": "notice"}
     shown: dict[str, int] = {}
     out = []
+    hidden_skips = 0
+    by_run: dict[int, list[tuple[str, str]]] = {}
+    runs = {}
+    for run, rid, why in not_judged(report):
+        by_run.setdefault(id(run), []).append((rid, why))
+        runs[id(run)] = run
+    notices = []
+    for key, items in by_run.items():
+        run = runs[key]
+        if shown.get("notice", 0) >= GITHUB_MAX_PER_LEVEL:
+            hidden_skips += 1
+            continue
+        shown["notice"] = shown.get("notice", 0) + 1
+        ids = ", ".join(rid for rid, _ in items)
+        loc = _rel(run.history.config_file or run.history.path)
+        title = f"lbconvert: not judged ({ids})"
+        text = (f"{_rel(run.history.path)}: " + "; ".join(_not_judged_text(rid, why)
+                                                         for rid, why in items))
+        notices.append(f"::notice file={escape_property(loc)},title={escape_property(title)}"
+                       f"::{escape_data(text)}")
     for f in report.findings:
         lv = level[f.severity]
         if shown.get(lv, 0) >= GITHUB_MAX_PER_LEVEL:
@@ -294,13 +351,17 @@ def render_github(report: AuditReport) -> str:
             props.insert(0, f"file={escape_property(loc)}")
         if f.line:
             props.insert(1, f"line={int(f.line)}")
-        out.append(f"::{lv} {','.join(props)}::{escape_data(f'{f.message}. Fix: {f.fix}')}")
+        line = f"::{lv} {','.join(props)}::{escape_data(f'{f.message}. Fix: {f.fix}')}"
+        (notices if lv == "notice" else out).append(line)
+    out += notices
     for u in report.unreadable:  # exit 2: say why, whatever the per-level cap
         out.append(f"::error file={escape_property(_rel(u['path']) or u['run'])},"
                    f"title=lbconvert audit: cannot read::{escape_data(u['error'])}")
-    hidden = len(report.findings) - sum(shown.values())
+    hidden = len(report.findings) + len(by_run) - sum(shown.values())
     if hidden:
-        out.append(f"::notice title=lbconvert audit::{hidden} more findings: see the step summary")
+        what = f"{hidden} more findings" + (f" (incl. {hidden_skips} runs with rules not "
+                                            "judged)" if hidden_skips else "")
+        out.append(f"::notice title=lbconvert audit::{what}: see the step summary")
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -92,7 +92,8 @@ def test_sarif_validates_and_anchors_at_config_lines(report):
                                ).validate(doc)
     run = doc["runs"][0]
     assert [r["id"] for r in run["tool"]["driver"]["rules"]] == [r.id for r in RULES]
-    assert len(run["results"]) == len(report.findings)
+    judged = [r for r in run["results"] if not r.get("properties", {}).get("notJudged")]
+    assert len(judged) == len(report.findings)
     lars = next(r for r in run["results"] if r["ruleId"] == "LB008")
     loc = lars["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"].endswith("timm-lars-nowarmup/args.yaml")
@@ -122,7 +123,8 @@ def test_json_round_trips_with_counts(report):
 
 def test_gitlab_code_quality_fields(report):
     issues = json.loads(render(report, "gitlab"))
-    assert len(issues) == len(report.findings)
+    skipped = sum(len(r.skipped) for r in report.runs)
+    assert len(issues) == len(report.findings) + skipped
     for i in issues:
         assert set(i) >= {"description", "check_name", "fingerprint", "severity", "location"}
         assert i["severity"] in ("info", "minor", "major", "critical", "blocker")
@@ -148,3 +150,66 @@ def test_github_escaping_and_ten_per_level(report):
     assert lines[-1].startswith("::notice title=lbconvert audit::")
     assert all("\n" not in line for line in lines)
     assert "::error file=" in text and ",line=" in text
+
+
+@pytest.fixture(scope="module")
+def unjudged():
+    # no baseline: LB001, LB002 and others cannot run on these runs
+    return audit_runs([RUNS / "undertrained-bs4096", RUNS / "adapted-bs4096"])
+
+
+def _reasons(report):
+    return [(run.history.path, rid, why) for run in report.runs
+            for rid, why in run.skipped.items()]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "markdown", "sarif", "junit", "gitlab",
+                                 "github"])
+def test_every_format_carries_every_not_judged_rule_with_its_reason(unjudged, fmt):
+    expected = _reasons(unjudged)
+    assert {rid for _, rid, _ in expected} >= {"LB001", "LB002"}
+    text = render(unjudged, fmt, width=400)
+    if fmt in ("json", "sarif", "gitlab"):
+        text = json.dumps(json.loads(text), ensure_ascii=False)  # reasons as plain strings
+    elif fmt == "junit":
+        text = ET.tostring(ET.fromstring(text), "unicode")
+    elif fmt == "github":
+        text = text.replace("%2C", ",").replace("%3A", ":").replace("%25", "%")
+    for path, rid, why in expected:
+        assert rid in text and why in text, (fmt, rid, why)
+
+
+def test_sarif_not_judged_are_note_results_tied_to_the_rule(unjudged):
+    doc = json.loads(render(unjudged, "sarif"))
+    jsonschema.Draft7Validator(SARIF_SCHEMA).validate(doc)
+    run = doc["runs"][0]
+    expected = _reasons(unjudged)
+    notes = [r for r in run["results"] if r.get("properties", {}).get("notJudged")]
+    assert len(notes) == len(expected)
+    assert len(run["results"]) == len(unjudged.findings) + len(expected)
+    assert {r["level"] for r in notes} == {"note"}
+    rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    for r in notes:
+        assert rule_ids[r["ruleIndex"]] == r["ruleId"]
+        assert r["message"]["text"].startswith(f"{r['ruleId']} not judged: ")
+    assert "invocations" not in run  # every run was read: no tool notification
+    assert len({r["partialFingerprints"]["lbconvert/v1"] for r in run["results"]}) == \
+        len(run["results"])
+
+
+def test_gitlab_not_judged_are_info_entries(unjudged):
+    issues = json.loads(render(unjudged, "gitlab"))
+    info = [i for i in issues if i["check_name"].endswith("-not-judged")]
+    assert len(info) == len(_reasons(unjudged))
+    assert {i["severity"] for i in info} == {"info"}
+    assert len({i["fingerprint"] for i in issues}) == len(issues)
+
+
+def test_github_one_notice_per_run_names_every_not_judged_rule(unjudged):
+    lines = render_github(unjudged).splitlines()
+    for run in unjudged.runs:
+        mine = [ln for ln in lines if ln.startswith("::notice ")
+                and "not judged" in ln and Path(run.history.path).name in ln]
+        assert len(mine) == 1
+        for rid in run.skipped:
+            assert rid in mine[0].split("::", 2)[1]  # in the title

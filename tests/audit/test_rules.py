@@ -46,7 +46,9 @@ def test_updates_rule_fires_with_plan_fix_and_not_when_adapted():
     assert f.evidence["updates_ratio"] == pytest.approx(2000 / 64000, rel=1e-3)
     assert "90 → 2880 (×32" in f.fix
     assert check("LB001", run(updates=64000), BASE).findings == []
-    assert check("LB001", run(updates=50000), BASE).findings[0].severity == "warning"
+    # adapted (√M LR, warmup) at 78% of the updates: a warning; unscaled: see the bounds below
+    assert check("LB001", run(updates=50000, lr=0.1 * math.sqrt(32), warmup_epochs=5.0),
+                 BASE).findings[0].severity == "warning"
     assert check("LB001", run()).skipped
 
 
@@ -226,3 +228,157 @@ def test_fit_log_stderr_matches_scipy():
     s = fit_log(steps, vals)
     ref = stats.linregress(np.log(steps), vals)
     assert s.slope == pytest.approx(ref.slope) and s.stderr == pytest.approx(ref.stderr)
+
+
+# ---- LB001's bounds come from measured runs (issue 22) -------------------------------------
+
+from lbconvert.audit.analyze import evidence  # noqa: E402
+from lbconvert.audit.analyze.rules import noop_change  # noqa: E402
+from lbconvert.audit.pipeline import audit_runs  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+REAL = ROOT / "fixtures" / "real"
+
+
+def test_evidence_rows_are_the_fidelity_benchmarks_rows():
+    """evidence.MEASURED is what benchmarks/audit_thresholds.py derives from docs/fidelity."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import audit_thresholds as at
+
+    table = at.arm_table(at.load_rows([at.ROWS / f for f in at.FILES]))
+    rows = at.pooled(table)
+    assert tuple(rows) == evidence.MEASURED
+    assert at.bounds(rows) == {k: evidence.error_share(k) for k in ("adapted", "unscaled")}
+    # the naive arm closes 0% by definition: unscaled runs at 1/M are never "enough"
+    assert evidence.error_share("unscaled") > 0.125
+
+
+def _adapted(updates, lr=0.1 * math.sqrt(32), warmup=True):
+    h = run(updates=updates, lr=lr, warmup_epochs=5.0 if warmup else 0.0)
+    return h
+
+
+def test_adapted_run_is_an_error_only_below_the_measured_share():
+    lo = evidence.error_share("adapted")
+    above = check("LB001", _adapted(64000 * lo * 1.05), BASE).findings[0]
+    assert above.severity == "warning" and above.evidence["adaptation"] == "adapted"
+    seen = evidence.nearest_below("adapted", above.evidence["updates_ratio"])
+    assert seen.text() in above.message and "docs/audit-rules.md" in above.message
+    assert check("LB001", _adapted(64000 * lo * 0.9), BASE).findings[0].severity == "error"
+    # the same share without warmup, or at the baseline's LR, is unscaled: an error
+    for h in (_adapted(64000 * lo * 1.05, warmup=False), _adapted(64000 * lo * 1.05, lr=0.1)):
+        f = check("LB001", h, BASE).findings[0]
+        assert f.severity == "error" and f.evidence["adaptation"] == "unscaled"
+
+
+def test_unscaled_run_is_an_error_below_its_measured_bound_and_a_warning_above():
+    hi = evidence.error_share("unscaled")
+    assert check("LB001", run(updates=64000 * hi * 0.95), BASE).findings[0].severity == "error"
+    if hi < evidence.UPDATES_WARNING:
+        f = check("LB001", run(updates=64000 * hi * 1.01), BASE).findings[0]
+        assert f.severity == "warning"
+
+
+def _summarywriter_run(d, recipe):
+    """One run in make_runs_real.py's SummaryWriter layout, from its own training loop."""
+    import yaml
+    from torch.utils.tensorboard import SummaryWriter
+
+    from fixtures.make_runs_real import N, plain_training
+
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(
+        {"model": "mlp", **recipe, "optimizer": "sgd", "momentum": 0.9,
+         "weight_decay": 1e-4, "dataset_size": N}, sort_keys=False))
+    w = SummaryWriter(str(d))
+
+    def log(u, loss, lr, dist):
+        w.add_scalar("Loss/train", loss, u)
+        w.add_scalar("lr", lr, u)
+        w.add_scalar("train/weight_distance", dist, u)
+
+    plain_training(recipe, log, 10)
+    w.close()
+    return d
+
+
+@pytest.mark.slow
+def test_x8_adapted_run_is_no_error_and_the_naive_run_still_is(tmp_path):
+    # issue 22: batch 16 → 512 (M = 32) with √M LR, warmup and ×8 epochs = 25% of the
+    # baseline's updates (160 epochs × 3 = 480 of 1880)
+    x8 = _summarywriter_run(tmp_path / "adapted-x8", {
+        "batch_size": 512, "lr": round(0.05 * math.sqrt(32), 6), "epochs": 160,
+        "warmup_epochs": 8})
+    report = audit_runs([x8, REAL / "summarywriter" / "naive"],
+                        baseline_dir=REAL / "summarywriter" / "baseline")
+    adapted, naive = (next(f for f in r.findings if f.rule_id == "LB001") for r in report.runs)
+    assert adapted.evidence["updates"] == 480 and adapted.evidence["adaptation"] == "adapted"
+    assert adapted.severity == "warning" and "closed" in adapted.message
+    assert naive.severity == "error" and naive.evidence["adaptation"] == "unscaled"
+    assert report.exit_code == 1  # the naive run
+    solo = audit_runs([x8], baseline_dir=REAL / "summarywriter" / "baseline")
+    assert solo.exit_code == 0 and not any(f.severity == "error" for f in solo.findings)
+
+
+def test_damaged_event_file_gives_at_least_n_updates_and_no_noop_fix(tmp_path):
+    src = REAL / "summarywriter" / "adapted"
+    run_dir = tmp_path / "adapted"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_bytes((src / "config.yaml").read_bytes())
+    ev = next(src.glob("events.out.tfevents.*"))
+    data = bytearray(ev.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte mid-file: a CRC error
+    (run_dir / ev.name).write_bytes(bytes(data))
+    report = audit_runs([run_dir], baseline_dir=REAL / "summarywriter" / "baseline")
+    (audit,) = report.runs
+    assert audit.history.damage and audit.history.total_updates < 1920
+    f = next(f for f in audit.findings if f.rule_id == "LB001")
+    n = audit.history.total_updates
+    assert f.message.startswith(f"at least {n:.0f} updates")
+    assert f.severity == "warning" and f.evidence["updates_lower_bound"] is True
+    assert "640 → 640" not in f.fix and "restore the damaged event file" in f.fix
+    assert any(g.rule_id == "LB012" for g in audit.findings)
+
+
+def test_noop_change_detects_a_fix_to_the_current_value():
+    assert noop_change("epochs 640 → 640 (×32, regime adaptation)") == "640 → 640"
+    assert noop_change("drop the LR later: milestones [30, 60] → [30, 60] epochs")
+    assert noop_change("epochs 640 → 6400") is None
+    assert noop_change("lr 0.1 → 0.1414") is None and noop_change("warmup 0 → 5") is None
+    assert noop_change("milestones [30, 60] → [30, 600]") is None
+
+
+def _dropping(batch, milestones, steps, drop):
+    h = run(batch=batch, milestones=milestones, epochs=90.0)
+    _diffusing(h, steps, drop, 0.5)
+    return h.finalize()
+
+
+def test_lb004_never_proposes_the_milestones_the_run_has():
+    steps = list(range(10, 5000, 10))
+    b = run(batch=128, milestones=[30, 60], epochs=90.0)
+    _diffusing(b, steps, 3000, 1.0)
+    b.finalize()
+    base = Baseline(128, "b", 0.1, 90, 5000, history=b)
+    # M = 1: the plan repeats the run's milestones
+    same_batch = check("LB004", _dropping(128, [30, 60], steps, 1000), base).findings[0]
+    assert "[30, 60] → [30, 60]" not in same_batch.fix and noop_change(same_batch.fix) is None
+    assert "already the adapted ones" in same_batch.fix
+    # M = 32 with the milestones already adapted (×32): no "→ [960, 1920]" either
+    adapted = check("LB004", _dropping(4096, [960, 1920], steps, 1000), base).findings[0]
+    assert noop_change(adapted.fix) is None and "already the adapted ones" in adapted.fix
+    # not adapted: the plan's milestones, with the run's own before the arrow
+    naive = check("LB004", _dropping(4096, [30, 60], steps, 1000), base).findings[0]
+    assert "milestones [30, 60] → [960, 1920] epochs" in naive.fix
+
+
+def test_no_fix_anywhere_equals_the_current_value():
+    runs = ROOT / "fixtures" / "runs"
+    report = audit_runs([p for p in sorted(runs.iterdir()) if p.is_dir()
+                         and p.name != "baseline-bs128"] + [REAL / "summarywriter"],
+                        baseline_dir=runs / "baseline-bs128", logs_only=True)
+    assert report.findings
+    for f in report.findings:
+        assert noop_change(f.fix) is None, (f.rule_id, f.fix)

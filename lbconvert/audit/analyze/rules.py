@@ -10,17 +10,18 @@ BN batches), Keskar et al. 2017 (generalization gap at large batch).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
+from lbconvert.audit.analyze import evidence
 from lbconvert.audit.analyze.diffusion_curve import check_diffusion_curve
 from lbconvert.audit.analyze.findings import Finding, Rule, RuleContext, RuleResult
 from lbconvert.audit.analyze.inputs import RULES as INPUT_RULES
 from lbconvert.audit.analyze.trend import fit, fit_log, value_at, window
 from lbconvert.audit.history import RunHistory
 
-# Thresholds, each with its reason.
-UPDATES_ERROR = 0.5  # fewer than half the baseline's updates: Hoffer's gap is large
-UPDATES_WARNING = 0.9
+# Thresholds, each with its reason. LB001's come from measured runs: see evidence.py.
+UPDATES_WARNING = evidence.UPDATES_WARNING
 LR_LOW = 0.5  # × √M: below half the √M rule (Hoffer) the run is clearly unscaled
 LR_HIGH = 2.0  # × M: above twice the linear rule (Goyal) nothing in the literature trains
 LARGE_RATIO = 8  # M ≥ 8: Goyal et al. needed warmup from ~8× their 256 base batch
@@ -54,16 +55,45 @@ def _loc(history: RunHistory, *keys: str) -> tuple[str | None, int | None]:
     return history.config_file, None
 
 
-def _finding(rule: str, ctx: RuleContext, message: str, evidence: dict, fix: str,
-             keys: tuple[str, ...] = (), severity: str | None = None, **kw) -> Finding:
+# "640 → 640", "[30, 60] → [30, 60]": a change to the value the run already has
+_NOOP = re.compile(r"(?<![\w.\[])(\[[^\]]*\]|[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)"
+                   r"\s*→\s*\1(?![\w.\]])")
+
+
+def noop_change(fix: str) -> str | None:
+    """The first "X → X" in a fix (a change to the current value), else None."""
+    m = _NOOP.search(fix)
+    return m.group(0) if m else None
+
+
+def _finding(rule: str, ctx: RuleContext, message: str, ev: dict, fix: str,
+             keys: tuple[str, ...] = (), severity: str | None = None, *,
+             same_fix: str | None = None, **kw) -> Finding:
+    """A finding of ``rule``; a fix that would set a value to what the run already has is
+    never printed: ``same_fix`` (or a sentence saying so) replaces it."""
     r = RULES_BY_ID[rule]
     file, line = _loc(ctx.history, *keys)
+    if noop_change(fix):
+        fix = same_fix or ("the setting already has the value the plan gives; the evidence "
+                           "above says what differs from the baseline")
     return Finding(rule, r.name, severity or r.severity, message, ctx.history.path,
-                   evidence=evidence, fix=fix, file=file, line=line, **kw)
+                   evidence=ev, fix=fix, file=file, line=line, **kw)
 
 
 def _g(x: float | None) -> str:
     return "?" if x is None else f"{x:.4g}"
+
+
+def _fmt_list(xs) -> str:
+    return "[" + ", ".join(_g(x) for x in xs) + "]"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as printed (4 significant digits; lists element by element)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        a, b = list(a or []), list(b or [])
+        return len(a) == len(b) and all(_g(x) == _g(y) for x, y in zip(a, b))
+    return _g(a) == _g(b)
 
 
 def _peak_lr(history: RunHistory) -> tuple[float | None, str]:
@@ -91,12 +121,37 @@ def _baseline_updates(h: RunHistory, base) -> tuple[float | None, str]:
     return None, ""
 
 
+def adaptation(h: RunHistory, base, m: float | None) -> tuple[bool, str]:
+    """Whether the logs show the adaptations of the measured "adapted" runs: peak LR within
+    LB002's band [√M/2, 2M] × the baseline's (Hoffer √M, Goyal linear) and a warmup.
+
+    GhostBatchNorm, which the measured runs also had, does not show in logs.
+    """
+    if m is None:
+        return False, "M is unknown"
+    lr, _ = _peak_lr(h)
+    if lr is None or base.lr is None:
+        return False, "the " + ("run's" if lr is None else "baseline's") + " LR is unknown"
+    k = lr / base.lr
+    if not LR_LOW * math.sqrt(m) <= k <= LR_HIGH * m:
+        return False, f"LR ×{k:.3g} the baseline's, outside ×{LR_LOW * math.sqrt(m):.3g}" \
+                      f"…×{LR_HIGH * m:.3g} (√M/2 … 2M)"
+    has, why = warmup_evidence(h)
+    if not has:
+        return False, f"LR ×{k:.3g} the baseline's but no warmup shown ({why})"
+    return True, f"LR ×{k:.3g} the baseline's (√M = {math.sqrt(m):.3g}) and a warmup ({why})"
+
+
 def check_updates(ctx: RuleContext) -> RuleResult:
     """Too few updates: run updates / baseline updates < 0.9 (Hoffer regime adaptation).
 
-    The update counts alone are evidence (no batch size needed); with both batch sizes the
-    finding also gives M and the adapted epochs. A reference whose length is assumed (the
-    run's epochs) caps the finding at a warning and says so.
+    The bounds are measured (lbconvert.audit.analyze.evidence, docs/audit-rules.md): a
+    run whose logs show the adaptations (LR scaled, warmup) is an error only below the
+    smallest share at which adapted runs closed half the generalization gap, otherwise a
+    warning citing what such runs reached; an unscaled run is an error below the smallest
+    share at which unscaled runs closed half the gap. The update counts alone are evidence
+    (no batch size needed). A reference whose length is assumed, or an update count that is
+    only a lower bound (damaged or cut event file), caps the finding at a warning.
     """
     h, base = ctx.history, ctx.baseline
     if base is None:
@@ -112,24 +167,37 @@ def check_updates(ctx: RuleContext) -> RuleResult:
     ratio = h.total_updates / base_updates
     if ratio >= UPDATES_WARNING or (m is not None and m <= 1):
         return RuleResult()
+    lower = bool(h.damage)  # reading stopped at damage: more updates may have been made
+    adapted, why = adaptation(h, base, m)
+    kind = "adapted" if adapted else "unscaled"
+    bound = evidence.error_share(kind)
+    seen = evidence.nearest_below(kind, ratio)
     ev: dict[str, Any] = {"batch_size": b, "baseline_batch_size": base.batch_size, "M": m,
                           "updates": h.total_updates, "baseline_updates": base_updates,
                           "baseline_updates_source": how, "updates_ratio": round(ratio, 6),
-                          "epochs": h.epochs_done, "baseline": base.source}
-    sev = "error" if ratio < UPDATES_ERROR else "warning"
-    if how == "assumed":
+                          "epochs": h.epochs_done, "baseline": base.source,
+                          "adaptation": kind, "adaptation_evidence": why,
+                          "error_below_ratio": bound,
+                          "measured": seen.text() if seen else None}
+    if lower:
+        ev["updates_lower_bound"] = True
+    sev = "error" if ratio < bound else "warning"
+    if how == "assumed" or lower:
         sev = "warning"
     at_b = f" at batch {b}" if b else ""
     at_base = f" at batch {base.batch_size}" if base.batch_size else " for the baseline"
-    msg = (f"{h.total_updates:.0f} updates{at_b} vs {base_updates:.0f}{at_base} "
-           f"({ratio:.1%}): Hoffer et al. 2017 keep the number of updates")
+    least = "at least " if lower else ""
+    msg = (f"{least}{h.total_updates:.0f} updates{at_b} vs {base_updates:.0f}{at_base} "
+           f"({'≥ ' if lower else ''}{ratio:.1%}): Hoffer et al. 2017 keep the number of "
+           "updates")
+    current = h.get("epochs") if lower and h.get("epochs") else h.epochs_done
     if m is not None:
         msg += f" (epochs × M = ×{m:g})"
         epochs_base = base.epochs if base.epochs is not None else h.epochs_done
         plan = _plan_for(base.history or h, base.batch_size, base.lr, epochs_base, b)
         target = plan.updates_new if plan.updates_new else base_updates
-        if h.epochs_done is not None and plan.epochs_new is not None:
-            fix = (f"epochs {_g(h.epochs_done)} → {_g(plan.epochs_new)} (×{m:g}, regime "
+        if current is not None and plan.epochs_new is not None:
+            fix = (f"epochs {_g(current)} → {_g(plan.epochs_new)} (×{m:g}, regime "
                    f"adaptation: {target:,.0f} updates), or accept the generalization gap")
         else:
             fix = (f"train {target:,.0f} updates (×{m:g} the epochs, regime adaptation), or "
@@ -139,10 +207,26 @@ def check_updates(ctx: RuleContext) -> RuleResult:
         msg += f"; {unknown} is unknown, so M is not checked"
         fix = (f"train {base_updates:,.0f} updates, as many as the baseline (regime "
                "adaptation), or accept the generalization gap")
+    msg += f". {kind.capitalize()}: {why}; "
+    if seen is not None:
+        msg += f"{seen.text()}"
+    else:
+        msg += (f"below every share measured for {kind} runs (the smallest: "
+                f"{min(r.share for r in evidence.ROWS if r.kind == kind):.1%}): outside what "
+                "was measured")
+    if sev == "error":
+        msg += f"; error below {bound:.1%} for {kind} runs"
+    if lower:
+        msg += (" [the update count is a lower bound: an event file is damaged or cut "
+                "(LB012), later updates were not read]")
     if how == "assumed":
         msg += (" [the reference's length is assumed: as many epochs as this run; pass "
                 "--reference-epochs or --reference-updates]")
-    return RuleResult([_finding("LB001", ctx, msg, ev, fix, ("epochs", "max_steps"), sev)])
+    same = ("the configured epochs already give the baseline's updates: "
+            + ("restore the damaged event file (LB012) so the audit can count them"
+               if lower else "the run stopped before its configured end; train it to the end"))
+    return RuleResult([_finding("LB001", ctx, msg, ev, fix, ("epochs", "max_steps"), sev,
+                                same_fix=same)])
 
 
 def check_lr_scaled(ctx: RuleContext) -> RuleResult:
@@ -306,13 +390,21 @@ def check_lr_drop(ctx: RuleContext) -> RuleResult:
     bb = base.batch_size if base and base.batch_size else h.batch_size
     plan = _plan_for(src, bb or 1, None, base.epochs if base else h.get("epochs"),
                      h.batch_size or bb or 1) if bb else None
-    # Without a baseline the plan has M = 1 and would repeat the run's own milestones.
+    # Without a baseline the plan has M = 1 and would repeat the run's own milestones; at
+    # M = 1, or when the run's milestones are already the adapted ones, so would the plan.
     ms = plan.milestones_new if base is not None and plan and plan.milestones_new else None
-    fix = (f"drop the LR later: milestones → {ms} epochs (regime adaptation)" if ms else
-           "drop the LR only once ‖w − w0‖ stops growing ~log t (save checkpoints to see it), "
-           "or train longer before the drop")
+    own = list(h.get("milestones", []) or [])
+    later = ("drop the LR only once ‖w − w0‖ stops growing ~log t (save checkpoints to see "
+             "it), or train longer before the drop")
+    if ms and own and _same(ms, own):
+        ms = None
+        later = (f"the milestones {_fmt_list(own)} are already the adapted ones: " + later)
+    head = f"milestones {_fmt_list(own)} →" if own else "milestones →"
+    fix = f"drop the LR later: {head} {_fmt_list(ms)} epochs (regime adaptation)" if ms \
+        else later
     return RuleResult([_finding("LB004", ctx, msg, ev, fix, ("milestones", "schedule"),
-                                severity, evidence_strength="weaker" if weaker else "direct")])
+                                severity, same_fix=later,
+                                evidence_strength="weaker" if weaker else "direct")])
 
 
 def check_loss_end(ctx: RuleContext) -> RuleResult:
@@ -354,7 +446,9 @@ def check_loss_end(ctx: RuleContext) -> RuleResult:
         fix = "train longer, until the loss slope against log(update) is flat"
     msg = (f"train loss still falling at the end: {change:.1%} over updates "
            f"{xs[0]:g}–{xs[-1]:g} (slope {sl.slope:.3g} per ln t, t = {sl.t:.1f})")
-    return RuleResult([_finding("LB005", ctx, msg, ev, fix, ("epochs", "max_steps"))])
+    return RuleResult([_finding("LB005", ctx, msg, ev, fix, ("epochs", "max_steps"),
+                                same_fix="train longer than the adapted epochs, until the "
+                                         "loss slope against log(update) is flat")])
 
 
 def check_bn_batch(ctx: RuleContext) -> RuleResult:
