@@ -550,7 +550,10 @@ def check_nonfinite(ctx: RuleContext) -> RuleResult:
 RULES: list[Rule] = [
     Rule("LB001", "too-few-updates", "error", "Too few updates for the batch size",
          "Hoffer et al. 2017: the generalization gap comes from fewer updates; regime "
-         "adaptation trains epochs × M.", check_updates),
+         "adaptation trains epochs × M. Bounds measured (docs/audit-rules.md): below "
+         f"{UPDATES_WARNING:.0%} of the baseline's updates a warning when the LR is scaled and "
+         f"warmed up (an error below {evidence.error_share('adapted'):.1%}), an error below "
+         f"{evidence.error_share('unscaled'):.0%} otherwise.", check_updates),
     Rule("LB002", "lr-not-scaled", "warning", "Learning rate not scaled with the batch",
          "Hoffer et al. 2017 √M, Goyal et al. 2017 M; outside [√M/2, 2M] is unscaled.",
          check_lr_scaled),
