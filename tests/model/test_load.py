@@ -164,3 +164,24 @@ def test_torchvision_detection_builds_without_a_backbone_download():
     loaded = load_model("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn")
     assert loaded.input_shape is None  # images of any size: probed later
     assert _bn_count(loaded.module) > 0
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("    return Net(kwargs['width'])", "--model-kwargs width=..."),
+    ("    return Net(**kwargs)", "--model-kwargs key=value"),
+])
+def test_kwargs_factory_that_fails_names_model_kwargs(tmp_path, body, fragment):
+    path = tmp_path / "kw_model.py"
+    path.write_text(
+        "import torch.nn as nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, width):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(width, 2)\n\n"
+        f"def build_model(**kwargs):\n{body}\n"
+    )
+    with pytest.raises(LbconvertError) as info:
+        load_model(str(path))
+    assert fragment in str(info.value), str(info.value)
+    loaded = load_model(str(path), model_kwargs={"width": 3})
+    assert loaded.module.fc.in_features == 3
