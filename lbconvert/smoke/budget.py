@@ -45,8 +45,11 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
     process b_s + 2·b_l samples per update for ``MIN_STEPS`` updates plus the step
     measurement. Per-sample cost still falls with batch size, so this overestimates; a
     prediction above ``OVER_BUDGET_LIMIT`` budgets raises :class:`SmokeBudgetError` instead
-    of running for many times the budget (e.g. ResNet-50 at 224×224 on a CPU). When the
-    warm-up step alone predicts over 10× the limit, the timed steps are skipped.
+    of running for many times the budget (e.g. ResNet-50 at 224×224 on a CPU). The timed
+    steps are skipped only when the warm-up step alone took over twice ``PREFLIGHT_SHARE`` of
+    the budget (no room to repeat it): judged from the warm-up's per-sample prediction
+    instead, a loaded 2-core machine refused CIFAR ResNet-20 at 60 s on its first, start-up
+    step (3,059 s predicted, issue 23).
     """
     import torch
 
@@ -64,7 +67,7 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
         return (clock() - t0) / n
 
     per_sample = timed()  # warm-up: an upper bound
-    if per_sample * samples <= 10 * OVER_BUDGET_LIMIT * time_budget:
+    if per_sample * n <= 2 * PREFLIGHT_SHARE * time_budget:
         per_sample = settled_time(timed, repeats=repeats,
                                   max_seconds=PREFLIGHT_SHARE * time_budget / max(n, 1))
     predicted = per_sample * samples
