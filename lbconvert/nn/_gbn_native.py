@@ -50,21 +50,19 @@ BLOCK_BYTES = 2 << 20
 TEMP_BYTES = 4 << 20
 
 
-def usable(x: Tensor, ghost: int, weight: Tensor | None) -> bool:
+def usable(x: Tensor, weight: Tensor | None) -> bool:
     """True when the per-slice kernels apply: float32/float64 with parameters of the same
     dtype (half precision keeps float32 statistics, which these kernels handle differently
-    per device), a dense layout, no autocast, not under torch.compile, and no ghost batch
-    with a single value per channel (BatchNorm's own error for that comes from the loop
-    strategy)."""
+    per device), a dense layout, no autocast and not under torch.compile. (No ghost batch has
+    a single value per channel: lbconvert.nn.ghost_chunks merges such a one into its
+    neighbour.)"""
     if torch.compiler.is_compiling() or torch.is_autocast_enabled(x.device.type):
         return False
     if x.dtype not in (torch.float32, torch.float64) or (
             weight is not None and weight.dtype != x.dtype):
         return False
-    dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(
+    return x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(
         memory_format=torch.channels_last))
-    last = x.shape[0] % ghost or ghost
-    return dense and last * x[0, 0].numel() > 1
 
 
 def _rows(x: Tensor) -> int:
@@ -78,22 +76,23 @@ def _first_values(x: Tensor, start: int) -> Tensor:
 
 
 class NativeGhostBatchNorm(torch.autograd.Function):
-    """Hoffer et al. 2017, Algorithm 1, over ghost batches of ``ghost`` samples along dim 0.
+    """Hoffer et al. 2017, Algorithm 1, over consecutive ghost batches of ``sizes`` samples.
 
     Forward returns the output and, per ghost batch, the mean and unbiased variance
     (``(2, G, C)``, not differentiable) for the running-statistics update.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, ghost):
+    def forward(ctx, x, weight, bias, eps, sizes):
         c = x.shape[1]
         bshape = (c,) + (1,) * (x.dim() - 2)
         zero, one, none = x.new_zeros(c), x.new_ones(c), x.new_empty(0)
         rows = _rows(x)
         out = torch.empty_like(x)
-        scratch = torch.empty_like(x[:min(rows, ghost)])
+        scratch = torch.empty_like(x[:min(rows, max(sizes))])
         means, variances, counts = [], [], []
-        for start in range(0, x.shape[0], ghost):
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        for start, ghost in zip(starts, sizes):
             chunk = x[start:start + ghost]
             k = _first_values(x, start)
             sums = []
@@ -122,7 +121,7 @@ class NativeGhostBatchNorm(torch.autograd.Function):
         n = torch.tensor(counts, dtype=x.dtype).unsqueeze(1)
         stats = torch.stack([means, variances * n / (n - 1).clamp_min_(1)])
         ctx.save_for_backward(x, weight, means, invstds)
-        ctx.eps, ctx.ghost = eps, ghost
+        ctx.eps, ctx.sizes, ctx.starts = eps, sizes, starts
         ctx.mark_non_differentiable(stats)
         return out, stats
 
@@ -141,8 +140,8 @@ class NativeGhostBatchNorm(torch.autograd.Function):
         # its precision; the four passes run over one cache block at a time.
         a_all = invstds if weight is None else invstds * weight
         sums_dy, sums_dyx = [], []
-        for i, start in enumerate(range(0, x.shape[0], ctx.ghost)):
-            sl = slice(start, start + ctx.ghost)
+        for i, (start, ghost) in enumerate(zip(ctx.starts, ctx.sizes)):
+            sl = slice(start, start + ghost)
             xc, gc, oc = x[sl], grad_out[sl], grad_in[sl]
             # BatchNorm's own backward kernel, whole for a ghost batch small enough for the
             # heap to recycle its result (no page faults; copied into place), else for the
@@ -179,12 +178,12 @@ def _format(x: Tensor) -> torch.memory_format:
 
 
 def native_ghost_batch_norm(x, running_mean, running_var, weight, bias, num_batches_tracked,
-                            track, momentum, eps, ghost):
+                            track, momentum, eps, sizes):
     """Train-mode ghost batch norm through :class:`NativeGhostBatchNorm`; the running
     statistics and ``num_batches_tracked`` end as after BatchNorm on each ghost batch in turn."""
     from lbconvert.nn.running_stats import update_running_stats
 
-    y, stats = NativeGhostBatchNorm.apply(x, weight, bias, eps, ghost)
+    y, stats = NativeGhostBatchNorm.apply(x, weight, bias, eps, list(sizes))
     if track:
         update_running_stats(running_mean, running_var, num_batches_tracked, stats, momentum)
     return y

@@ -9,14 +9,15 @@ are exactly those of the BatchNorm it replaces: a converted checkpoint loads wit
 
 Semantics, all pinned by tests against ``nn.BatchNorm`` applied chunk by chunk:
 
-* ghost batches are consecutive slices along dim 0 (``x.split(ghost_batch_size)``); a batch that
-  is not a multiple of the ghost size ends with a smaller remainder chunk, normalized on its own
-  as one more ghost batch; a batch ≤ the ghost size is plain BatchNorm;
+* ghost batches are consecutive slices along dim 0 of ``ghost_batch_size`` samples; a
+  remainder under half a ghost batch, or one BatchNorm could not normalize (one value per
+  channel), is merged into the last full ghost batch, a larger one is a ghost batch of its
+  own (``lbconvert.nn.ghost_chunks``, which says why merging rather than balancing); a batch
+  below 1.5 ghost batches is plain BatchNorm. GhostBatchNorm trains on every batch BatchNorm
+  trains on;
 * running statistics end up exactly as if BatchNorm had been called on each ghost batch in turn
   (``num_batches_tracked`` grows by the number of ghost batches; ``momentum=None`` is the
   cumulative average over ghost batches);
-* a ghost batch BatchNorm itself cannot normalize (one value per channel: one sample, no
-  spatial dims) raises BatchNorm's own error;
 * in eval mode the module is ``F.batch_norm`` with the running statistics, exactly BatchNorm
   (and exports to ONNX as an ordinary ``BatchNormalization``);
 * under DDP each process splits its own per-device batch: ghost batches never span devices
@@ -25,7 +26,9 @@ Semantics, all pinned by tests against ``nn.BatchNorm`` applied chunk by chunk:
 How the ghost batches are computed is a speed choice; every strategy computes the same
 function up to floating-point rounding ("strategy"): "loop" calls BatchNorm once per ghost
 batch; "native" (CPU) computes each ghost batch's statistics in one shifted pass and writes
-into slices of one output with BatchNorm's CPU kernels (see ``_gbn_native``); "fold" folds the
+into slices of one output with BatchNorm's CPU kernels (see ``_gbn_native``); "vector"
+computes all ghost batches' statistics at once over a (N/ghost, ghost, C, ...) view with an
+explicit backward, in plain torch ops (see ``_gbn_vector``); "fold" folds the
 ghost index into the channel axis for one call and applies the closed form of the sequential
 running-stat updates; "triton" (CUDA) does a whole pass (all ghost batches, the running-stat
 update, the weight/bias gradient sums) in one launch (see ``_gbn_triton``). "auto" picks per
@@ -34,6 +37,7 @@ device and input (:func:`pick_strategy`).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -44,13 +48,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
+from lbconvert.nn.ghost_chunks import chunk_sizes, ghost_split
 from lbconvert.nn.running_stats import update_running_stats
+from lbconvert.plan.devices import SMALL_GHOST_BATCH
 
 __all__ = ["GhostBatchNorm", "LazyGhostBatchNorm", "ghost_batch_norm", "pick_strategy",
            "STRATEGIES"]
 
-Strategy = Literal["auto", "loop", "native", "fold", "triton"]
-STRATEGIES: tuple[str, ...] = ("loop", "native", "fold", "triton")
+Strategy = Literal["auto", "loop", "native", "vector", "fold", "triton"]
+STRATEGIES: tuple[str, ...] = ("loop", "native", "vector", "fold", "triton")
 #: Strategies ``auto`` may pick on CUDA: those whose GPU path has run on hardware. "loop" and
 #: "fold" are compositions of PyTorch's own BatchNorm CUDA kernels; "triton" (lbconvert's own
 #: one-launch kernels) joins once ``pytest -m gpu`` passes on a GPU (docs/gpu-kernels.md).
@@ -131,23 +137,33 @@ def _fold(
     return y.reshape(n_ghosts * ghost, c, *spatial)
 
 
+#: CPU: a ghost batch with at least this many values per channel (samples × spatial
+#: positions) goes through "native" (BatchNorm's kernels per ghost batch), a smaller one
+#: through "vector" (all ghost batches at once), whose fixed cost does not grow with the
+#: number of ghost batches. Crossover measured with benchmarks/ghost_batchnorm.py
+#: (docs/ghost-batchnorm-speed.md): (1024, 64, 40) ghost 4 (160 values) vector wins,
+#: (256, 64, 14, 14) ghost 32 (6,272 values) native wins.
+NATIVE_MIN_VALUES = 512
+
+
 def pick_strategy(x: Tensor, ghost: int) -> str:
     """The strategy ``auto`` uses for this input (rule from benchmarks/ghost_batchnorm.py).
 
-    CPU: "native" (BatchNorm's CPU kernels as primitives per ghost batch, no concatenation
-    copies). CUDA: only strategies in :data:`CUDA_VERIFIED` (docs/gpu-kernels.md): "loop"
-    while torch.compile traces (Inductor fuses it); the one-launch Triton kernels only once
-    they have passed the GPU test suite on hardware (not yet: they have run under Triton's
+    Under torch.compile (any device): "fold", one BatchNorm over ghost-folded channels, so the
+    graph has the same nodes whatever the number of ghost batches and Inductor fuses it.
+    CPU eager: "native" for ghost batches of at least :data:`NATIVE_MIN_VALUES` values per
+    channel, else "vector" (see :data:`NATIVE_MIN_VALUES`). CUDA eager: only strategies in
+    :data:`CUDA_VERIFIED` (docs/gpu-kernels.md): the one-launch Triton kernels only once they
+    have passed the GPU test suite on hardware (not yet: they have run under Triton's
     interpreter only, which does not test memory ordering between programs, so
     ``strategy="triton"`` is opt-in); else "fold" for many ghost batches or half precision
     with few wide channels, where one BatchNorm call over ghost-folded channels beat the
     per-ghost loop, and "loop" otherwise.
     """
-    if x.device.type != "cuda":
-        return "native"
     if torch.compiler.is_compiling():
-        # Plain BatchNorm calls per ghost batch: a graph Inductor fuses, no opaque kernel.
-        return "loop"
+        return "fold"
+    if x.device.type != "cuda":
+        return "native" if ghost * math.prod(x.shape[2:]) >= NATIVE_MIN_VALUES else "vector"
     from lbconvert.nn import _gbn_triton
 
     if "triton" in CUDA_VERIFIED and _gbn_triton.available(x):
@@ -188,67 +204,68 @@ def ghost_batch_norm(
             input, running_mean, running_var, weight, bias, running_mean is None,
             0.0 if momentum is None else momentum, eps,
         )
-    n = input.shape[0]
-    if n <= ghost_batch_size:
+    full, size, tail = ghost_split(input.shape[0], ghost_batch_size,
+                                   math.prod(input.shape[2:]))
+    if full + (tail > 0) <= 1:
+        # One ghost batch (batch below 1.5 ghost batches): plain BatchNorm, its errors included.
         return _bn_chunk(input, running_mean, running_var, weight, bias,
                          num_batches_tracked, track, momentum, eps)
-    n_ghosts = n // ghost_batch_size
     if strategy == "auto":
-        strategy = pick_strategy(input, ghost_batch_size)
+        strategy = pick_strategy(input, size)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown GhostBatchNorm strategy {strategy!r}: use one of auto, "
+                         + ", ".join(STRATEGIES))
+    args = (running_mean, running_var, weight, bias, num_batches_tracked, track, momentum, eps)
     if strategy == "triton":
         from lbconvert.nn import _gbn_triton
 
-        # A last ghost batch with one value per channel gets BatchNorm's error via "loop".
-        if _gbn_triton.available(input) and (n % ghost_batch_size or ghost_batch_size) * (
-                input.numel() // (n * input.shape[1])) > 1:
-            return _gbn_triton.ghost_batch_norm_cuda(
-                input, weight, bias, running_mean if track else None,
+        if _gbn_triton.available(input):
+            # The kernels take equal ghost batches and one shorter last one; a merged (longer)
+            # last ghost batch is one more BatchNorm call after them, in order.
+            cut = full * size if tail > size else input.shape[0]
+            y = _gbn_triton.ghost_batch_norm_cuda(
+                input[:cut], weight, bias, running_mean if track else None,
                 running_var if track else None, num_batches_tracked if track else None,
-                ghost_batch_size, eps, momentum)
+                size, eps, momentum)
+            return y if cut == input.shape[0] else torch.cat([y, _bn_chunk(input[cut:], *args)])
         strategy = "loop"
-    if strategy == "fold" and ghost_batch_size >= 2:
-        full = n_ghosts * ghost_batch_size
-        y = _fold(input[:full], running_mean, running_var, weight, bias, num_batches_tracked,
-                  track, momentum, eps, n_ghosts, ghost_batch_size)
-        if full < n:
-            rest = _bn_chunk(input[full:], running_mean, running_var, weight, bias,
-                             num_batches_tracked, track, momentum, eps)
-            y = torch.cat([y, rest])
+    if strategy == "vector":
+        from lbconvert.nn import _gbn_vector
+
+        return _gbn_vector.vector_ghost_batch_norm(input, *args, full, size, tail)
+    if strategy == "fold" and full >= 1:
+        y = _fold(input[:full * size], *args, full, size)
+        if tail:
+            y = torch.cat([y, _bn_chunk(input[full * size:], *args)])
         if input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(
             memory_format=torch.channels_last
         ):
             y = y.contiguous(memory_format=torch.channels_last)
         return y
+    sizes = chunk_sizes(input.shape[0], ghost_batch_size, math.prod(input.shape[2:]))
     if strategy == "native":
         from lbconvert.nn import _gbn_native
 
-        if _gbn_native.usable(input, ghost_batch_size, weight):
-            return _gbn_native.native_ghost_batch_norm(
-                input, running_mean, running_var, weight, bias, num_batches_tracked, track,
-                momentum, eps, ghost_batch_size)
-        strategy = "loop"
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown GhostBatchNorm strategy {strategy!r}: use one of auto, "
-                         + ", ".join(STRATEGIES))
+        if _gbn_native.usable(input, weight):
+            return _gbn_native.native_ghost_batch_norm(input, *args, sizes)
+    chunks = input.split(sizes)
     if momentum is not None and track and num_batches_tracked is not None:
         # Same result as _bn_chunk per chunk, with one counter update instead of one per chunk.
         ys = [F.batch_norm(chunk, running_mean, running_var, weight, bias, True, momentum, eps)
-              for chunk in input.split(ghost_batch_size)]
+              for chunk in chunks]
         num_batches_tracked.add_(len(ys))
         return torch.cat(ys)
-    return torch.cat([
-        _bn_chunk(chunk, running_mean, running_var, weight, bias, num_batches_tracked,
-                  track, momentum, eps)
-        for chunk in input.split(ghost_batch_size)
-    ])
+    return torch.cat([_bn_chunk(chunk, *args) for chunk in chunks])
 
 
 class GhostBatchNorm(_BatchNorm):
     """Drop-in BatchNorm with per-ghost-batch statistics in training (Hoffer et al. 2017, Alg. 1).
 
-    Works for (N, C), (N, C, L), (N, C, H, W) and (N, C, D, H, W) inputs. ``strategy`` picks how
+    Works for (N, C), (N, C, L), (N, C, H, W) and (N, C, D, H, W) inputs. The default ghost
+    size is the plan's (``lbconvert.plan.devices.SMALL_GHOST_BATCH``). ``strategy`` picks how
     the ghost batches are computed ("auto": :func:`pick_strategy`; "loop": one BatchNorm call
     per ghost batch; "native": BatchNorm's CPU kernels per ghost batch writing into one output;
+    "vector": all ghost batches at once over a (N/ghost, ghost, C, ...) view;
     "fold": ghost batches folded into channels for one call; "triton": one fused kernel per
     pass on CUDA); a strategy that does not apply to an input falls back to "loop". Every
     strategy computes the same function, up to floating-point rounding.
@@ -258,7 +275,7 @@ class GhostBatchNorm(_BatchNorm):
     def __init__(
         self,
         num_features: int,
-        ghost_batch_size: int = 128,
+        ghost_batch_size: int = SMALL_GHOST_BATCH,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,
@@ -302,7 +319,8 @@ class GhostBatchNorm(_BatchNorm):
         )
 
     @classmethod
-    def from_batchnorm(cls, bn: _BatchNorm, ghost_batch_size: int = 128) -> GhostBatchNorm:
+    def from_batchnorm(cls, bn: _BatchNorm,
+                       ghost_batch_size: int = SMALL_GHOST_BATCH) -> GhostBatchNorm:
         """A GhostBatchNorm sharing ``bn``'s parameters and buffers (the same tensors)."""
         ref = bn.weight if bn.weight is not None else bn.running_mean
         gbn = cls(
@@ -332,7 +350,7 @@ class LazyGhostBatchNorm(LazyModuleMixin, GhostBatchNorm):
 
     def __init__(
         self,
-        ghost_batch_size: int = 128,
+        ghost_batch_size: int = SMALL_GHOST_BATCH,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,

@@ -12,9 +12,10 @@ from torch import Tensor
 
 
 def _ema_weights(n: int, momentum: float, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """m (1-m)^(n-1-i) for i = 0..n-1, computed in float64 on the host, one copy to device."""
-    return torch.tensor([momentum * (1.0 - momentum) ** (n - 1 - i) for i in range(n)],
-                        dtype=dtype).to(device, non_blocking=True)
+    """m (1-m)^(n-1-i) for i = 0..n-1, computed in float64; torch ops rather than a Python
+    list, so that a compiled graph holds the same nodes whatever the number of ghost batches."""
+    powers = torch.arange(n - 1, -1, -1, dtype=torch.float64, device=device)
+    return (torch.full_like(powers, 1.0 - momentum).pow_(powers) * momentum).to(dtype)
 
 
 def update_running_stats(running_mean: Tensor, running_var: Tensor,

@@ -9,6 +9,7 @@ import torch
 
 from lbconvert import GhostBatchNorm
 from lbconvert.nn import _gbn_native
+from lbconvert.nn.ghost_chunks import chunk_sizes
 
 
 def _reference(x, ghost, gbn):
@@ -19,7 +20,8 @@ def _reference(x, ghost, gbn):
         bn.running_mean.copy_(gbn.running_mean)
         bn.running_var.copy_(gbn.running_var)
     xr = x.double().requires_grad_()
-    return bn, xr, torch.cat([bn(chunk) for chunk in xr.split(ghost)])
+    sizes = chunk_sizes(x.shape[0], ghost, x[0, 0].numel())
+    return bn, xr, torch.cat([bn(chunk) for chunk in xr.split(sizes)])
 
 
 @pytest.mark.parametrize("offset", [0.0, 300.0])
@@ -59,15 +61,14 @@ def test_native_matches_float64_batchnorm_per_ghost(monkeypatch, offset, block_b
     # The variance is what a shift-free one-pass formula would get wrong at offset 300:
     # E[x²] - E[x]² loses about (300/0.5)² * 6e-8 = 2% of it in float32.
     torch.testing.assert_close(gbn.running_var.double(), bn.running_var, atol=1e-5, rtol=1e-4)
-    assert gbn.num_batches_tracked.item() == 4
+    assert gbn.num_batches_tracked.item() == 3  # 4 + 4 + 5: the remainder sample is merged
     if channels_last:
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_usable_rules_out_what_the_kernels_do_not_cover():
     x = torch.randn(9, 3, 4, 4)
-    assert _gbn_native.usable(x, 4, None)
-    assert not _gbn_native.usable(x.half(), 4, None)
-    assert not _gbn_native.usable(x, 4, torch.ones(3, dtype=torch.float64))
-    assert not _gbn_native.usable(x.transpose(2, 3), 4, None)
-    assert not _gbn_native.usable(torch.randn(9, 3), 4, None)  # last ghost: one value
+    assert _gbn_native.usable(x, None)
+    assert not _gbn_native.usable(x.half(), None)
+    assert not _gbn_native.usable(x, torch.ones(3, dtype=torch.float64))
+    assert not _gbn_native.usable(x.transpose(2, 3), None)

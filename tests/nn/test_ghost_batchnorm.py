@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from lbconvert import GhostBatchNorm
 from lbconvert.nn.ghost_batchnorm import LazyGhostBatchNorm, ghost_batch_norm
+from lbconvert.nn.ghost_chunks import chunk_sizes
 
 BN = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 
@@ -37,7 +38,7 @@ def _pair(c, dims, ghost, momentum=0.1, affine=True, track=True, strategy="loop"
 def _compare(bn, gbn, x, ghost, tol):
     """Outputs, input/affine grads and buffers of gbn(x) vs bn applied per ghost batch."""
     xr, xg = x.clone().requires_grad_(), x.clone().requires_grad_()
-    yr = torch.cat([bn(c) for c in xr.split(ghost)])
+    yr = torch.cat([bn(c) for c in xr.split(chunk_sizes(len(x), ghost, x[0, 0].numel()))])
     yg = gbn(xg)
     gy = torch.randn_like(yr)
     yr.backward(gy)
@@ -62,20 +63,18 @@ def _compare(bn, gbn, x, ghost, tol):
     momentum=st.sampled_from([0.1, 0.5, None]),
     affine=st.booleans(),
     track=st.booleans(),
-    strategy=st.sampled_from(["loop", "native", "fold", "triton", "auto"]),  # triton: off CUDA
+    strategy=st.sampled_from(["loop", "native", "vector", "fold", "triton", "auto"]),
     dtype=st.sampled_from([torch.float32, torch.float64]),
 )
 def test_matches_batchnorm_per_ghost_batch(dims, batch, ghost, c, momentum, affine, track,
                                            strategy, dtype):
     spatial = {2: (), 3: (3,), 4: (2, 3), 5: (2, 1, 2)}[dims]
-    if batch % ghost == 1 and not spatial:
-        batch += 1  # a 1-sample (N, C) ghost batch is an error, tested separately
     bn, gbn = _pair(c, dims, ghost, momentum, affine, track, strategy, dtype)
     x = torch.randn(batch, c, *spatial, dtype=dtype) * 2 + 0.5
     _compare(bn, gbn, x, ghost, 1e-5 if dtype == torch.float32 else 1e-10)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "native", "fold"])
+@pytest.mark.parametrize("strategy", ["loop", "native", "vector", "fold"])
 def test_remainder_chunk_is_its_own_ghost_batch(strategy):
     bn, gbn = _pair(3, 4, 4, strategy=strategy)
     x = torch.randn(10, 3, 2, 2)  # ghost batches of 4, 4 and 2
@@ -126,13 +125,17 @@ def test_eval_without_running_stats_uses_whole_batch_like_batchnorm():
     torch.testing.assert_close(gbn(x), bn(x), atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "native", "fold"])
-def test_one_sample_ghost_batch_raises_batchnorms_error(strategy):
-    gbn = GhostBatchNorm(3, 2, strategy=strategy)
-    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
-        gbn(torch.randn(5, 3))
-    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
-        nn.BatchNorm1d(3)(torch.randn(1, 3))
+@pytest.mark.parametrize("strategy", ["loop", "native", "vector", "fold", "auto"])
+def test_one_sample_remainder_trains_where_batchnorm_does(strategy):
+    """Issue 21: Linear → BatchNorm1d at ghost 4 on a batch of 9 crashed on the 1-sample
+    remainder; it is merged into the last ghost batch (4 + 5), never an error."""
+    bn, gbn = _pair(3, 2, 4, strategy=strategy)
+    _compare(bn, gbn, torch.randn(9, 3), 4, 1e-5)
+    assert gbn.num_batches_tracked.item() == 3 + 2
+    # a single sample is rejected by BatchNorm itself, and so by GhostBatchNorm
+    for module in (nn.BatchNorm1d(3), GhostBatchNorm(3, 4, strategy=strategy)):
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+            module(torch.randn(1, 3))
 
 
 def test_rejects_bad_arguments():
