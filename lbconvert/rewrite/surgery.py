@@ -50,6 +50,7 @@ from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase
 from lbconvert._text import clip
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm, LazyGhostBatchNorm, ghost_batch_norm
+from lbconvert.plan.devices import SMALL_GHOST_BATCH
 from lbconvert.rewrite.scripted import is_scripted, replace_scripted_blocks
 from lbconvert.rewrite.source_calls import functional_calls
 
@@ -86,7 +87,7 @@ class SurgeryResult:
     rows: list[SurgeryRow] = field(default_factory=list)
     route: str = "swap"
     fx_error: str | None = None
-    ghost_batch_size: int = 128
+    ghost_batch_size: int = SMALL_GHOST_BATCH
     notes: list[str] = field(default_factory=list)
 
     @property
