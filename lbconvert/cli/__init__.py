@@ -144,7 +144,7 @@ def _register() -> None:
     app.command("audit", help=audit_cmd.HELP,
                 short_help="Audit training runs for large-batch mistakes.")(audit_cmd.audit)
     app.command("check", help=check_cmd.HELP,
-                short_help="CI gate: convert the declared models, audit their runs.")(
+                short_help="CI gate: convert the models in [tool.lbconvert], audit runs.")(
         check_cmd.check)
 
 

@@ -59,7 +59,7 @@ def test_model_without_batchnorm_says_so(factory, attention):
     assert "nothing for GhostBatchNorm to do" in out
     assert "Masters & Luschi" not in out  # the ghost-batch warning does not apply
     assert "ghost batch 128" not in out
-    assert ("LAMB (You et al. 2020)" in out) is attention
+    assert ("LAMB (You et al. 2020" in out) is attention
     assert "LARS (You et al. 2017)" in out
 
 
