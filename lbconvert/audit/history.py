@@ -133,6 +133,8 @@ class RunHistory:
     damage: list[Any] = field(default_factory=list)  # tfrecord.Damage: where reading stopped
     tag_map: dict[str, str] = field(default_factory=dict)  # --tag: logged tag → canonical
     distance_origin: float | None = None  # update of w_0 of a checkpoint distance series
+    # config files already applied (resolved paths): a file found twice is read once
+    config_read: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def distance_from_init(self) -> bool:

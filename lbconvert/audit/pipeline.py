@@ -165,17 +165,19 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
         baseline = _reference(reference_batch, reference_lr, reference_epochs,
                               reference_updates)
     report = AuditReport(baseline=baseline.source if baseline else None, fail_on=fail_on)
-    seen: list[RunRef] = []
+    seen: set[tuple[str, str | None]] = set()
+    base_key = base_ref.key() if base_ref is not None else None
     for d in run_dirs:
         refs = find_runs(d, run=run, run_id=run_id, run_name=run_name)
         if not refs:
             refs = [RunRef(Path(d), Path(d).name, Path(d))]  # read_run says what is missing
         for ref in refs:
-            if base_ref is not None and ref.same_run(base_ref) and len(refs) > 1:
+            key = ref.key()
+            if key == base_key and len(refs) > 1:
                 continue
-            if any(ref.same_run(s) for s in seen):
+            if key in seen:
                 continue  # given twice (a folder and its parent, a shell glob): audited once
-            seen.append(ref)
+            seen.add(key)
             try:
                 history = read(ref)
             except LbconvertError as exc:

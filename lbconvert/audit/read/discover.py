@@ -18,6 +18,7 @@ the user passed): ``hparams.yaml``, ``config.yaml|yml|json|toml``, ``args.yaml``
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -42,10 +43,14 @@ class RunRef:
     root: Path
     mlflow_run: str | None = None
 
+    def key(self) -> tuple[str, str | None]:
+        """What identifies the run: its resolved folder and MLflow run id. Hashable, so a
+        sweep's runs are de-duplicated with a set (one ``resolve()`` per run, not per pair)."""
+        return str(self.path.resolve()), self.mlflow_run
+
     def same_run(self, other: RunRef) -> bool:
         """True when both refer to the same run (same folder, same MLflow run)."""
-        return self.path.resolve() == other.path.resolve() and \
-            self.mlflow_run == other.mlflow_run
+        return self.key() == other.key()
 
 
 def _own_events(d: Path) -> bool:
@@ -191,19 +196,36 @@ def find_runs(root: str | Path, *, run: str | None = None, run_id: str | None = 
     return out
 
 
+def _names(folder: Path) -> set[str] | None:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return None  # unlistable: probe by name
+
+
 def config_files(run_dir: Path, root: Path) -> list[Path]:
-    """Config files beside the run, in its event-file folders, or above it up to ``root``."""
+    """Config files beside the run, in its event-file folders, or above it up to ``root``.
+
+    The run's folder is listed once; folders above it are probed by name (listing a
+    sweep's root for each of its thousands of runs would make the audit quadratic).
+    """
     run_dir, root = run_dir.resolve(), root.resolve()
-    folders = [run_dir]
-    folders += sorted({p.parent for p in run_dir.glob("*/events.out.tfevents.*")} - {run_dir})
+    here = _names(run_dir)
+    folders = [(run_dir, here)]
+    events = sorted({p.parent for p in run_dir.glob("*/events.out.tfevents.*")} - {run_dir}) \
+        if here is None or any((run_dir / n).is_dir() for n in here) else []
+    folders += [(f, _names(f)) for f in events]
     up = run_dir
     while up != root and root in up.parents:
         up = up.parent
-        folders.append(up)
-    wandb = sorted(run_dir.glob("wandb/*/files/config.yaml"))
+        folders.append((up, None))
+    wandb = sorted(run_dir.glob("wandb/*/files/config.yaml")) \
+        if here is None or "wandb" in here else []
     found: list[Path] = []
-    for folder in folders:
+    for folder, names in folders:
         for name in CONFIG_NAMES:
+            if names is not None and name.split("/", 1)[0] not in names:
+                continue
             p = folder / name
             if p.is_file() and p not in found:
                 found.append(p)
