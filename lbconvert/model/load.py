@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbconvert._text import first_line
 from lbconvert.errors import LbconvertError
 from lbconvert.extras import EXTRA_OF, install_hint, require
 from lbconvert.model.candidates import FACTORY_NAMES, choose_candidate, required_args
@@ -412,7 +413,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0][:200]
+        first = first_line(exc, 200)
         raise LbconvertError(
             f"weights file {str(path)!r} holds pickled Python objects, which lbconvert will "
             f"not unpickle (it can run arbitrary code): {first}",
