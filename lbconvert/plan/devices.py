@@ -1,14 +1,28 @@
 """The plan's device layout: devices × per-device batch × gradient accumulation = the target
 batch, and the ghost batch size (Hoffer et al. 2017; Masters & Luschi 2018 for small BN batches).
 
+The ghost default is a rule with a stated range (:mod:`lbconvert.plan.evidence`): inside
+what the fidelity benchmark covered, ghost 4 (it closed ≥ 90% of the generalization gap on
+every pair it was chosen on, docs/fidelity.md); beyond it (more training samples, classes or
+a larger original per-device batch than the benchmark ran), the original per-device batch,
+so the converted run's BatchNorm sees the statistics the original saw (Hoffer et al. 2017),
+with the large-scale risk of smaller BN batches in the plan's "why" (Wu & He 2018).
+
 Pure arithmetic; no torch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lbconvert.errors import LbconvertError
+from lbconvert.plan.evidence import (
+    LARGE_SCALE_RISK,
+    beyond_coverage,
+    coverage_phrase,
+    original_per_device_batch,
+)
 from lbconvert.plan.types import Change
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -18,6 +32,53 @@ if TYPE_CHECKING:  # pragma: no cover
 HOFFER_GHOST_BATCH = 128
 SMALL_GHOST_BATCH = 4
 MASTERS_LUSCHI_BN_BATCH = 32  # above this, the small-BN-batch benefit fades
+
+
+@dataclass(frozen=True)
+class GhostBasis:
+    """Why the default ghost batch is what it is: the size before any cap, the reason (the
+    plan prints it), the original per-device batch, and the dimensions of the run beyond
+    the fidelity benchmark's coverage."""
+
+    uncapped: int
+    why: str
+    original: int | None
+    beyond: list[str]
+
+
+def default_ghost(cfg: TrainConfig, source_batch: int, per_update: int | None,
+                  max_per_device: int | None) -> tuple[int, GhostBasis]:
+    """The default ghost batch and its basis (module docstring: the rule and its range).
+
+    Inside the fidelity benchmark's coverage: 4 (Masters & Luschi 2018: BN over ≈ 2–8
+    samples generalizes best; at most the original batch). Beyond it: the original
+    per-device batch (Hoffer et al. 2017: the original's BatchNorm statistics), because the
+    large-scale evidence runs the other way (Wu & He 2018). Either is capped at the new
+    per-device batch and ``max_per_device``.
+    """
+    beyond, unknown = beyond_coverage(cfg)
+    original = original_per_device_batch(cfg) or source_batch
+    if beyond:
+        uncapped = max(2, original)
+        why = (f"the original per-device batch {original}: the converted run's BatchNorm sees "
+               f"the original's statistics (Hoffer et al. 2017). This run lies beyond what the "
+               f"fidelity benchmark covered ({'; '.join(beyond)}; it ran "
+               f"{coverage_phrase()}), and "
+               f"{LARGE_SCALE_RISK}; --ghost-batch {SMALL_GHOST_BATCH} is the small "
+               "benchmark's choice, untested at this scale")
+    else:
+        uncapped = min(SMALL_GHOST_BATCH, max(2, source_batch))
+        why = (("Masters & Luschi 2018: BN over ≈ 2–8 samples generalizes best; "
+                if uncapped == SMALL_GHOST_BATCH else f"the original batch {source_batch}; ")
+               + f"the fidelity benchmark ran {coverage_phrase()}, and ghost "
+               f"{SMALL_GHOST_BATCH} closed ≥ 90% of the "
+               "generalization gap on each of its pairs")
+        if unknown:
+            why += (f". Not known from the config: {', '.join(unknown)} — if they exceed that "
+                    f"range, {LARGE_SCALE_RISK}; pass --ghost-batch {original} to keep the "
+                    "original's BatchNorm statistics")
+    caps = [c for c in (per_update, max_per_device) if c]
+    return min([uncapped, *caps]), GhostBasis(uncapped, why, original, beyond)
 
 
 def split_batch(target: int, devices: int, max_per_device: int | None,
@@ -63,11 +124,7 @@ def plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
         raise LbconvertError(f"--max-per-device {max_per_device} must be ≥ 1",
                              hint="pass the largest batch one device holds")
     per_update = plan.target_batch // d if plan.target_batch % d == 0 else None
-    # Small ghost batches: Masters & Luschi 2018 find BN over ≈ 2–8 samples generalizes best,
-    # and in the fidelity benchmark (docs/fidelity.md) ghost 4 was the only size that closed
-    # ≥ 90% of the gap on both pairs (118% / 96%; ghost 16 = B_S: 126% / 76%; 128: 127% / 66%).
-    ghost_default = min(SMALL_GHOST_BATCH, max(2, plan.source_batch),
-                        per_update or SMALL_GHOST_BATCH, max_per_device or SMALL_GHOST_BATCH)
+    ghost_default, basis = default_ghost(cfg, plan.source_batch, per_update, max_per_device)
     ghost = ghost_batch if ghost_batch is not None else ghost_default
     if ghost < 1:
         raise LbconvertError(f"--ghost-batch {ghost_batch} must be ≥ 1", hint="pass e.g. 32")
@@ -101,15 +158,17 @@ def plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
                                    f"micro-batches are multiples of the ghost batch {ghost}"))
     if ghost_batch is not None:
         src = "--ghost-batch"
-    elif ghost == min(max(2, plan.source_batch), SMALL_GHOST_BATCH):
-        src = ("Masters & Luschi 2018: BN over ≈ 2–8 samples generalizes best; the fidelity "
-               "benchmark's only size closing ≥ 90% of the gap on both pairs, docs/fidelity.md"
-               if ghost == SMALL_GHOST_BATCH else f"the original batch {plan.source_batch}")
+    elif ghost == basis.uncapped:
+        src = basis.why
     else:
-        src = f"capped at the per-device batch {micro}"
+        src = f"capped at the per-device batch {micro}; {basis.why}"
     plan.changes.append(Change("ghost_batch_size", None, ghost,
                                f"BN statistics over ghost batches of {ghost} ({src}) instead of "
                                "the whole per-device batch"))
+    if ghost_batch is not None and basis.beyond and ghost < (basis.original or 0):
+        plan.warnings.append(f"--ghost-batch {ghost} is below the original per-device batch "
+                             f"{basis.original} on a run beyond the fidelity benchmark "
+                             f"({'; '.join(basis.beyond)}): {LARGE_SCALE_RISK}")
     if devices is None and max_per_device is None and accum == 1 and d == 1 \
             and micro > plan.source_batch:
         plan.notes.append(f"one device takes the whole batch of {micro}: pass --devices N and/or "

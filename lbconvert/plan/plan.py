@@ -33,6 +33,7 @@ from lbconvert.errors import LbconvertError
 from lbconvert.plan.devices import (
     plan_devices,
 )
+from lbconvert.plan.evidence import regime_alternatives_note
 from lbconvert.plan.lengths import schedule_lengths
 from lbconvert.plan.types import Change, Plan
 
@@ -158,6 +159,7 @@ def make_plan(
     _plan_lengths(plan, cfg)
     _plan_optimizer(plan, cfg)
     _plan_cost(plan)
+    plan.notes.extend(filter(None, [regime_alternatives_note(plan)]))
     return plan
 
 

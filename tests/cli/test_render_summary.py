@@ -26,7 +26,7 @@ def test_panel_with_smoke_and_files(tmp_path):
     assert f" {level} " in text.splitlines()[0]
     assert "128 → 8192 (M = 64, sqrt rule)" in text
     assert f"{result.plan.lr_old:g} → {result.plan.lr_new:.4g}" in text
-    assert "21 site(s), ghost batch 4" in text
+    assert f"21 site(s), ghost batch {result.plan.ghost_batch_size}" in text
     v = result.smoke.verdict
     assert (f"converted / original: slope {v.slope_ratio:.2f}; final distance "
             f"{math.exp(v.final_gap):.2f}× the original's") in text

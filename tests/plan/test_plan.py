@@ -93,11 +93,12 @@ def test_config_warmup_longer_than_goyal_is_kept_and_scaled():
 def test_ghost_batch_default_cap_and_warnings():
     # default: 4 (Masters & Luschi 2018; the fidelity benchmark), at most the original batch
     # and the per-device batch
-    plan = make_plan(seed_cfg(), 1024, devices=16)  # 64 per device
+    # (inside the fidelity benchmark's range; beyond it: tests/plan/test_devices.py)
+    plan = make_plan(seed_cfg(batch_size=16, dataset_size=2048), 1024, devices=16)
     assert plan.per_device_batch == 64 and plan.ghost_batch_size == 4
     ghost = next(c for c in plan.changes if c.field == "ghost_batch_size")
     assert "Masters & Luschi" in ghost.reason and "fidelity" in ghost.reason
-    plan = make_plan(seed_cfg(batch_size=2), 64)
+    plan = make_plan(seed_cfg(batch_size=2, dataset_size=2048), 64)
     assert plan.ghost_batch_size == 2 and "original batch 2" in next(
         c for c in plan.changes if c.field == "ghost_batch_size").reason
     plan = make_plan(seed_cfg(), 1024, devices=512)  # 2 per device
