@@ -1,46 +1,52 @@
-"""Time GhostBatchNorm fwd+bwd against nn.BatchNorm2d on the same input, in the same run.
+"""Time GhostBatchNorm fwd+bwd against nn.BatchNorm on the same input, in the same run.
 
-    PYTHONPATH=. python benchmarks/ghost_batchnorm.py --device cpu --quick
+    PYTHONPATH=. python benchmarks/ghost_batchnorm.py --threads 1 --reps 9
+    PYTHONPATH=. python benchmarks/ghost_batchnorm.py --compile --models   # + compiled, models
     PYTHONPATH=. python benchmarks/ghost_batchnorm.py --device cuda
 
-Prints, per shape, the time of nn.BatchNorm2d and the ratio (GhostBatchNorm / BatchNorm) of
-every strategy ("loop": one BatchNorm call per ghost batch; "native", CPU: shifted one-pass
-statistics and BatchNorm's CPU kernels per ghost batch writing into one output; "fold": ghost
-batches folded into channels for one call, with the closed-form running-stat update; "triton",
-CUDA only: one fused launch per pass) and of "auto" (what ``pick_strategy`` chooses), plus a
-correctness column: max abs difference of every strategy's output, gradients (weight/bias
-grads per sample) and running statistics against nn.BatchNorm2d applied ghost batch by ghost
-batch.
+Layer rows: BatchNorm2d (N, C, H, W) and BatchNorm1d (N, C) and (N, C, L) shapes at per-device
+batches 256, 1024 (8192 with --big), ghost 4 (the plan's default), 8, 32 and 128. Columns:
+BatchNorm's median ms, then the ratio GhostBatchNorm / BatchNorm of "auto" and of each
+strategy; with --compile the same ratio with both modules under torch.compile (Inductor by
+default); "saved MB" is what autograd keeps for backward (BatchNorm / GhostBatchNorm auto);
+"maxerr" the largest difference of any strategy's output, gradients and running statistics
+from nn.BatchNorm applied ghost batch by ghost batch (same chunking).
 
-Each round times BatchNorm and then every strategy once, on the same input; a ratio is the
-median over rounds of (strategy time / BatchNorm time in that round), so a shared machine's
-load slows reference and candidates alike.
+Model rows (--models): one training step (forward, backward, SGD step) of a CIFAR ResNet-20
+(fixtures/examples/cifar_resnet.py) and the fidelity benchmark's models
+(benchmarks/fidelity_data.py) with every BatchNorm converted by lbconvert's surgery, against
+the unconverted model.
+
+Each round times the reference and then every candidate once, on the same input; a ratio is
+the median over rounds of (candidate time / reference time in that round), so a shared
+machine's load slows reference and candidates alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.util
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from lbconvert.nn.ghost_batchnorm import STRATEGIES, GhostBatchNorm, pick_strategy
+from lbconvert.nn.ghost_chunks import chunk_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+GHOSTS = (4, 8, 32, 128)
 
 
-def shapes(device: str, quick: bool) -> list[tuple[int, int, int, int, torch.dtype]]:
-    """(batch, ghost, channels, spatial, dtype) rows of the benchmark."""
-    rows = []
-    dtypes = [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]
-    for dtype in dtypes:
-        for c, hw in ((64, 56), (256, 14), (256, 56), (64, 14)):
-            for ghost in (32, 128):
-                rows.append((256, ghost, c, hw, dtype))
-        if device == "cuda":
-            rows += [(1024, 16, 64, 56, dtype), (1024, 16, 256, 14, dtype),
-                     (256, 32, 1024, 14, dtype), (256, 128, 1024, 14, dtype)]
-    if quick:
-        rows = [r for r in rows if r[3] == 14 or r[2] == 64][:6 if device == "cpu" else None]
+def shapes(big: bool) -> list[tuple[int, ...]]:
+    """Layer input shapes (N, C, ...) of the benchmark."""
+    rows = [(256, 64, 14, 14), (256, 256, 14, 14), (128, 128, 28, 28), (1024, 64, 14, 14),
+            (256, 256), (1024, 256), (1024, 64, 40)]
+    if big:
+        rows += [(256, 64, 56, 56), (8192, 256), (8192, 64, 40)]
     return rows
 
 
@@ -49,101 +55,178 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _once(module: torch.nn.Module, x: torch.Tensor, gy: torch.Tensor, device: str) -> float:
-    x.grad = None
+def _once(fn, device: str) -> float:
     _sync(device)
     t = time.perf_counter()
-    module(x).backward(gy)
+    fn()
     _sync(device)
     return time.perf_counter() - t
 
 
-def time_ratios(modules: list[torch.nn.Module], x: torch.Tensor, gy: torch.Tensor, reps: int,
-                device: str) -> tuple[float, list[float]]:
-    """Median seconds of one forward + backward of ``modules[0]`` and, for every module, the
-    median over rounds of its time divided by ``modules[0]``'s time in the same round.
-
-    Rounds interleave the modules, so load from other processes on a shared machine slows
-    the reference and the candidates alike instead of whichever happened to run then.
-    """
-    for module in modules:
-        for _ in range(3):
-            _once(module, x, gy, device)
-    rounds = [[_once(m, x, gy, device) for m in modules] for _ in range(reps)]
-    ratios = [statistics.median(r[i] / r[0] for r in rounds) for i in range(len(modules))]
+def time_ratios(fns: list, reps: int, device: str) -> tuple[float, list[float]]:
+    """Median seconds of ``fns[0]`` and, for every fn, the median over interleaved rounds of
+    its time divided by ``fns[0]``'s time in the same round."""
+    for fn in fns:
+        for _ in range(2):
+            fn()
+    rounds = [[_once(fn, device) for fn in fns] for _ in range(reps)]
+    ratios = [statistics.median(r[i] / r[0] for r in rounds) for i in range(len(fns))]
     return statistics.median(r[0] for r in rounds), ratios
 
 
+def _bn(c: int, dims: int, device: str) -> torch.nn.Module:
+    return (torch.nn.BatchNorm2d if dims == 4 else torch.nn.BatchNorm1d)(c, device=device)
+
+
+def _step(module: torch.nn.Module, x: torch.Tensor, gy: torch.Tensor):
+    def run() -> None:
+        x.grad = None
+        module(x).backward(gy)
+    return run
+
+
+def saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes autograd saves for backward in one forward (distinct storages)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(seen.values())
+
+
 def max_error(x: torch.Tensor, ghost: int, strategy: str) -> float:
-    """Max abs difference (output, input/weight/bias grads, running stats) vs BatchNorm2d
-    applied ghost batch by ghost batch, on a 100-sample slice (a remainder chunk included)."""
-    x = x[:100].detach()
-    c = x.shape[1]
-    bn = torch.nn.BatchNorm2d(c, device=x.device)
-    gbn = GhostBatchNorm(c, ghost, device=x.device, strategy=strategy)
+    """Max abs difference (output, input/weight/bias grads, running stats) vs nn.BatchNorm
+    applied ghost batch by ghost batch, on the first 101 samples (a merged remainder)."""
+    x = x[:101].detach()
+    bn = _bn(x.shape[1], x.dim(), x.device.type)
+    gbn = GhostBatchNorm(x.shape[1], ghost, device=x.device, strategy=strategy)
     xr, xg = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ref = torch.cat([bn(chunk) for chunk in xr.split(ghost)])
+    ref = torch.cat([bn(c) for c in xr.split(chunk_sizes(len(x), ghost, x[0, 0].numel()))])
     out = gbn(xg)
     gy = torch.randn_like(ref)
     ref.backward(gy)
     out.backward(gy)
-    tol_scale = 1.0 / 100  # weight/bias grads are sums over the batch
-    return max((ref.float() - out.float()).abs().max().item(),
-               (xr.grad.float() - xg.grad.float()).abs().max().item(),
-               (bn.weight.grad - gbn.weight.grad).abs().max().item() * tol_scale,
-               (bn.bias.grad - gbn.bias.grad).abs().max().item() * tol_scale,
+    scale = 1.0 / len(x)  # weight/bias grads are sums over the batch
+    return max((ref - out).abs().max().item(), (xr.grad - xg.grad).abs().max().item(),
+               (bn.weight.grad - gbn.weight.grad).abs().max().item() * scale,
+               (bn.bias.grad - gbn.bias.grad).abs().max().item() * scale,
                (bn.running_mean - gbn.running_mean).abs().max().item(),
                (bn.running_var - gbn.running_var).abs().max().item())
 
 
+def layer_rows(args, strategies: list[str]) -> None:
+    dev = args.device
+    cols = ["auto", *strategies] + (["auto/comp"] if args.compile else [])
+    print(f"\nlayers: fwd+bwd, ratio GhostBatchNorm / BatchNorm (median of {args.reps} "
+          "interleaved rounds)")
+    head = (f"{'shape':>18} {'ghost':>5} {'BN ms':>8} " + " ".join(f"{c:>9}" for c in cols)
+            + f" {'auto is':>7} {'saved MB':>11} {'maxerr':>8}")
+    print(head)
+    print("-" * len(head))
+    worst: dict[str, float] = {}
+    for shape in shapes(args.big):
+        torch.manual_seed(0)
+        x = torch.randn(*shape, device=dev, requires_grad=True)
+        gy = torch.randn_like(x)
+        bn = _bn(shape[1], len(shape), dev)
+        cbn = torch.compile(copy.deepcopy(bn), backend=args.backend) if args.compile else None
+        for ghost in GHOSTS:
+            gbns = [GhostBatchNorm(shape[1], ghost, device=dev, strategy=s)
+                    for s in ["auto", *strategies]]
+            fns = [_step(bn, x, gy)] + [_step(m, x, gy) for m in gbns]
+            if args.compile:
+                cg = torch.compile(GhostBatchNorm(shape[1], ghost, device=dev),
+                                   backend=args.backend)
+                fns += [_step(cbn, x, gy), _step(cg, x, gy)]
+            t_bn, ratios = time_ratios(fns, args.reps, dev)
+            ratios = ratios[1:len(gbns) + 1]
+            if args.compile:
+                # compiled GBN over compiled BN, both from the same rounds
+                _, cr = time_ratios(fns[-2:], args.reps, dev)
+                ratios.append(cr[1])
+            for c, r in zip(cols, ratios):
+                worst[c] = max(worst.get(c, 0.0), r)
+            err = max(max_error(x, ghost, s) for s in strategies)
+            mem = f"{saved_bytes(bn, x) / 2**20:.0f}/{saved_bytes(gbns[0], x) / 2**20:.0f}"
+            print(f"{str(shape):>18} {ghost:>5} {t_bn * 1e3:>8.3f} "
+                  + " ".join(f"{r:>8.2f}x" for r in ratios)
+                  + f" {pick_strategy(x, ghost):>7} {mem:>11} {err:>8.1e}", flush=True)
+        del x, gy
+    print("worst ratio per column: " + ", ".join(f"{c} {w:.2f}x" for c, w in worst.items()))
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def models(batch: int) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    """(name, model, input batch) of the whole-model rows."""
+    resnet = _load(ROOT / "fixtures/examples/cifar_resnet.py", "_cifar_resnet")
+    fd = _load(ROOT / "benchmarks/fidelity_data.py", "_fidelity_data")
+    return [
+        ("cifar resnet-20", resnet.build_model(), torch.randn(batch, 3, 32, 32)),
+        ("fidelity Net1d", fd.Net1d(), fd.make_signals1d(batch, 0)[0]),
+        ("fidelity ResNet2d", fd.ResNet2d(), fd.make_shapes2d(batch, 0)[0]),
+        ("fidelity MLP", fd.MLP(), fd.make_tabular(batch, 0)[0]),
+    ]
+
+
+def model_rows(args) -> None:
+    from lbconvert.rewrite.surgery import rewrite
+
+    print(f"\nmodels: one training step (fwd, bwd, SGD step), batch {args.model_batch}, "
+          "ratio converted / original")
+    print(f"{'model':>18} {'ghost':>5} {'BN ms':>8} {'ratio':>7}")
+    for name, model, x in models(args.model_batch):
+        model.train()
+        for ghost in (4, 8):
+            conv = rewrite(model, ghost).model.train()
+
+            def step(m, opt):
+                def run() -> None:
+                    opt.zero_grad(set_to_none=True)
+                    out = m(x)
+                    out.float().pow(2).mean().backward()
+                    opt.step()
+                return run
+            fns = [step(m, torch.optim.SGD(m.parameters(), lr=1e-3)) for m in (model, conv)]
+            t, ratios = time_ratios(fns, args.reps, "cpu")
+            print(f"{name:>18} {ghost:>5} {t * 1e3:>8.2f} {ratios[1]:>6.2f}x", flush=True)
+
+
 def main() -> None:
-    """Run the benchmark and print the ratio table."""
+    """Run the benchmark and print the tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--quick", action="store_true", help="fewer shapes and repetitions")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    ap.add_argument("--reps", type=int, default=0)
-    ap.add_argument("--strategies", default="",
-                    help="comma-separated subset of the strategy columns (default: all)")
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--strategies", default="vector,native",
+                    help="comma-separated strategy columns besides auto (default vector,native)")
+    ap.add_argument("--big", action="store_true", help="add (256,64,56,56) and batch 8192 rows")
+    ap.add_argument("--compile", action="store_true", help="add the torch.compile column")
+    ap.add_argument("--backend", default="inductor", help="torch.compile backend")
+    ap.add_argument("--models", action="store_true", help="add the whole-model rows")
+    ap.add_argument("--model-batch", type=int, default=256)
+    ap.add_argument("--no-layers", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = args.device
-    reps = args.reps or (5 if args.quick else 20) if dev == "cpu" else args.reps or 50
-    strategies = [s for s in STRATEGIES if dev == "cuda" or s != "triton"]
-    if args.strategies:
-        strategies = [s for s in strategies if s in args.strategies.split(",")]
-    cols = [*strategies, "auto"]
-    print(f"device {dev} ({torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}), torch "
-          f"{torch.__version__}, threads {torch.get_num_threads()}, reps {reps}, fwd+bwd, "
-          "median of per-round ratios")
-    head = (f"{'batch':>5} {'ghost':>5} {'C':>5} {'HxW':>7} {'dtype':>8} {'BN ms':>8} "
-            + " ".join(f"{c:>6}" for c in cols) + f" {'chosen':>6} {'maxerr':>8}")
-    print(head)
-    print("-" * len(head))
-    worst = {c: 0.0 for c in cols}
-    worst_err: dict[tuple[str, str], float] = {}
-    for batch, ghost, c, hw, dtype in shapes(dev, args.quick):
-        torch.manual_seed(0)
-        x = torch.randn(batch, c, hw, hw, device=dev, dtype=dtype, requires_grad=True)
-        gy = torch.randn_like(x)
-        bn = torch.nn.BatchNorm2d(c, device=dev)
-        gbns = [GhostBatchNorm(c, ghost, device=dev, strategy=s) for s in cols]
-        t_bn, ratios = time_ratios([bn, *gbns], x, gy, reps, dev)
-        ratios = ratios[1:]
-        for strategy, ratio in zip(cols, ratios):
-            worst[strategy] = max(worst[strategy], ratio)
-        errs = {s: max_error(x, ghost, s) for s in strategies}
-        err = max(errs.values())
-        for s, e in errs.items():
-            worst_err[(s, str(dtype)[6:])] = max(worst_err.get((s, str(dtype)[6:]), 0.0), e)
-        print(f"{batch:>5} {ghost:>5} {c:>5} {f'{hw}x{hw}':>7} {str(dtype)[6:]:>8} "
-              f"{t_bn * 1e3:>8.3f} " + " ".join(f"{r:>5.2f}x" for r in ratios)
-              + f" {pick_strategy(x, ghost):>6} {err:>8.1e}")
-        del x, gy
-    print("worst ratio per column: " + ", ".join(f"{c} {w:.2f}x" for c, w in worst.items()))
-    print("worst maxerr per strategy: " + ", ".join(f"{s}/{d} {e:.1e}"
-                                                    for (s, d), e in worst_err.items()))
+    strategies = [s for s in args.strategies.split(",") if s in STRATEGIES]
+    print(f"device {args.device} "
+          f"({torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}), torch "
+          f"{torch.__version__}, threads {torch.get_num_threads()}, reps {args.reps}")
+    if not args.no_layers:
+        layer_rows(args, strategies)
+    if args.models:
+        model_rows(args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from lbconvert.plan.evidence import (
     coverage_phrase,
     original_per_device_batch,
 )
+from lbconvert.plan.ghost_cost import ghost_cost_note
 from lbconvert.plan.types import Change
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,7 +165,7 @@ def plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
         src = f"capped at the per-device batch {micro}; {basis.why}"
     plan.changes.append(Change("ghost_batch_size", None, ghost,
                                f"BN statistics over ghost batches of {ghost} ({src}) instead of "
-                               "the whole per-device batch"))
+                               "the whole per-device batch" + ghost_cost_note(ghost)))
     if ghost_batch is not None and basis.beyond and ghost < (basis.original or 0):
         plan.warnings.append(f"--ghost-batch {ghost} is below the original per-device batch "
                              f"{basis.original} on a run beyond the fidelity benchmark "
