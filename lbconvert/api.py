@@ -74,7 +74,7 @@ def convert(
     ghost_batch: int | None = None,
     devices: int | None = None,
     max_per_device: int | None = None,
-    optimizer: str = "lars",
+    optimizer: str = "auto",
     overrides: dict[str, Any] | None = None,
     batch_is: str | None = None,
     weights: str | Path | None = None,
@@ -110,7 +110,9 @@ def convert(
         ghost_batch: GhostBatchNorm's ghost batch size; default from the plan.
         devices: devices of the new run; ``max_per_device`` caps the per-device batch (the
             rest is gradient accumulation).
-        optimizer: ``"lars"`` (You et al. 2017) or ``"keep"`` (the config's own optimizer).
+        optimizer: ``"auto"`` (Adam-family configs get LAMB, others LARS), ``"lars"`` (You
+            et al. 2017), ``"lamb"`` (You et al. 2020) or ``"keep"`` (the config's own
+            optimizer; Adam's β and ε by the SDE rule of Malladi et al. 2022).
         overrides: values that win over the config, keyed by :class:`TrainConfig` field.
         batch_is: ``"global"`` or ``"per-device"``: what the config's batch key means.
         weights: a checkpoint to load into the model first (``weights_only=True``).

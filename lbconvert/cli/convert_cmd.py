@@ -61,7 +61,7 @@ def convert(
     epochs: o.EpochsOpt = None,
     dataset_size: o.DatasetSizeOpt = None,
     batch_is: o.BatchIsOpt = None,
-    optimizer: o.OptimizerOpt = "lars",
+    optimizer: o.OptimizerOpt = "auto",
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", help="State dict to load first (torch.load weights_only=True; Lightning "
         ".ckpt accepted).")] = None,

@@ -65,8 +65,9 @@ BatchIsOpt = Annotated[
 ]
 OptimizerOpt = Annotated[
     str,
-    typer.Option("--optimizer", help="lars (You 2017) or keep (the original optimizer, LR "
-                 "scaled)."),
+    typer.Option("--optimizer", help="auto (default: Adam-family runs get lamb, others lars), "
+                 "lars (You 2017), lamb (You 2020) or keep (the original optimizer, LR scaled; "
+                 "Adam's β and ε by Malladi 2022)."),
 ]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table or json.")]
 

@@ -57,7 +57,7 @@ def plan(
     epochs: EpochsOpt = None,
     dataset_size: DatasetSizeOpt = None,
     batch_is: BatchIsOpt = None,
-    optimizer: OptimizerOpt = "lars",
+    optimizer: OptimizerOpt = "auto",
     output_format: FormatOpt = "table",
     write: WriteOpt = None,
     force: ForceOpt = False,

@@ -47,6 +47,10 @@ class TrainConfig:
     momentum: float | None = None
     weight_decay: float | None = None
     nesterov: bool | None = None
+    # Adam-family settings: (β1, β2) and ε, when the config sets them (None: the optimizer's
+    # own default); keys["betas"] or keys["beta1"]/keys["beta2"] say where they are
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
     dataset_size: int | None = None
     input_shape: tuple[int, ...] | None = None  # per sample, e.g. (3, 32, 32)
     num_classes: int | None = None
@@ -66,8 +70,9 @@ class TrainConfig:
         d = asdict(self)
         d.pop("raw")
         d.pop("key_lines")
-        if d["input_shape"] is not None:
-            d["input_shape"] = list(d["input_shape"])
+        for name in ("input_shape", "betas"):
+            if d[name] is not None:
+                d[name] = list(d[name])
         return d
 
 

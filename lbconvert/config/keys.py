@@ -65,6 +65,13 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "momentum": ("momentum", "sgd_momentum", "opt_momentum"),
     "weight_decay": ("weight_decay", "wd", "weight_decay_rate"),
     "nesterov": ("nesterov",),
+    # Adam-family: timm opt_betas/opt_eps, HF adam_beta1/adam_beta2/adam_epsilon, torch's and
+    # LightningCLI's betas/eps
+    "betas": ("opt_betas", "adam_betas", "betas"),
+    "beta1": ("adam_beta1", "beta1", "beta_1"),
+    "beta2": ("adam_beta2", "beta2", "beta_2"),
+    "eps": ("adam_epsilon", "adam_eps", "opt_eps", "optimizer.eps", "optim.eps", "opt.eps",
+            "optimizer.epsilon", "epsilon", "eps"),
     "dataset_size": ("dataset_size", "num_train", "num_samples", "train_size", "n_train",
                      "num_train_samples", "train_num_samples", "num_train_examples",
                      "train_samples", "num_examples", "n_samples"),
@@ -87,6 +94,8 @@ PREFERRED_SECTIONS: dict[str, tuple[str, ...]] = {
     "lr": ("optimizer", "optim", "opt", "solver"),
     "momentum": ("optimizer", "optim", "opt", "solver"),
     "weight_decay": ("optimizer", "optim", "opt", "solver"),
+    "betas": ("optimizer", "optim", "opt", "solver"),
+    "eps": ("optimizer", "optim", "opt", "solver"),
     "batch_size": ("data", "train", "dataloader", "training", "loader"),
     "epochs": ("trainer", "train", "training"),
     "max_steps": ("trainer", "train", "training"),

@@ -148,7 +148,7 @@ def config_from_document(doc: Document | None, *, overrides: dict[str, Any] | No
         if hit is None:
             return None
         key, value = hit
-        if name in FIELD_NAMES:
+        if name in FIELD_NAMES or name in ("beta1", "beta2"):  # HF's betas are two keys
             cfg.keys[name] = key
             cfg.sources[name] = f"config key {key}"
         return convert(value)
@@ -182,6 +182,7 @@ def _read_schedule_fields(cfg: TrainConfig, take) -> None:
     cfg.momentum = take("momentum", number, as_number)
     cfg.weight_decay = take("weight_decay", number, as_number)
     cfg.nesterov = take("nesterov", lambda v: isinstance(v, bool))
+    _read_adam_fields(cfg, take)
     cfg.min_lr = take("min_lr", number, as_number)
 
     if cfg.schedule in (None, "multistep", "step"):
@@ -211,6 +212,31 @@ def _read_schedule_fields(cfg: TrainConfig, take) -> None:
     if cfg.format == "hf" and cfg.schedule == "poly" and cfg.poly_power is None:
         cfg.poly_power = 1.0
         cfg.sources["poly_power"] = "default of HF get_polynomial_decay_schedule_with_warmup"
+
+
+def _beta(v) -> bool:
+    x = as_number(v)
+    return x is not None and 0 <= x < 1
+
+
+def _read_adam_fields(cfg: TrainConfig, take) -> None:
+    """(β1, β2) and ε of an Adam-family optimizer: a pair (timm ``opt_betas``, torch/Lightning
+    ``betas``) or two keys (HF ``adam_beta1``/``adam_beta2``); ``eps``/``opt_eps``/
+    ``adam_epsilon``. timm writes ``opt_betas: null`` for the optimizer's default: None here."""
+    betas = take("betas", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_beta, v)),
+                 lambda v: (float(v[0]), float(v[1])))
+    if betas is None:
+        found = {}
+        for name in ("beta1", "beta2"):
+            value = take(name, _beta, as_number)
+            if value is not None:
+                found[name] = value
+        if found:
+            # HF TrainingArguments writes both; a single one keeps torch's default for the other
+            betas = (found.get("beta1", 0.9), found.get("beta2", 0.999))
+            cfg.sources["betas"] = ", ".join(cfg.sources.get(n, n) for n in found)
+    cfg.betas = betas
+    cfg.eps = take("eps", lambda v: number(v) and as_number(v) > 0, as_number)
 
 
 def _read_model_fields(cfg: TrainConfig, take) -> None:

@@ -12,6 +12,11 @@ Tool idioms:
   left alone and a note says to pass ``lbconvert.LARS`` to ``Trainer(optimizers=...)``.
 - LightningCLI: ``optimizer`` becomes ``class_path: lbconvert.LARS`` with ``init_args``.
 - plain files: the optimizer name key (``optimizer.name``, ``opt``...) becomes ``lars``.
+- LAMB (You et al. 2020): timm ``opt: lamb`` (timm's own Lamb, noted), LightningCLI
+  ``class_path: lbconvert.LAMB``, plain files ``lamb`` with ``betas``/``eps`` beside it; HF
+  has no LAMB ``optim``: a note says to pass ``lbconvert.LAMB``. ``keep`` of an Adam-family
+  optimizer writes the SDE rule's β and ε (Malladi et al. 2022) into the config's own keys
+  (timm ``opt_betas``/``opt_eps``, HF ``adam_beta1``/``adam_beta2``/``adam_epsilon``).
 
 YAML files are edited line by line so comments and layout stay (``yaml_edit``); when that
 is not possible (e.g. a LightningCLI optimizer replaced by a mapping) the document is dumped
@@ -213,7 +218,48 @@ def _rewrite_warmup(cfg: TrainConfig, plan: Plan, out: Rewrite, put, timm: bool)
                          f"warmup (start factor {plan.warmup_start_factor:.4g}) to the schedule")
 
 
+def _rewrite_adam_settings(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:
+    """β and ε of LAMB or of a kept Adam (the SDE rule), in the config's own keys; the tool's
+    own key names where the config has none (timm, HF), else a note."""
+    if plan.betas is None or plan.eps is None:
+        return
+    keys, doc = cfg.keys, out.doc
+    betas = [float(b) for b in plan.betas]
+    if list(cfg.betas or ()) != betas:
+        if "betas" in keys:
+            put(keys["betas"], betas)
+        elif "beta1" in keys or "beta2" in keys or cfg.format == "hf":
+            for i, name in enumerate(("beta1", "beta2")):
+                put(keys.get(name, f"adam_{name}"), betas[i])
+        elif cfg.format == "timm":
+            put("opt_betas", betas)
+        elif cfg.format == "lightning-cli" and isinstance(doc.get("optimizer"), dict):
+            pass  # written with the optimizer's init_args
+        else:
+            out.notes.append(f"no betas key in this config: set betas = ({betas[0]:g}, "
+                             f"{betas[1]:g}) where the optimizer is built")
+    if cfg.eps != plan.eps:
+        if "eps" in keys:
+            put(keys["eps"], float(plan.eps))
+        elif cfg.format in ("hf", "timm"):
+            put("adam_epsilon" if cfg.format == "hf" else "opt_eps", float(plan.eps))
+        elif not (cfg.format == "lightning-cli" and isinstance(doc.get("optimizer"), dict)):
+            out.notes.append(f"no eps key in this config: set eps = {plan.eps:g} where the "
+                             "optimizer is built")
+
+
 def _rewrite_optimizer(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:
+    if plan.optimizer_new == "keep":
+        _rewrite_adam_settings(cfg, plan, out, put)
+        lcli = cfg.format == "lightning-cli" and isinstance(out.doc.get("optimizer"), dict)
+        if lcli and plan.betas is not None and plan.eps is not None:
+            out.doc["optimizer"].setdefault("init_args", {})
+            put("optimizer.init_args.betas", [float(b) for b in plan.betas])
+            put("optimizer.init_args.eps", float(plan.eps))
+        return
+    if plan.optimizer_new == "lamb":
+        _rewrite_lamb(cfg, plan, out, put)
+        return
     if plan.optimizer_new != "lars":
         return
     keys, doc = cfg.keys, out.doc
@@ -255,6 +301,47 @@ def _rewrite_optimizer(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:
                      f"coefficient {plan.trust_coefficient:g}"
                      + (", trust_match=True: η matched at the first step)" if plan.trust_match
                         else ")"))
+
+
+def _rewrite_lamb(cfg: TrainConfig, plan: Plan, out: Rewrite, put) -> None:
+    keys, doc = cfg.keys, out.doc
+    settings = (f"lr={plan.lr_new:g}, betas=({plan.betas[0]:g}, {plan.betas[1]:g}), "
+                f"eps={plan.eps:g}, weight_decay={plan.weight_decay:g}"
+                if plan.lr_new is not None and plan.betas and plan.eps is not None else "")
+    if cfg.format == "hf":
+        out.notes.append("HF TrainingArguments has no LAMB optim: keep optim and pass "
+                         f"lbconvert.LAMB(model, {settings}) to Trainer(optimizers=(optimizer, "
+                         "scheduler))")
+        return
+    if cfg.format == "lightning-cli" and isinstance(doc.get("optimizer"), dict):
+        old_args = doc["optimizer"].get("init_args") or {}
+        init_args = {"lr": float(plan.lr_new) if plan.lr_new is not None else old_args.get("lr"),
+                     "betas": [float(b) for b in plan.betas or ()], "eps": plan.eps,
+                     "weight_decay": plan.weight_decay}
+        dropped = sorted(set(old_args) - set(init_args))
+        put("optimizer", {"class_path": "lbconvert.LAMB", "init_args": init_args})
+        if dropped:
+            out.notes.append(f"optimizer init_args dropped for LAMB: {', '.join(dropped)}")
+        return
+    if "optimizer" in keys:
+        put(keys["optimizer"], "lamb")
+        parent = keys["optimizer"].rpartition(".")[0]
+        if cfg.format != "timm" and "betas" not in keys and "eps" not in keys and \
+                "." in keys["optimizer"] and isinstance(_get(doc, parent), dict):
+            # an optimizer section without β/ε: LAMB's go beside its name
+            put(_sibling(keys["optimizer"], "betas"), [float(b) for b in plan.betas or ()])
+            put(_sibling(keys["optimizer"], "eps"), plan.eps)
+        else:
+            _rewrite_adam_settings(cfg, plan, out, put)
+        if cfg.format == "timm":
+            out.notes.append("timm: opt lamb is timm's own Lamb (by default it clips the global "
+                             "gradient norm at 1.0, does not clip ‖w‖, and adapts only "
+                             "parameters with weight decay); use "
+                             f"lbconvert.LAMB(model, {settings}) in your own loop for the planned"
+                             " recipe")
+        return
+    out.notes.append(f"no optimizer key in the config: build lbconvert.LAMB(model, {settings}) in "
+                     "your training code")
 
 
 # ---------------------------------------------------------------- emitters

@@ -174,13 +174,11 @@ def _foreach_lamb(params: list[torch.Tensor], grads: list[torch.Tensor],
     torch._foreach_lerp_(ms, grads, 1 - beta1)  # m ← β1 m + (1 − β1) g
     torch._foreach_mul_(vs, beta2)
     torch._foreach_addcmul_(vs, grads, grads, 1 - beta2)
-    # √v̂ + ε = √v / √(1 − β2^t) + ε
+    # r = m̂/(√v̂ + ε) = m / ((1 − β1^t)/√(1 − β2^t) · √v + (1 − β1^t) · ε): both bias
+    # corrections folded into the denominator, so it takes 3 passes (sqrt, scale, shift)
     denom = torch._foreach_sqrt(vs)
-    torch._foreach_div_(denom, bc2_sqrt)
-    torch._foreach_add_(denom, group["eps"])
-    # r = m̂ / (√v̂ + ε) with m̂ = m / (1 − β1^t): the division by 1 − β1^t is folded into
-    # the denominator so that the update needs one temporary list
-    torch._foreach_mul_(denom, bc1)
+    torch._foreach_mul_(denom, [c1 / c2 for c1, c2 in zip(bc1, bc2_sqrt)])
+    torch._foreach_add_(denom, [c1 * group["eps"] for c1 in bc1])
     update = torch._foreach_div(ms, denom)
     del denom
     if wd != 0:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RULES = ("sqrt", "linear", "none")
 REGIMES = ("adapt", "budget")
-OPTIMIZERS = ("lars", "keep")
+OPTIMIZERS = ("auto", "lars", "lamb", "keep")
 GOYAL_WARMUP_EPOCHS = 5.0
 LARS_TRUST_COEFFICIENT = 0.001
 LARS_POLY_POWER = 2.0
@@ -90,7 +90,7 @@ def make_plan(
     ghost_batch: int | None = None,
     devices: int | None = None,
     max_per_device: int | None = None,
-    optimizer: str = "lars",
+    optimizer: str = "auto",
 ) -> Plan:
     """Plan the large-batch run for ``target_batch`` from the small-batch ``cfg``.
 
@@ -99,6 +99,9 @@ def make_plan(
     M under ``adapt`` (same number of updates, Hoffer et al. 2017 "regime adaptation"),
     × 1 under ``budget``, × a given factor otherwise; milestones and step intervals scale
     with the epochs. See the module docstring for warmup, ghost batch and device choices.
+    ``optimizer``: ``auto`` picks by what the run uses (SGD or unknown → LARS, an Adam-family
+    optimizer → LAMB), ``lars``/``lamb`` force one, ``keep`` keeps the config's optimizer
+    (Adam-family: with the SDE scaling rule of Malladi et al. 2022 for β and ε).
     Raises LbconvertError for impossible requests.
     """
     rule = str(rule).strip().lower()
@@ -108,7 +111,8 @@ def make_plan(
     optimizer = str(optimizer).strip().lower()
     if optimizer not in OPTIMIZERS:
         raise LbconvertError(f"--optimizer {optimizer!r} is not known",
-                             hint="use --optimizer lars (You 2017) or keep")
+                             hint="use --optimizer auto, lars (You 2017), lamb (You 2020) or "
+                                  "keep")
     where = f"config {cfg.path}" if cfg.path else "flags"
     if cfg.batch_size is None:
         looked = "batch_size, train_batch_size, per_device_train_batch_size, global_batch_size"
@@ -138,6 +142,7 @@ def make_plan(
         milestones_old=list(cfg.milestones), milestones_new=[m * factor for m in cfg.milestones],
         gamma=cfg.gamma, poly_power=cfg.poly_power, min_lr=cfg.min_lr,
         optimizer_old=cfg.optimizer, optimizer_new=optimizer,
+        betas_old=None if cfg.betas is None else list(cfg.betas), eps_old=cfg.eps,
         momentum=0.9 if cfg.momentum is None else cfg.momentum,
         weight_decay=0.0 if cfg.weight_decay is None else cfg.weight_decay,
         nesterov=bool(cfg.nesterov), trust_coefficient=LARS_TRUST_COEFFICIENT,
@@ -318,7 +323,55 @@ def _plan_warmup(plan: Plan, cfg: TrainConfig, warmup: str | float | None) -> No
         plan.changes.append(Change("warmup_epochs", old, plan.warmup_epochs, reason))
 
 
+def optimizer_family(name: str | None) -> str | None:
+    """``"adam"`` (Adam, AdamW, NAdam, RAdam, Adamax and tool spellings such as HF's
+    ``adamw_torch``), ``"lamb"``, ``"lars"``, ``"sgd"``, ``"other"``; None when unknown."""
+    if not name:
+        return None
+    n = name.lower()
+    for family, words in (("lamb", ("lamb",)), ("lars", ("lars", "larc")),
+                          ("adam", ("adam",)), ("sgd", ("sgd", "momentum", "nesterov"))):
+        if any(w in n for w in words):
+            return family
+    return "other"
+
+
+#: torch's Adam/AdamW defaults, used where the config sets no β or ε
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+#: LAMB's ε where the config sets none (You et al. 2020's BERT runs; timm's Lamb default)
+LAMB_EPS = 1e-6
+
+
+def _choose_optimizer(plan: Plan, cfg: TrainConfig) -> None:
+    """Resolve ``auto`` by the run's optimizer and record the rule followed."""
+    family = optimizer_family(cfg.optimizer)
+    if plan.optimizer_new == "auto":
+        if family in ("adam", "lamb"):
+            plan.optimizer_new = "lamb"
+            plan.optimizer_rule = (f"the run uses {cfg.optimizer} (Adam family) → LAMB, Adam's "
+                                   "update with a layer-wise trust ratio (You et al. 2020)")
+        else:
+            plan.optimizer_new = "lars"
+            was = f"uses {cfg.optimizer}" if cfg.optimizer else "names no optimizer"
+            plan.optimizer_rule = (f"the run {was} → LARS, SGD with a layer-wise trust ratio "
+                                   "(You et al. 2017)")
+    else:
+        plan.optimizer_rule = f"--optimizer {plan.optimizer_new}"
+        if plan.optimizer_new == "keep":
+            plan.optimizer_rule += f": the config's {cfg.optimizer or 'optimizer (SGD assumed)'}"
+            if family == "adam":
+                plan.optimizer_rule += (" with the Adam SDE scaling rule (Malladi et al. "
+                                        "2022)")
+
+
 def _plan_optimizer(plan: Plan, cfg: TrainConfig) -> None:
+    _choose_optimizer(plan, cfg)
+    plan.notes.append(f"optimizer rule: {plan.optimizer_rule}")
+    if plan.optimizer_new == "lamb":
+        _plan_lamb(plan, cfg)
+    elif plan.optimizer_new == "keep" and optimizer_family(cfg.optimizer) == "adam":
+        _plan_adam_rule(plan, cfg)
     if plan.optimizer_new != "lars":
         return
     plan.changes.append(Change(
@@ -338,14 +391,67 @@ def _plan_optimizer(plan: Plan, cfg: TrainConfig) -> None:
         plan.notes.append("momentum not in the config: LARS uses 0.9 (You et al. 2017)")
     if not plan.weight_decay:
         plan.notes.append("weight decay is 0: LARS's trust ratio reduces to η‖w‖/‖∇w‖")
-    if cfg.optimizer and any(s in cfg.optimizer for s in ("adam", "lamb", "ada")):
+    if optimizer_family(cfg.optimizer) in ("adam", "lamb", "other"):
         plan.warnings.append(f"the config uses {cfg.optimizer}, an adaptive optimizer: LARS is "
                              "SGD with momentum; its LR scale differs, re-tune or use "
-                             "--optimizer keep")
+                             "--optimizer lamb or keep")
     if plan.schedule == "poly" and plan.poly_power != LARS_POLY_POWER:
         plan.changes.append(Change("poly_power", plan.poly_power, LARS_POLY_POWER,
                                    "LARS runs used poly decay with power 2 (You et al. 2017)"))
         plan.poly_power = LARS_POLY_POWER
+
+
+def _plan_lamb(plan: Plan, cfg: TrainConfig) -> None:
+    """LAMB (You et al. 2020, Algorithm 2) with the config's β and its ε (or 1e-6)."""
+    plan.betas = list(cfg.betas or ADAM_BETAS)
+    plan.eps = cfg.eps if cfg.eps is not None else LAMB_EPS
+    plan.changes.append(Change(
+        "optimizer", cfg.optimizer, "lamb",
+        "LAMB: Adam's bias-corrected moments, decoupled weight decay, then the layer-wise "
+        "trust ratio min(‖w‖, 10)/‖update‖ (You et al. 2020, Algorithm 2), which trained BERT "
+        "at batch 32k–64k; γ = the planned LR (√M scaling, as You et al. 2020 scale LAMB's); "
+        f"β = ({plan.betas[0]:g}, {plan.betas[1]:g}) and weight decay {plan.weight_decay:g} "
+        "from the config; biases and norm weights get neither the trust ratio nor decay"))
+    if cfg.eps is None:
+        plan.notes.append(f"ε not in the config: LAMB uses {LAMB_EPS:g} (You et al. 2020)")
+    if optimizer_family(cfg.optimizer) not in ("adam", "lamb"):
+        plan.warnings.append(f"--optimizer lamb for a run that uses "
+                             f"{cfg.optimizer or 'an unnamed optimizer'}: LAMB is Adam-based; "
+                             "its LR scale differs from SGD's, re-tune the LR")
+
+
+def _plan_adam_rule(plan: Plan, cfg: TrainConfig) -> None:
+    """The SDE scaling rule for Adam (Malladi et al. 2022, "On the SDEs and Scaling Rules for
+    Adaptive Gradient Algorithms", Definition 4.3): for batch × M, η × √M, 1 − β1 and
+    1 − β2 × M, ε ÷ √M. A β the rule would take to ≤ 0 (M(1 − β) ≥ 1) is kept, with a
+    warning: the rule holds only while M(1 − β) < 1."""
+    m = plan.ratio
+    old_betas = list(cfg.betas or ADAM_BETAS)
+    old_eps = cfg.eps if cfg.eps is not None else ADAM_EPS
+    plan.betas, plan.eps = list(old_betas), old_eps
+    if m == 1.0:
+        return
+    cite = "SDE scaling rule for Adam (Malladi et al. 2022)"
+    for i, beta in enumerate(old_betas):
+        new = round(1 - m * (1 - beta), 12)  # 1 − 16×0.1 is 0.6000000000000001 in floats
+        if new <= 0:
+            plan.warnings.append(
+                f"Adam rule: β{i + 1} = 1 − M(1 − β{i + 1}) = 1 − {m:g}×{1 - beta:.3g} = "
+                f"{new:.3g} ≤ 0, outside the rule (it needs M(1 − β) < 1, Malladi et al. "
+                f"2022): β{i + 1} kept at {beta:g}; --optimizer lamb does not need it")
+            continue
+        plan.betas[i] = new
+        plan.changes.append(Change(f"beta{i + 1}", beta, new,
+                                   f"1 − β{i + 1} × M = {1 - beta:.3g} × {m:g}: {cite}"))
+    plan.eps = float(f"{old_eps / math.sqrt(m):.12g}")
+    plan.changes.append(Change("eps", old_eps, plan.eps, f"ε ÷ √M = ÷ {math.sqrt(m):.4g}: {cite}"))
+    if plan.rule != "sqrt":
+        plan.warnings.append(f"Adam rule: Malladi et al. 2022 pair the β/ε changes with LR × √M;"
+                             f" --rule {plan.rule} gives × {plan.lr_multiplier:g}")
+    for name, value in (("betas", cfg.betas), ("eps", cfg.eps)):
+        if value is None:
+            plan.notes.append(f"{name} not in the config: the Adam rule starts from torch's "
+                              f"default {ADAM_BETAS if name == 'betas' else ADAM_EPS}")
 
 
 def _plan_cost(plan: Plan) -> None:
@@ -396,9 +502,10 @@ def without_batchnorm(plan: Plan, *, attention: bool, left_alone: int = 0) -> No
         return
     if attention:
         plan.warnings.append("LARS (You et al. 2017) is a choice for conv nets with BatchNorm; "
-                             "this model uses attention, for which LAMB (You et al. 2020) or "
-                             "your own optimizer (--optimizer keep) is the usual choice")
+                             "this model uses attention, for which LAMB (You et al. 2020, "
+                             "--optimizer lamb) or your own optimizer (--optimizer keep) is the "
+                             "usual choice")
     else:
         plan.notes.append("LARS (You et al. 2017) was shown on conv nets with BatchNorm; "
-                          "without BatchNorm it is untested there: --optimizer keep keeps "
-                          "your optimizer with the scaled LR")
+                          "without BatchNorm it is untested there: --optimizer lamb (You et "
+                          "al. 2020) or --optimizer keep (your optimizer, scaled LR)")

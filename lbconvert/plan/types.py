@@ -92,7 +92,15 @@ class Plan:
     per_device_batch: int | None = None
     grad_accum: int = 1
     optimizer_old: str | None = None
-    optimizer_new: str = "lars"  # lars | keep
+    optimizer_new: str = "lars"  # lars | lamb | keep
+    # which rule picked optimizer_new, in words with the paper (e.g. "Adam-family run → LAMB")
+    optimizer_rule: str = ""
+    # Adam-family (β1, β2) and ε: the config's (None where it sets none: torch's defaults
+    # apply) and the new run's (LAMB's, or the Adam SDE rule's under keep)
+    betas_old: list[float] | None = None
+    eps_old: float | None = None
+    betas: list[float] | None = None
+    eps: float | None = None
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
