@@ -121,8 +121,9 @@ def list_rules_text() -> str:
 
 def audit(
     run_dirs: Annotated[Optional[list[Path]], typer.Argument(
-        help="Run directories (TensorBoard, Lightning CSV, HF Trainer, timm, MLflow, "
-             "checkpoint series); a folder holding several runs audits each.",
+        help="Run directories (TensorBoard, Lightning CSV, HF Trainer, timm, MLflow, W&B, "
+             "Ray Tune, Hydra multirun, checkpoint series) or an mlflow.db; a folder "
+             "holding several runs audits each.",
         show_default=False)] = None,
     baseline: Annotated[Optional[Path], typer.Option(
         "--baseline", help="A small-batch baseline run to compare with.")] = None,
@@ -168,8 +169,8 @@ def audit(
         "--fail-on",
         help="Exit 1 on findings at or above: error, warning, note, never.")] = "error",
     format_in: Annotated[Optional[str], typer.Option(
-        "--format-in", help="Force a reader: hf, lightning, timm, tensorboard, mlflow, "
-        "checkpoints.")] = None,
+        "--format-in", help="Force a reader: hf, lightning, timm, raytune, wandb, "
+        "tensorboard, mlflow, checkpoints.")] = None,
     logs_only: Annotated[bool, typer.Option(
         "--logs-only", help="Ignore checkpoint files (no torch import).")] = False,
     list_rules: Annotated[bool, typer.Option(

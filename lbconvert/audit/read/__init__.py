@@ -9,7 +9,8 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-FORMATS = ("hf", "lightning", "timm", "tensorboard", "mlflow", "checkpoints")
+FORMATS = ("hf", "lightning", "timm", "raytune", "wandb", "tensorboard", "mlflow",
+           "checkpoints")
 
 
 def reader(name: str) -> ModuleType:

@@ -127,7 +127,7 @@ def steps_as_epochs(history: RunHistory) -> None:
     would compare epochs with epochs and pass. Steps become updates at the end of each
     epoch (× ⌈N/B⌉) and the note says so.
     """
-    if history.format not in ("tensorboard", "mlflow") or \
+    if history.format not in ("tensorboard", "mlflow", "wandb", "raytune") or \
             history.step_note.startswith("Lightning"):
         return
     e, n, b, t = (history.get("epochs"), history.get("dataset_size"), history.batch_size,

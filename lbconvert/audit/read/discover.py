@@ -1,7 +1,9 @@
 """Run discovery: which runs a folder holds (as TensorBoard sees runs), and their configs.
 
 A folder with its own event files, Lightning ``metrics.csv``, timm ``summary.csv``, HF
-``trainer_state.json`` (also in ``checkpoint-*/``) or MLflow file-store run is one run; a
+``trainer_state.json`` (also in ``checkpoint-*/``), MLflow file-store run, Ray Tune trial
+(``params.json`` + ``progress.csv``/``result.json``) or W&B run (``run-*.wandb``, or a
+``wandb/`` folder holding one run: a Hydra job folder ``multirun/DATE/TIME/N/``) is one run; a
 parent folder holds as many runs as it has such folders below it (Lightning's
 ``lightning_logs/version_N``, a folder of SummaryWriter runs), and each is audited on its
 own. An MLflow ``mlflow.db`` holds one run per row of its ``runs`` table. Parts of one run
@@ -84,6 +86,22 @@ def _is_timm(d: Path) -> bool:
         return False
 
 
+def _wandb_runs(d: Path) -> int:
+    """How many W&B run folders ``d`` is (1) or holds in ``d/wandb/``."""
+    if any(d.glob("run-*.wandb")):
+        return 1
+    w = d / "wandb"
+    if not w.is_dir():
+        return 0
+    return sum(1 for c in w.iterdir() if c.is_dir() and not c.is_symlink()
+               and c.name.startswith(("run-", "offline-run-")))
+
+
+def _is_raytune(d: Path) -> bool:
+    return (d / "params.json").is_file() and \
+        ((d / "progress.csv").is_file() or (d / "result.json").is_file())
+
+
 def _is_mlflow_file_run(d: Path) -> bool:
     return (d / "metrics").is_dir() and (d / "meta.yaml").is_file()
 
@@ -106,7 +124,7 @@ def _writer_parts(d: Path) -> bool:
 def _children(d: Path) -> list[Path]:
     try:
         return sorted(c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")
-                      and c.name not in ("__pycache__", "checkpoints"))
+                      and c.name not in ("__pycache__", "checkpoints", "latest-run"))
     except OSError:
         return []
 
@@ -133,10 +151,12 @@ def _walk(d: Path, root: Path, depth: int, out: list[RunRef]) -> None:
         for run_id, run_name in mlflow_runs(d / "mlflow.db"):
             out.append(RunRef(d, f"{name}/{run_name}" if rel != "." else run_name, root,
                               run_id))
+    wandb = _wandb_runs(d)
     if _is_hf(d) or _is_lightning_csv(d) or _is_timm(d) or _is_mlflow_file_run(d) or \
-            _own_events(d) or _writer_parts(d):
+            _own_events(d) or _writer_parts(d) or _is_raytune(d) or wandb == 1:
         out.append(RunRef(d, name, root))
-        if _is_hf(d) or _writer_parts(d) or _is_mlflow_file_run(d):
+        if _is_hf(d) or _writer_parts(d) or _is_mlflow_file_run(d) or _is_raytune(d) or \
+                wandb == 1:
             return  # runs/<date>/, checkpoint-N/, train/ + validation/ are parts of it
         for c in _children(d):
             if _TIMESTAMP.fullmatch(c.name) or c.name.lower() in _WRITER_PARTS:
