@@ -18,7 +18,8 @@ class SmokeOptions:
         data: ``"synthetic"`` (default) or a data factory spec ``path.py:fn`` / ``pkg.mod:fn``
             (see :mod:`lbconvert.smoke.data`).
         device: ``auto`` (CUDA when present, else CPU with a notice), ``cpu``, ``cuda[:N]``.
-        time_budget: seconds for the three arms (``--smoke-time``); sizes the number of updates.
+        time_budget: seconds for the whole smoke test, measurement and noise scale included
+            (``--smoke-time``); the arms train until it runs out.
         smoke_batch: the proxy small batch b_s (``--smoke-batch``); default from the device.
         steps: a fixed number of updates per arm instead of one sized from the budget.
         seed: seeds weights' data stream, dropout and the fit's bootstrap.

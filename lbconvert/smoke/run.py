@@ -70,14 +70,23 @@ def run_smoke(
 ) -> DiffusionResult:
     """Run the three-arm diffusion smoke test (Hoffer et al. 2017, ‖w_t − w_0‖ ~ log t).
 
-    The number of updates per arm is sized from step times measured on each arm so that
-    the three arms fit in ``options.time_budget`` seconds (all arms make the same number of
-    updates; an arm that runs past its share of the budget +10% — the machine slowed down —
-    is stopped, noted, and the fit window ends at the shortest arm). ``calibrate`` then
-    spends up to another budget searching the converted LR multiplier; ``sharpness`` adds
-    Keskar et al. 2017 sharpness of the original and naive end points; ``noise_probe``
-    (with ``noise_scale``) measures the gradient noise scale B_simple at the original
-    weights before and after the original arm (:mod:`lbconvert.smoke.noise`). Same ``seed`` and
+    ``options.time_budget`` seconds cover the whole smoke test — data, preflight, step-time
+    measurement, noise scale, the arms and the verdict (calibration and sharpness are extra,
+    reported in ``timings``). The arms are stepped in turn, one update each per round
+    (:func:`lbconvert.smoke.budget.interleave`), so all three make the same number of updates
+    whatever their start-up costs; they stop before a round that would end past the deadline,
+    and a plan sized from the measured step times is extended when time is left. The noise
+    scale takes at most :data:`lbconvert.smoke.noise.BUDGET_SHARE` of the budget (half before
+    the arms, half after; a measurement that would run past it is abandoned and noted). A
+    too-short run's hint is sized from this run's own set-up time and rate of updates
+    (:func:`lbconvert.smoke.budget.settle_budget`). With real data (``options.data`` a
+    factory) the collapse guard (:mod:`lbconvert.smoke.collapse`) can turn the verdict into
+    FAIL; with synthetic data ``collapse`` says the verdict cannot see a collapse.
+    ``calibrate`` then spends up to another budget searching the converted LR multiplier;
+    ``sharpness`` adds Keskar et al. 2017 sharpness of the original and naive end points;
+    ``noise_probe`` (with ``noise_scale``) measures the gradient noise scale B_simple at the
+    original weights before and after the original arm (:mod:`lbconvert.smoke.noise`). Each
+    arm keeps its own RNG stream, so interleaving changes no arm's numbers. Same ``seed`` and
     device → identical curves on CPU (CUDA kernels may not be bitwise deterministic).
     Inputs are not modified (each arm trains a deep copy).
 
