@@ -300,7 +300,7 @@ def test_unreadable_runs_are_sarif_tool_notifications():
     import jsonschema
 
     from lbconvert.audit.render import render
-    from tests.audit.test_formats import SARIF_SCHEMA
+    from tests.helpers import SARIF_SCHEMA
 
     report = audit_runs([REAL / "corrupt"])
     doc = json.loads(render(report, "sarif"))
@@ -331,9 +331,22 @@ def test_eval_writer_subfolder_is_part_of_its_run(tmp_path):
     assert names == ["run", "run/other"] and other.is_dir()
 
 
-@pytest.mark.parametrize("file", ["mlflow/mlflow.db", "hf/baseline/trainer_state.json"])
+def test_an_mlflow_db_file_is_audited_as_its_folder_is():
+    db = mlflow_dir() / "mlflow.db"
+    r = invoke(db, "--baseline", db, "--baseline-run", "baseline-bs16", "-f", "json")
+    doc = json.loads(r.output)
+    by_name = {x["run"]["name"]: {f["rule_id"] for f in x["findings"]} for x in doc["runs"]}
+    assert set(by_name) == {"naive-bs512", "adapted-bs512"} and r.exit_code == 1
+    assert "LB001" in by_name["naive-bs512"] and "LB001" not in by_name["adapted-bs512"]
+    # the file and its folder together: each run once
+    both = json.loads(invoke(db, db.parent, "-f", "json").output)
+    assert sorted(x["run"]["name"] for x in both["runs"]) == \
+        ["adapted-bs512", "baseline-bs16", "naive-bs512"]
+
+
+@pytest.mark.parametrize("file", ["hf/baseline/trainer_state.json"])
 def test_a_file_instead_of_its_folder_names_the_folder(file):
-    path = mlflow_dir() / "mlflow.db" if file.startswith("mlflow/") else REAL / file
+    path = REAL / file
     for args in ((path,), (REAL / "hf" / "naive", "--baseline", path)):
         r = invoke(*args)
         assert r.exit_code == 2

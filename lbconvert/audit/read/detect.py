@@ -51,7 +51,9 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
         raise not_a_run_folder(path)
     if ref is None:
         ref = RunRef(path, path.name, path)
-    if format_in:
+    if ref.store is not None:  # an MLflow sqlite file named on the command line
+        found = ["mlflow"]
+    elif format_in:
         if format_in not in FORMATS:
             raise LbconvertError(f"--format-in {format_in!r} is not a known run format",
                                  hint=f"use one of {', '.join(FORMATS)}")
@@ -75,7 +77,7 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
         if primary == "timm":
             history = mod.read(path, devices=devices)
         elif primary == "mlflow" and ref.mlflow_run:
-            history = mod.read(path, run_id=ref.mlflow_run)
+            history = mod.read(path, run_id=ref.mlflow_run, db=ref.store)
         else:
             history = mod.read(path)
         if primary != "checkpoints" and "checkpoints" in found \
@@ -83,7 +85,7 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
             if logs_only:
                 history.notes.append("checkpoints present but not read (--logs-only): no "
                                      "weight distance")
-            else:
+            elif not _late_checkpoints(path, history):
                 from lbconvert.audit.read.checkpoints import read_distance
 
                 read_distance(path, history)
@@ -100,7 +102,7 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
     history.name = ref.name
     if ref.mlflow_run:
         # runs of one database share its folder: name the run in the path findings carry
-        history.path = f"{path / 'mlflow.db'}#{ref.name.rsplit('/', 1)[-1]}"
+        history.path = f"{ref.store or path / 'mlflow.db'}#{ref.name.rsplit('/', 1)[-1]}"
     for cfg in config_files(path, ref.root):
         # first source wins: the run's own files (read above) before configs found around it
         apply_config_file(history, cfg, _rel(cfg, ref.root))
@@ -116,6 +118,41 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
                     dataset_size=dataset_size)
     steps_as_epochs(history)
     return history
+
+
+def first_lr_drop(history: RunHistory) -> float | None:
+    """The first logged update where the LR is below half its running peak (a drop)."""
+    s = history.series.get("lr")
+    if s is None:
+        return None
+    peak = -math.inf
+    for step, v in zip(s.steps, s.values):
+        if math.isfinite(v):
+            peak = max(peak, v)
+            if peak > 0 and v < 0.5 * peak:
+                return float(step)
+    return None
+
+
+def _late_checkpoints(path: Path, history: RunHistory) -> bool:
+    """Logs first: True (and a note) when the checkpoints all start at or after the logs'
+    first LR drop, so a distance from them could judge nothing the logs do not.
+
+    Reading them would import torch (seconds, hundreds of MB) to replace the train-loss
+    judgement of the LR drop by "not judged". Steps come from the file names (HF's
+    ``checkpoint-N``, ``step=N``), no file is opened.
+    """
+    from lbconvert.audit.read.checkpoints import checkpoint_files, step_from_name
+
+    drop = first_lr_drop(history)
+    steps = [step_from_name(p) for p in checkpoint_files(path)]
+    if drop is None or not steps or any(s is None for s in steps) or min(steps) < drop:
+        return False
+    history.notes.append(
+        f"checkpoints not read: the first is at update {min(steps)}, at or after the LR "
+        f"drop at update {drop:g} (HF save_total_limit keeps only the last ones); the logs "
+        "judge the run (a weight distance needs checkpoints from before the drop)")
+    return True
 
 
 def steps_as_epochs(history: RunHistory) -> None:

@@ -44,11 +44,15 @@ class RunRef:
     name: str
     root: Path
     mlflow_run: str | None = None
+    store: Path | None = None  # the MLflow sqlite file, when the user named the file
 
     def key(self) -> tuple[str, str | None]:
-        """What identifies the run: its resolved folder and MLflow run id. Hashable, so a
-        sweep's runs are de-duplicated with a set (one ``resolve()`` per run, not per pair)."""
-        return str(self.path.resolve()), self.mlflow_run
+        """What identifies the run: its resolved folder (or store) and MLflow run id.
+        Hashable, so a sweep's runs are de-duplicated with a set (one ``resolve()`` per
+        run, not per pair)."""
+        where = self.store if self.store is not None and self.store.name != "mlflow.db" \
+            else self.path
+        return str(where.resolve()), self.mlflow_run
 
     def same_run(self, other: RunRef) -> bool:
         """True when both refer to the same run (same folder, same MLflow run)."""
@@ -172,6 +176,14 @@ def _walk(d: Path, root: Path, depth: int, out: list[RunRef]) -> None:
         out.append(RunRef(d, name, root))
 
 
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
 def not_a_run_folder(path: Path) -> LbconvertError:
     """The error for a run path that is not a folder: a file (``mlflow.db``,
     ``trainer_state.json``, an event file) names the folder to pass instead."""
@@ -194,10 +206,15 @@ def find_runs(root: str | Path, *, run: str | None = None, run_id: str | None = 
     when a filter matches nothing.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise not_a_run_folder(root)
     out: list[RunRef] = []
-    _walk(root, root, 0, out)
+    if root.is_file() and _is_sqlite(root):
+        # an mlflow.db named as a file: every run of it, as for its folder
+        out = [RunRef(root.parent, run_name, root.parent, run_id, root)
+               for run_id, run_name in mlflow_runs(root)]
+    elif not root.is_dir():
+        raise not_a_run_folder(root)
+    else:
+        _walk(root, root, 0, out)
     for flag, value, match in (
             (run_flag, run, lambda r, v: r.name == v or r.name.rsplit("/", 1)[-1] == v
              or fnmatch.fnmatch(r.name, v)),

@@ -42,11 +42,12 @@ def detect(run_dir: Path) -> bool:
     return _db(run_dir) is not None or bool(_file_runs(run_dir))
 
 
-def read(run_dir: Path, *, run_id: str | None = None) -> RunHistory:
-    """Read the MLflow run ``run_id`` (else the latest) under ``run_dir``: metrics and params."""
+def read(run_dir: Path, *, run_id: str | None = None, db: Path | None = None) -> RunHistory:
+    """Read the MLflow run ``run_id`` (else the latest) under ``run_dir`` (or in the sqlite
+    file ``db``): metrics and params."""
     history = RunHistory(path=str(run_dir), format=NAME)
     history.step_note = "MLflow steps are the log_metric(step=...) values: taken as updates"
-    db = _db(run_dir)
+    db = db or _db(run_dir)
     params: dict[str, str] = {}
     if db is not None:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
