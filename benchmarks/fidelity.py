@@ -1,9 +1,12 @@
 """Fidelity benchmark: does the converted recipe generalize like the original, and does the
 smoke verdict predict it? (issue 17; Hoffer et al. 2017, Table 1, in miniature).
 
-For each model/data pair (``benchmarks/fidelity_data.py``: a 1-D conv net on MNIST-1D-like
-signals, a 2-D conv net on procedurally generated images; both with BatchNorm, both offline)
-and each seed, every arm is trained to the end and scored on a held-out test set:
+For each model/data pair (``benchmarks/fidelity_data.py``, all offline: a 1-D conv net on
+MNIST-1D-like signals and a 2-D conv net on procedural images, the pairs the verdict's
+thresholds were chosen on; and, held out from them (issue 23), a residual net with 9
+BatchNorm layers on a 24-class, 16k-sample image task and a BatchNorm1d MLP on tabular-like
+rows, the latter also held out from the ghost default) and each seed, every arm is trained to
+the end and scored on a held-out test set:
 
 - ``small``: the original run (batch B_S, SGD + momentum, cosine schedule, E epochs);
 - ``naive``: batch B_L = M·B_S, the same LR, epochs and BatchNorm;
@@ -15,15 +18,22 @@ and each seed, every arm is trained to the end and scored on a held-out test set
   ``--calibrate`` (``run_smoke(calibrate=True)``), seeded like the arm;
 - ``linear``: the default plan with ``--rule linear`` (LR × M instead of × √M).
 
+- ``ghostG``: the default plan at ghost batch G (the ghost-size curve: 2, 4, 8, 16, 32 and
+  the original batch; trained, not smoke-tested).
+
 Beside each (arm, seed) the smoke test (``run_smoke``) is run on that recipe with the
-benchmark's own training data as its data factory; the naive arm's "recipe" is a plan with
-rule ``none``, regime ``budget``, optimizer ``keep``, no warmup and no GhostBatchNorm. The
-agreement table checks PASS ↔ the arm closes ≥ 90% of the gap and FAIL ↔ it closes < 50%.
+benchmark's own training data as its data factory, twice: at the real batch pair with a fixed
+number of updates, and on the CLI's CPU path (the default CPU proxy batches, the update count
+a default 60 s time-sized run made on the pair, the verdict's extrapolation); the naive arm's
+"recipe" is a plan with rule ``none``, regime ``budget``, optimizer ``keep``, no warmup and
+no GhostBatchNorm. The agreement table (``fidelity_count.py``) checks PASS ↔ the arm closes
+≥ 90% of the gap and FAIL ↔ it closes < 50%, without the rows that cannot disagree.
 
 Usage (from the repository root)::
 
-    python benchmarks/fidelity.py --quick          # 2 CPU cores, ≤ 15 minutes
-    python benchmarks/fidelity.py --full           # a GPU: M = 32, more epochs and seeds
+    python benchmarks/fidelity.py --quick          # CPU; see docs/fidelity.md for its time
+    python benchmarks/fidelity.py --full           # a GPU: M up to 128, more epochs, seeds
+    python benchmarks/fidelity.py --render a.json b.json   # tables from saved runs
 
 Gap closed = (acc − acc_naive) / (acc_small − acc_naive), from the means over seeds (and per
 seed in the agreement table). ‖w_T − w_0‖ is over all trainable parameters.
@@ -88,12 +98,30 @@ class Pair:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    classes: int = 10
+    seeds: int | None = None  # fewer seeds than the mode's (an expensive pair)
+    skip: tuple[str, ...] = ()  # arms not run on this pair (cost)
+    ghost_seeds: int = 2  # seeds of the ghost-size curve
+
+    @property
+    def label(self) -> str:
+        """The row key: the data name, with M when it is not 8."""
+        m = self.large // self.small
+        return self.name if m == 8 else f"{self.name} M={m}"
 
 
 QUICK = {
     "pairs": [
         Pair("signals1d", "Net1d", (1, 40), lr=0.02, epochs=10, small=16, large=128),
         Pair("shapes2d", "Net2d", (1, 16, 16), lr=0.05, epochs=10, small=16, large=128),
+        Pair("glyphs2d", "ResNet2d", (1, 16, 16), lr=0.05, epochs=2, small=16, large=128,
+             classes=24, seeds=2, skip=("keep", "calibrated", "linear"), ghost_seeds=1),
+        # M = 32 and the linear rule's collapse (issue 23 item 5): does the smoke loss see it?
+        Pair("signals1d", "Net1d", (1, 40), lr=0.02, epochs=20, small=16, large=512, seeds=2,
+             skip=("keep", "calibrated", "budget"), ghost_seeds=0),
+        Pair("tabular", "MLP", (32,), lr=0.02, epochs=3, small=32, large=256, classes=12),
+        Pair("tabular", "MLP", (32,), lr=0.02, epochs=3, small=32, large=1024, classes=12,
+             ghost_seeds=0),
     ],
     "seeds": [0, 1, 2],
     "smoke_steps": 200,
@@ -103,6 +131,13 @@ FULL = {
     "pairs": [
         Pair("signals1d", "Net1d", (1, 40), lr=0.02, epochs=20, small=16, large=512),
         Pair("shapes2d", "Net2d", (1, 16, 16), lr=0.05, epochs=20, small=16, large=512),
+        Pair("glyphs2d", "ResNet2d", (1, 16, 16), lr=0.05, epochs=4, small=16, large=128,
+             classes=24),
+        Pair("glyphs2d", "ResNet2d", (1, 16, 16), lr=0.05, epochs=4, small=16, large=512,
+             classes=24),
+        Pair("tabular", "MLP", (32,), lr=0.02, epochs=3, small=32, large=256, classes=12),
+        Pair("tabular", "MLP", (32,), lr=0.02, epochs=3, small=32, large=1024, classes=12),
+        Pair("tabular", "MLP", (32,), lr=0.02, epochs=3, small=32, large=4096, classes=12),
     ],
     "seeds": [0, 1, 2, 3, 4],
     "smoke_steps": None,  # the smoke test's own default time budget
@@ -114,7 +149,8 @@ def train_config(pair: Pair, n_train: int) -> Any:
     TrainConfig = _lb("TrainConfig")
     return TrainConfig(batch_size=pair.small, lr=pair.lr, epochs=pair.epochs,
                        schedule=pair.schedule, optimizer="sgd", momentum=pair.momentum,
-                       weight_decay=pair.weight_decay, dataset_size=n_train)
+                       weight_decay=pair.weight_decay, dataset_size=n_train,
+                       num_classes=pair.classes)
 
 
 def arm_plan(pair: Pair, arm: str, n_train: int) -> Any:
@@ -130,6 +166,8 @@ def arm_plan(pair: Pair, arm: str, n_train: int) -> Any:
         return make_plan(cfg, pair.large, optimizer="keep")
     if arm == "linear":
         return make_plan(cfg, pair.large, rule="linear")
+    if arm.startswith("ghost"):  # the default plan at another ghost size (the curve)
+        return make_plan(cfg, pair.large, ghost_batch=int(arm[5:]))
     return make_plan(cfg, pair.large)
 
 
@@ -177,25 +215,81 @@ def evaluate(model: Any, x: Any, y: Any) -> float:
 
 
 def smoke(pair: Pair, original: Any, converted: Any, plan: Any, seed: int, settings: dict,
-          calibrate: bool = False) -> Any:
+          calibrate: bool = False, path: str = "real") -> Any:
+    """``run_smoke`` on this recipe with the pair's training data. ``path="real"``: the
+    benchmark's settings (the real batch pair by default, a fixed number of updates);
+    ``"cli"``: what a CPU user gets from ``lbconvert MODEL`` — the default CPU proxy
+    batches, and the update count a default time-sized run made on this pair
+    (``settings["cli_steps"]``, measured by :func:`measure_cli`), extrapolated by the verdict
+    to the real runs' ends."""
     run_smoke = _lb("run_smoke")
     kwargs: dict[str, Any] = {}
-    if settings["smoke_steps"]:
-        kwargs["steps"] = settings["smoke_steps"]
-    if settings["smoke_time"]:
-        kwargs["time_budget"] = settings["smoke_time"]
-    if settings.get("smoke_batch"):
-        kwargs["smoke_batch"] = settings["smoke_batch"]
+    if path == "cli":
+        kwargs["steps"] = settings["cli_steps"][pair.label]
+        kwargs["noise_scale"] = False  # measured beside the verdict, never part of it
+    else:
+        if settings["smoke_steps"]:
+            kwargs["steps"] = settings["smoke_steps"]
+        if settings["smoke_time"]:
+            kwargs["time_budget"] = settings["smoke_time"]
+        # the real batch pair unless told otherwise (the CPU proxy is the "cli" path)
+        kwargs["smoke_batch"] = settings.get("smoke_batch") or pair.small
     from lbconvert.smoke.options import SmokeOptions
 
     options = SmokeOptions(data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device="cpu",
                            seed=seed, calibrate=calibrate, progress=False, **kwargs)
     return run_smoke(original, converted, plan, options, input_shape=pair.input_shape,
-                     num_classes=10)
+                     num_classes=pair.classes)
+
+
+def smoke_summary(res: Any, classes: int) -> dict[str, Any]:
+    """The verdict's numbers, the update counts and proxy batches, and each arm's training
+    loss at its first and last mark (issue 23 item 5: does the smoke run's loss see a
+    collapse?) beside chance, ln(classes)."""
+    v = res.verdict
+    out = {k: getattr(v, k, None) for k in
+           ("slope_ratio", "final_gap", "naive_final_gap", "horizon",
+            "curve_gap", "curve_bias", "naive_gap", "reason")}
+    out["level"] = v.level
+    out["steps"] = min(a.steps for a in res.arms.values())
+    out["arm_steps"] = {n: a.steps for n, a in res.arms.items()}
+    out["proxy"] = [res.proxy.get("small_batch"), res.proxy.get("large_batch")] \
+        if isinstance(res.proxy, dict) else None
+    out["loss"] = {n: [a.marks[0].loss, a.marks[-1].loss] if a.marks else None
+                   for n, a in res.arms.items()}
+    out["chance_loss"] = math.log(classes)
+    out["seconds"] = res.timings.get("total")
+    return out
+
+
+def measure_cli(job: tuple[Pair, dict]) -> tuple[str, dict[str, Any]]:
+    """One default CLI smoke run on the pair's recipe (seed 0): the CPU proxy, the default
+    60 s budget, noise scale on — what ``lbconvert MODEL --data ...`` runs. Its update count
+    sizes the ``cli`` smoke rows of every arm and seed (the time-sized runs themselves would
+    cost 60 s each and depend on the machine's load)."""
+    pair, settings = job
+    import torch
+
+    torch.set_num_threads(1)
+    import fidelity_data as fd
+
+    from lbconvert.smoke.options import SmokeOptions
+
+    x, _, _, _ = fd.dataset(pair.name)
+    torch.manual_seed(0)
+    original = getattr(fd, pair.model)()
+    plan = arm_plan(pair, "recipe", len(x))
+    converted = _lb("rewrite")(original, plan.ghost_batch_size).model
+    options = SmokeOptions(data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device="cpu",
+                           seed=0, progress=False)
+    res = _lb("run_smoke")(original, converted, plan, options, input_shape=pair.input_shape,
+                           num_classes=pair.classes)
+    return pair.label, smoke_summary(res, pair.classes)
 
 
 def run_job(job: tuple[Pair, str, int, dict]) -> dict[str, Any]:
-    """Train one (pair, arm, seed) to the end; run the smoke test on its recipe."""
+    """Train one (pair, arm, seed) to the end; run the smoke test on its recipe, at the
+    benchmark's settings and on the CLI's CPU path."""
     pair, arm, seed, settings = job
     import torch
 
@@ -207,7 +301,7 @@ def run_job(job: tuple[Pair, str, int, dict]) -> dict[str, Any]:
     n = len(x)
     torch.manual_seed(seed)
     original = getattr(fd, pair.model)()
-    out: dict[str, Any] = {"pair": pair.name, "arm": arm, "seed": seed}
+    out: dict[str, Any] = {"pair": pair.label, "arm": arm, "seed": seed}
     plan = None
     if arm == "small":
         model = _copy(original)
@@ -233,14 +327,15 @@ def run_job(job: tuple[Pair, str, int, dict]) -> dict[str, Any]:
         batch, updates = plan.target_batch, plan.updates_new
         out.update(lr=plan.lr_new, ghost=plan.ghost_batch_size, optimizer=plan.optimizer_new,
                    epochs=plan.epochs_new, warmup_epochs=plan.warmup_epochs)
-        res = smoke(pair, original, converted, plan, seed, settings)
-        v = res.verdict
-        out["verdict"] = v.level
-        out["smoke"] = {k: getattr(v, k, None) for k in
-                        ("slope_ratio", "final_gap", "naive_final_gap", "horizon",
-                         "curve_gap", "curve_bias", "naive_gap", "reason")}
-        out["smoke"]["steps"] = min(a.steps for a in res.arms.values())
-        out["smoke_seconds"] = res.timings.get("total")
+        if not arm.startswith("ghost"):  # the curve's points are trained, not smoke-tested
+            res = smoke(pair, original, converted, plan, seed, settings)
+            out["verdict"] = res.verdict.level
+            out["smoke"] = smoke_summary(res, pair.classes)
+            out["smoke_seconds"] = res.timings.get("total")
+            if settings.get("cli_steps"):
+                res = smoke(pair, original, converted, plan, seed, settings, path="cli")
+                out["cli_verdict"] = res.verdict.level
+                out["cli_smoke"] = smoke_summary(res, pair.classes)
     w0 = [p.detach().clone() for p in model.parameters()]
     ok = train(model, opt, sched, x, y, batch, updates, seed)
     out.update(acc=evaluate(model, xt, yt) if ok else float("nan"),
@@ -290,66 +385,42 @@ def expected(closed: float) -> str:
 
 
 def tables(rows: list[dict[str, Any]], pairs: list[Pair], seeds: list[int]) -> str:
+    """Per pair: each arm's held-out accuracy, gap closed and distance, and its verdicts."""
     out = []
     by = {(r["pair"], r["arm"], r["seed"]): r for r in rows}
-    agree_n = agree_k = 0
     for pair in pairs:
-        out.append(f"\n### {pair.name}: batch {pair.small} → {pair.large} "
+        ran = sorted({r["seed"] for r in rows if r["pair"] == pair.label})
+        out.append(f"\n### {pair.label}: batch {pair.small} → {pair.large} "
                    f"(M = {pair.large // pair.small}), {pair.epochs:g} epochs at B_S, "
-                   f"{len(seeds)} seeds\n")
-        out.append("| arm | updates | held-out acc (mean ± sd) | gap closed | ‖w_T − w_0‖ "
-                   "| smoke verdicts (by seed) |")
-        out.append("|---|---:|---:|---:|---:|---|")
+                   f"seeds {', '.join(map(str, ran))}\n")
+        out.append("| arm | ghost | updates | held-out acc (mean ± sd) | gap closed "
+                   "| ‖w_T − w_0‖ | smoke verdicts (by seed) |")
+        out.append("|---|---:|---:|---:|---:|---:|---|")
         mean = {}
         for arm in ARMS:
-            rs = [by[(pair.name, arm, s)] for s in seeds if (pair.name, arm, s) in by]
+            rs = [by[(pair.label, arm, s)] for s in seeds if (pair.label, arm, s) in by]
             if rs:
                 mean[arm] = _ms([r["acc"] for r in rs])[0]
-        for arm in ARMS:
-            rs = [by[(pair.name, arm, s)] for s in seeds if (pair.name, arm, s) in by]
+        ghosts = sorted({r["arm"] for r in rows if r["pair"] == pair.label
+                         and r["arm"].startswith("ghost")}, key=lambda a: int(a[5:]))
+        for arm in (*ARMS, *ghosts):
+            rs = [by[(pair.label, arm, s)] for s in seeds if (pair.label, arm, s) in by]
             if not rs:
                 continue
             m, sd = _ms([r["acc"] for r in rs])
             dm, dsd = _ms([r["distance"] for r in rs])
             closed = gap_closed(m, mean.get("small", float("nan")), mean.get("naive", float("nan")))
             verdicts = " ".join(r.get("verdict", "—") for r in rs)
+            if any("cli_verdict" in r for r in rs):
+                verdicts += " (CLI path: " + " ".join(r.get("cli_verdict", "—") for r in rs) + ")"
             extra = ""
             if arm == "calibrated":
                 cm, csd = _ms([r.get("calibration", float("nan")) for r in rs])
                 extra = f" (×{cm:.2f} ± {csd:.2f} the plan's LR)"
-            out.append(f"| {arm}{extra} | {rs[0]['updates']} | {100 * m:.2f} ± {100 * sd:.2f}% "
+            ghost = rs[0].get('ghost', '—') if arm != 'naive' else '—'
+            out.append(f"| {arm}{extra} | {ghost} | {rs[0]['updates']} "
+                       f"| {100 * m:.2f} ± {100 * sd:.2f}% "
                        f"| {100 * closed:.0f}% | {dm:.2f} ± {dsd:.2f} | {verdicts} |")
-    out.append("\n### Smoke verdict against the final accuracy, per (pair, arm, seed)\n")
-    out.append("| pair | arm | seed | held-out acc | gap closed | expected | verdict | slope ratio "
-               "| final ln(d_conv/d_orig) | updates conv / orig | agrees |")
-    out.append("|---|---|---:|---:|---:|---|---|---:|---:|---:|---|")
-    for pair in pairs:
-        for arm in ARMS[1:]:
-            for s in seeds:
-                r = by.get((pair.name, arm, s))
-                sm, nv = by.get((pair.name, "small", s)), by.get((pair.name, "naive", s))
-                if r is None or sm is None or nv is None or "verdict" not in r:
-                    continue
-                closed = gap_closed(r["acc"], sm["acc"], nv["acc"])
-                exp = expected(closed)
-                v = r["verdict"]
-                if exp == "either":
-                    agree = "—"
-                else:
-                    ok = v == exp
-                    agree_n += 1
-                    agree_k += ok
-                    agree = "yes" if ok else "**no**"
-                sr = r["smoke"].get("slope_ratio")
-                final = r["smoke"].get("final_gap")
-                h = r["smoke"].get("horizon") or {}
-                upd = f"{h['converted']} / {h['original']}" if h else "—"
-                out.append(f"| {pair.name} | {arm} | {s} | {100 * r['acc']:.2f}% "
-                           f"| {100 * closed:.0f}% | {exp} | {v} "
-                           f"| {_f(sr)} | {_f(final)} | {upd} | {agree} |")
-    pct = 100 * agree_k / agree_n if agree_n else float("nan")
-    out.append(f"\nAgreement (PASS ↔ closes ≥ {GOOD:.0%}, FAIL ↔ closes < {BAD:.0%}; cases "
-               f"between are not counted): {agree_k}/{agree_n} = {pct:.0f}%")
     return "\n".join(out)
 
 
@@ -357,12 +428,43 @@ def _f(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}"
 
 
+GHOSTS = (2, 4, 8, 16, 32)
+
+
+def jobs_for(pairs: list[Pair], arms: list[str], seeds: list[int], settings: dict,
+             ghost: bool) -> list[tuple[Pair, str, int, dict]]:
+    """Every (pair, arm, seed) to train, the cheapest first (small and naive, which every
+    gap closed needs, are done before a long run can be cut short). The ghost-size curve adds
+    the default plan at ghost 2, 4, 8, 16, 32 and the original batch, minus the recipe's own
+    size (the ``recipe`` row is that point), on the pair's first ``ghost_seeds`` seeds."""
+    cost = {"small": 1, "naive": 1, "budget": 1.5, "recipe": 8, "keep": 8, "calibrated": 12,
+            "linear": 8}
+    heavy = {"shapes2d": 3, "glyphs2d": 20}
+    out = []
+    for p in pairs:
+        ss = seeds[:p.seeds] if p.seeds else seeds
+        out += [(p, a, s, settings) for a in arms if a not in p.skip for s in ss]
+        if ghost and p.ghost_seeds:
+            default_ghost = arm_plan(p, "recipe", _size(p)).ghost_batch_size
+            for g in sorted({*GHOSTS, p.small} - {default_ghost}):
+                out += [(p, f"ghost{g}", s, settings) for s in ss[:p.ghost_seeds]]
+    return sorted(out, key=lambda j: (cost.get(j[1], 8) * heavy.get(j[0].name, 1), j[2],
+                                      j[1] != f"ghost{j[0].small}"))
+
+
+def _size(pair: Pair) -> int:
+    import fidelity_data as fd
+
+    return fd.SIZES[pair.name][0]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="2 CPU cores, ≤ 15 min (default)")
+    mode.add_argument("--quick", action="store_true", help="2 CPU cores (default)")
     mode.add_argument("--full", action="store_true", help="larger M, epochs and seeds (GPU)")
-    ap.add_argument("--pairs", default=None, help="comma-separated pair names")
+    ap.add_argument("--pairs", default=None, help="comma-separated pair labels (e.g. "
+                    "'signals1d,tabular M=32')")
     ap.add_argument("--arms", default=None, help="comma-separated arms (small and naive are "
                     "always run: gap closed needs them)")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds")
@@ -371,42 +473,95 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke-batch", type=int, default=None,
                     help="the smoke test's proxy small batch (its --smoke-batch); e.g. the "
                     "original batch, so a CPU runs the real pair instead of the CPU proxy")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI-path smoke rows")
+    ap.add_argument("--no-ghost", action="store_true", help="skip the ghost-size curves")
+    ap.add_argument("--cli-steps", default=None, help="LABEL=N,...: the CLI rows' update "
+                    "counts instead of measuring a default 60 s run per pair")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    ap.add_argument("--render", nargs="+", default=None, metavar="JSON",
+                    help="print the tables from rows saved by --out (several runs merged)")
     args = ap.parse_args(argv)
+    if args.render:
+        return render(args.render, args.full)
     settings = dict(FULL if args.full else QUICK)
     settings["smoke_batch"] = args.smoke_batch
     pairs = settings.pop("pairs")
     seeds = settings.pop("seeds")
     if args.pairs:
-        pairs = [p for p in pairs if p.name in args.pairs.split(",")]
+        pairs = [p for p in pairs if p.label in args.pairs.split(",")]
     if args.seeds or args.seed_start:
         seeds = list(range(args.seed_start, args.seed_start + (args.seeds or len(seeds))))
     arms = list(ARMS) if not args.arms else \
         ["small", "naive", *[a for a in args.arms.split(",") if a not in ("small", "naive")]]
-    cost = {"small": 1, "naive": 1, "budget": 1.5, "recipe": 8, "keep": 8, "calibrated": 12,
-            "linear": 8}
-    jobs = sorted(((p, a, s, settings) for p in pairs for a in arms for s in seeds),
-                  key=lambda j: -cost.get(j[1], 1) * (3 if j[0].name == "shapes2d" else 1))
     t0 = time.perf_counter()
-    rows = []
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
+    cli_runs: dict[str, Any] = {}
     with ctx.Pool(max(1, args.jobs)) as pool:
-        for r in pool.imap_unordered(run_job, jobs):
+        if args.cli_steps:
+            settings["cli_steps"] = {k: int(v) for k, v in
+                                     (kv.rsplit("=", 1) for kv in args.cli_steps.split(","))}
+        elif not args.no_cli:
+            for label, res in pool.imap_unordered(measure_cli, [(p, settings) for p in pairs]):
+                cli_runs[label] = res
+                print(f"[{time.perf_counter() - t0:6.0f}s] {label}: a default CLI smoke run "
+                      f"made {res['arm_steps']} updates (proxy {res['proxy']}), "
+                      f"{res['level']}", file=sys.stderr, flush=True)
+            settings["cli_steps"] = {k: v["steps"] for k, v in cli_runs.items()}
+        rows = []
+        for r in pool.imap_unordered(run_job, jobs_for(pairs, arms, seeds, settings,
+                                                       not args.no_ghost)):
             rows.append(r)
+            if args.out:  # after every row: a run stopped early keeps what finished
+                _write(args.out, cli_runs, settings, rows, "")
             print(f"[{time.perf_counter() - t0:6.0f}s] {r['pair']} {r['arm']} seed {r['seed']}: "
                   f"acc {100 * r['acc']:.2f}% verdict {r.get('verdict', '—')} "
-                  f"({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
+                  f"cli {r.get('cli_verdict', '—')} ({r['seconds']:.0f}s)", file=sys.stderr,
+                  flush=True)
     cmd = "python benchmarks/fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"# lbconvert fidelity benchmark\n\nCommand: `{cmd.strip()}` — "
           f"{time.perf_counter() - t0:.0f} s wall, {args.jobs} worker(s), "
           f"{os.cpu_count()} CPU(s); smoke test per arm: "
           + (f"{settings['smoke_steps']} updates per smoke arm" if settings["smoke_steps"]
              else f"default budget {settings['smoke_time']:g} s")
-          + (f", proxy small batch {args.smoke_batch}" if args.smoke_batch else ""))
+          + (f", proxy small batch {args.smoke_batch}" if args.smoke_batch else "")
+          + (f"; CLI-path rows: {settings['cli_steps']} updates" if settings.get("cli_steps")
+             else ""))
+    import fidelity_count
+
     print(tables(rows, pairs, seeds))
+    print(fidelity_count.agreement_section(rows, pairs))
+    print(fidelity_count.ghost_table(rows, pairs))
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1, default=str))
+        _write(args.out, cli_runs, settings, rows, cmd.strip())
     return 0
+
+
+def render(paths: list[str], full: bool) -> int:
+    """The tables of rows saved by earlier runs (``--out``), merged; each run's command."""
+    import fidelity_count
+
+    rows, labels = [], []
+    print("# lbconvert fidelity benchmark (merged runs)\n")
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        print(f"- `{saved['command'] or '(stopped before the end)'}`: {len(saved['rows'])} rows"
+              + (f"; CLI-path rows at {saved['cli_steps']} updates" if saved.get("cli_steps")
+                 else ""))
+        rows += saved["rows"]
+        labels += [r["pair"] for r in saved["rows"] if r["pair"] not in labels]
+    known = {p.label: p for p in (FULL if full else QUICK)["pairs"]}
+    pairs = [known[label] for label in labels if label in known]
+    seeds = sorted({r["seed"] for r in rows})
+    print(tables(rows, pairs, seeds))
+    print(fidelity_count.agreement_section(rows, pairs))
+    print(fidelity_count.ghost_table(rows, pairs))
+    return 0
+
+
+def _write(path: str, cli_runs: dict, settings: dict, rows: list, cmd: str) -> None:
+    Path(path).write_text(json.dumps({"command": cmd, "cli_runs": cli_runs,
+                                      "cli_steps": settings.get("cli_steps"), "rows": rows},
+                                     indent=1, default=str))
 
 
 if __name__ == "__main__":
