@@ -247,6 +247,14 @@ def check_lr_scaled(ctx: RuleContext) -> RuleResult:
     plan = _plan_for(h, base.batch_size, base.lr, base.epochs, h.batch_size)
     fix = (f"lr {_g(lr)} → {_g(plan.lr_new)} (×√{m:g} = ×{plan.lr_multiplier:.3g}, Hoffer); "
            f"linear rule (Goyal): {_g(base.lr * m)}, with warmup")
+    opt = str(h.get("optimizer", "") or "").lower()
+    if "lamb" in opt:  # You et al. 2020 scale LAMB's LR by √M, with warmup
+        fix = (f"lr {_g(lr)} → {_g(plan.lr_new)} (×√{m:g}, You et al. 2020's LAMB scaling), "
+               "with warmup")
+    elif "adam" in opt:  # the SDE rule for Adam (Malladi et al. 2022) scales by √M, not M
+        fix = (f"lr {_g(lr)} → {_g(plan.lr_new)} (×√{m:g}, the Adam SDE rule of Malladi et "
+               f"al. 2022, with 1 − β1 and 1 − β2 × {m:g}, ε ÷ √{m:g}; `lbconvert plan "
+               "--optimizer keep` computes them), or LAMB (--optimizer lamb), with warmup")
     ev = {"peak_lr": lr, "peak_lr_source": how, "baseline_lr": base.lr, "M": m,
           "lr_ratio": round(k, 4), "allowed": [round(lo, 4), round(hi, 4)]}
     msg = (f"peak LR {_g(lr)} is ×{k:.3g} the baseline's {_g(base.lr)} at M = {m:g}; "
@@ -459,6 +467,9 @@ def check_bn_batch(ctx: RuleContext) -> RuleResult:
         return RuleResult(skipped="batch size unknown")
     per = b / (h.get("devices", 1) * h.get("grad_accum", 1))
     ghost = h.get("ghost_batch_size")
+    if h.get("has_batchnorm") is False:
+        return RuleResult(skipped="the model has no BatchNorm (no running_mean buffer in its "
+                                  "checkpoints)")
     if per <= BN_BATCH_MAX or (ghost and ghost <= BN_BATCH_MAX):
         return RuleResult()
     plan = _plan_for(h, b, h.get("lr"), h.get("epochs"), b)
@@ -519,7 +530,9 @@ def check_lars_warmup(ctx: RuleContext) -> RuleResult:
     b = h.batch_size or 1
     plan = _plan_for(h, b, h.get("lr"), h.get("epochs"), b, regime="budget")
     ev = {"optimizer": opt, "warmup": how}
-    msg = f"{opt} without warmup ({how}): You et al. 2017 use a warmup with LARS"
+    paper = "You et al. 2020 use a warmup with LAMB" if "lamb" in opt else \
+        "You et al. 2017 use a warmup with LARS"
+    msg = f"{opt} without warmup ({how}): {paper}"
     fix = (f"warmup 0 → {_g(plan.warmup_epochs)} epochs (linear, then the decay schedule)"
            if plan.warmup_epochs is not None else
            "add a linear warmup (You et al. 2017), then the decay schedule")
@@ -571,8 +584,9 @@ RULES: list[Rule] = [
     Rule("LB007", "gap-widening", "warning", "Train/validation gap widening",
          "Keskar et al. 2017: large batches reach sharp minima that generalize worse.",
          check_gap),
-    Rule("LB008", "lars-no-warmup", "error", "LARS without warmup",
-         "You et al. 2017 train LARS with a warmup; without it early steps diverge.",
+    Rule("LB008", "lars-no-warmup", "error", "LARS or LAMB without warmup",
+         "You et al. 2017 train LARS, You et al. 2020 LAMB, with a warmup; without it early "
+         "steps diverge.",
          check_lars_warmup),
     Rule("LB009", "non-finite", "error", "NaN or inf in the logs",
          "A diverged run: every later number is meaningless.", check_nonfinite),

@@ -146,6 +146,9 @@ def read_distance(run_dir: Path, history: RunHistory | None = None) -> RunHistor
         step = float(step) if isinstance(step, (int, float)) and math.isfinite(step) else None
         if w0 is None:
             w0, start = weights, step
+            # LB006 (BN batch per device) does not apply to a model without BatchNorm
+            history.set("has_batchnorm", any(str(k).endswith("running_mean") for k in state),
+                        f"checkpoint {path.name} (running_mean buffers)", file=str(path))
             history.add_scalar("weight_distance", step if step is not None else 0.0, 0.0)
             _meta_config(history, meta, path)
             continue
