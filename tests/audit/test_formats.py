@@ -12,73 +12,10 @@ import pytest
 from lbconvert.audit.analyze.rules import RULES
 from lbconvert.audit.pipeline import audit_runs
 from lbconvert.audit.render import escape_data, escape_property, render, render_github
+from tests.helpers import SARIF_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "fixtures" / "runs"
-# The SARIF 2.1.0 constraints (OASIS spec, sections 3.13-3.33) on every object we emit,
-# written from the spec as a JSON schema: required properties, enums and bounds that GitHub
-# code scanning checks on upload. No network at test time, so the full schema is not fetched.
-_MESSAGE = {"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["id"]}],
-            "properties": {"text": {"type": "string"}, "markdown": {"type": "string"}}}
-_LOCATION = {
-    "type": "object",
-    "properties": {
-        "physicalLocation": {
-            "type": "object",
-            "anyOf": [{"required": ["artifactLocation"]}, {"required": ["address"]}],
-            "properties": {
-                "artifactLocation": {"type": "object", "required": ["uri"],
-                                     "properties": {"uri": {"type": "string",
-                                                            "format": "uri-reference"}}},
-                "region": {"type": "object", "properties": {
-                    "startLine": {"type": "integer", "minimum": 1},
-                    "startColumn": {"type": "integer", "minimum": 1},
-                    "endLine": {"type": "integer", "minimum": 1}}},
-            },
-        },
-    },
-}
-SARIF_SCHEMA = {
-    "type": "object",
-    "required": ["version", "runs"],
-    "properties": {
-        "version": {"const": "2.1.0"},
-        "$schema": {"type": "string", "format": "uri"},
-        "runs": {"type": "array", "items": {
-            "type": "object",
-            "required": ["tool"],
-            "properties": {
-                "tool": {"type": "object", "required": ["driver"], "properties": {
-                    "driver": {"type": "object", "required": ["name"], "properties": {
-                        "name": {"type": "string"},
-                        "version": {"type": "string"},
-                        "informationUri": {"type": "string", "format": "uri"},
-                        "rules": {"type": "array", "uniqueItems": True, "items": {
-                            "type": "object", "required": ["id"], "properties": {
-                                "id": {"type": "string"},
-                                "shortDescription": _MESSAGE,
-                                "fullDescription": _MESSAGE,
-                                "defaultConfiguration": {"type": "object", "properties": {
-                                    "level": {"enum": ["none", "note", "warning", "error"]}}},
-                            }}},
-                    }}}},
-                "results": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["message"],
-                    "properties": {
-                        "ruleId": {"type": "string"},
-                        "ruleIndex": {"type": "integer", "minimum": -1},
-                        "level": {"enum": ["none", "note", "warning", "error"]},
-                        "message": _MESSAGE,
-                        "locations": {"type": "array", "items": _LOCATION},
-                        "partialFingerprints": {"type": "object",
-                                                "additionalProperties": {"type": "string"}},
-                    }}},
-            }}},
-    },
-}
-
-
 @pytest.fixture(scope="module")
 def report():
     return audit_runs([RUNS / "undertrained-bs4096", RUNS / "timm-lars-nowarmup",

@@ -161,7 +161,7 @@ def test_summary_headline_is_never_cut(monkeypatch, words):
 
     import lbconvert.report.build as build
     from lbconvert.cli.render_summary import render_summary
-    from tests.report.test_build import make_result
+    from tests.helpers import make_result
 
     real = build.overall_verdict
     headline = " ".join(f"fasterrcnn_word{i}" for i in range(words))

@@ -7,9 +7,9 @@ from rich.console import Console
 
 from lbconvert.cli.render_smoke import render_smoke
 from lbconvert.cli.render_summary import render_summary
-from tests.cli.test_render_smoke import _result
-from tests.report.test_build import make_result
-from tests.report.test_noise_scale import measurement
+from tests.helpers import make_result
+from tests.helpers import noise_measurement as measurement
+from tests.helpers import smoke_result as _result
 
 
 def _text(render, *args) -> str:

@@ -7,66 +7,9 @@ import math
 from rich.console import Console
 
 from lbconvert.cli.render_smoke import render_smoke
-from lbconvert.smoke.diffusion import Arm, Calibration, DiffusionResult, Mark
-from lbconvert.smoke.fit import fit_log_slope, log_spaced_steps
+from lbconvert.smoke.diffusion import Calibration
 from lbconvert.smoke.verdict import decide
-
-
-def _arm(name, scale, optimizer="sgd"):
-    arm = Arm(
-        name=name,
-        description="",
-        batch=4 if name == "original" else 64,
-        micro_batch=32,
-        accumulation=2,
-        lr=0.1,
-        optimizer=optimizer,
-        steps=500,
-    )
-    for t in log_spaced_steps(500):
-        arm.marks.append(Mark(t, scale * (1 + math.log(t)), {"fc": 0.1}, 2.0, t * arm.batch, 0.1))
-    arm.fit = fit_log_slope([m.t for m in arm.marks], [m.distance for m in arm.marks], (50, 500))
-    return arm
-
-
-def _result(by_samples, calibration=None):
-    arms = {
-        "original": _arm("original", 1.0),
-        "naive": _arm("naive", 0.7),
-        "converted": _arm("converted", 0.25, "lars (γ 0.8, η 0.001)"),
-    }
-    arms["original"].sharpness = {"sharpness": 1.5, "loss": 2.0, "max_loss": 2.045, "epsilon": 1e-3}
-    verdict = decide(arms["original"], arms["naive"], arms["converted"], (50, 500))
-    return DiffusionResult(
-        arms=arms,
-        window=(50, 500),
-        ratios={},
-        by_updates=[
-            {
-                "t": 500,
-                "d_original": 7.2,
-                "d_naive": 5.0,
-                "d_converted": 1.8,
-                "converted/original": 0.25,
-                "naive/original": 0.7,
-            }
-        ],
-        by_samples=by_samples,
-        verdict=verdict,
-        proxy={
-            "small_batch": 4,
-            "large_batch": 64,
-            "plan_ratio": 64.0,
-            "ghost_batch_size": 2,
-            "warmup_steps": 5,
-        },
-        device="cpu",
-        timings={"total": 12.5},
-        data="synthetic",
-        seed=0,
-        notes=["CUDA not available"],
-        calibration=calibration,
-    )
+from tests.helpers import smoke_result as _result
 
 
 def _render(result) -> str:

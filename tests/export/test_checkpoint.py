@@ -12,46 +12,18 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lbconvert.api import ConvertResult
-from lbconvert.config.read import load_config
 from lbconvert.errors import LbconvertError
 from lbconvert.export.checkpoint import export, load_checkpoint, train_snippet
 from lbconvert.export.onnx import PARITY_TOLERANCE, export_onnx
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
-from lbconvert.plan.plan import make_plan
-from lbconvert.rewrite.surgery import rewrite
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_MODEL
+from tests.helpers import make_result, trained_looking
 
 sys.path.insert(0, str(EXAMPLE_MODEL.parent))
-from cifar_resnet import CifarResNet, build_model  # noqa: E402
+from cifar_resnet import CifarResNet  # noqa: E402
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAS_SAFETENSORS = importlib.util.find_spec("safetensors") is not None
-
-
-def _trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so eval parity means something."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.3)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
-            m.num_batches_tracked.fill_(17)
-    return model.eval()
-
-
-def make_result(model: nn.Module | None = None, *, config=EXAMPLE_CONFIG,
-                input_shape=(3, 32, 32)) -> ConvertResult:
-    original = model if model is not None else _trained_looking(build_model())
-    cfg = load_config(config)
-    plan = make_plan(cfg, 8192)
-    surgery = rewrite(original, plan.ghost_batch_size)
-    return ConvertResult(model=surgery.model, original=original, plan=plan, config=cfg,
-                         model_spec=str(EXAMPLE_MODEL), model_name="cifar_resnet",
-                         input_shape=input_shape, num_classes=10, surgery=surgery)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +154,7 @@ def test_onnx_checker_and_parity(exported):
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
 def test_ghost_batchnorm_exports_as_batchnormalization(tmp_path):
     gbn = GhostBatchNorm(3, ghost_batch_size=2)
-    _trained_looking(nn.Sequential(nn.BatchNorm2d(3)))  # keep the helper exercised on BN
+    trained_looking(nn.Sequential(nn.BatchNorm2d(3)))  # keep the helper exercised on BN
     with torch.no_grad():
         gbn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
         gbn.running_var.copy_(torch.tensor([2.0, 0.5, 1.5]))

@@ -12,19 +12,8 @@ from lbconvert.errors import LbconvertError
 from lbconvert.report.build import write_report
 from lbconvert.report.noise_scale import load_noise_scale, noise_scale_line
 from lbconvert.report.schema import REPORT_SCHEMA
-from lbconvert.smoke.noise import summarize
-from tests.report.test_build import make_result
-
-
-def _point(at, update, b_simple, stderr, data_b_big=128):
-    return {"at": at, "update": update, "b_simple": b_simple, "stderr": stderr, "g2": 0.5,
-            "trace": 155.0, "b_small": 2, "b_big": data_b_big, "rounds": 4, "passes": 256,
-            "seconds": 1.5}
-
-
-def measurement(source="synthetic", b_simple=310.0, stderr=40.0):
-    return summarize([_point("init", 0, 120.0, 15.0),
-                      _point("end of the original arm", 96, b_simple, stderr)], source)
+from tests.helpers import make_result
+from tests.helpers import noise_measurement as measurement
 
 
 def test_line_puts_the_noise_scale_next_to_the_target_and_is_honest_about_synthetic_data():

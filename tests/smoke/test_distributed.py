@@ -26,7 +26,8 @@ from lbconvert.smoke.distributed import DistContext
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import Proxy, choose_proxy
 from lbconvert.smoke.run import run_smoke
-from tests.smoke.test_run import TinyNet, _plan
+from tests.helpers import TinyNet
+from tests.helpers import tiny_plan as _plan
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 5

@@ -25,7 +25,9 @@ from lbconvert.smoke.noise import (
     size_probe,
 )
 from lbconvert.smoke.proxy import Proxy, choose_proxy
-from tests.smoke.test_run import TinyNet, _plan, _run
+from tests.helpers import TinyNet
+from tests.helpers import run_tiny as _run
+from tests.helpers import tiny_plan as _plan
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -22,48 +22,9 @@ from lbconvert.smoke.diffusion import FAIL, INCONCLUSIVE, PASS, WARN
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy
 from lbconvert.smoke.run import run_smoke as _run_smoke
-
-
-class TinyNet(nn.Module):
-    def __init__(self, bn=nn.BatchNorm2d, classes=4):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1, bias=False)
-        self.bn1 = bn(6)
-        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, bias=False)
-        self.bn2 = bn(8)
-        self.fc = nn.Linear(8, classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        return self.fc(x.mean((2, 3)))
-
-
-def _plan(**kw) -> Plan:
-    base = dict(
-        source_batch=4,
-        target_batch=64,
-        ratio=16.0,
-        rule="sqrt",
-        regime="adapt",
-        epochs_factor=16.0,
-        lr_old=0.05,
-        lr_new=0.2,
-        lr_multiplier=4.0,
-        epochs_old=10,
-        epochs_new=160,
-        dataset_size=256,
-        steps_per_epoch_old=64,
-        steps_per_epoch_new=4,
-        warmup_epochs=1.0,
-        warmup_start_factor=0.25,
-        ghost_batch_size=4,
-        optimizer_old="sgd",
-        momentum=0.9,
-        weight_decay=1e-4,
-    )
-    base.update(kw)
-    return Plan(**base)
+from tests.helpers import TinyNet
+from tests.helpers import run_tiny as _run
+from tests.helpers import tiny_plan as _plan
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,13 +54,6 @@ def run_smoke(model, conv, plan, *, input_shape, num_classes, **options):
     """run_smoke with its options as keywords (each a SmokeOptions field)."""
     return _run_smoke(model, conv, plan, SmokeOptions(**options), input_shape=input_shape,
                       num_classes=num_classes)
-
-
-def _run(model, conv, plan, **kw):
-    """run_smoke on the tiny model with the settings every test here shares (CPU, 3×6×6,
-    4 classes, no progress bar); keyword arguments override them."""
-    kw = {"input_shape": (3, 6, 6), "num_classes": 4, "device": "cpu", "progress": False, **kw}
-    return run_smoke(model, conv, plan, **kw)
 
 
 def test_proxy_keeps_m_and_scales_ghost_only_when_needed():
