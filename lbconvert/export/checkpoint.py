@@ -126,12 +126,28 @@ def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, Any]]:
     return blob["state_dict"], blob.get("lbconvert", {})
 
 
+def _optimizer_line(plan: Any) -> str:
+    """The optimizer ``make_optimizer`` builds, with the settings the plan gives it."""
+    lr = _fmt(plan.lr_new)
+    if plan.optimizer_new == "lamb":
+        return (f"make_optimizer: lbconvert.LAMB(lr={lr}, betas={tuple(plan.betas or ())}, "
+                f"eps={plan.eps:g}, weight_decay={plan.weight_decay:g})")
+    if plan.optimizer_new == "keep":
+        extra = (f", betas={tuple(plan.betas)}, eps={plan.eps:g}"
+                 if plan.betas is not None and plan.eps is not None else "")
+        return (f"make_optimizer: the config's {plan.optimizer_old or 'sgd'} (lr={lr}{extra}, "
+                f"weight_decay={plan.weight_decay:g})")
+    return (f"make_optimizer: lbconvert.LARS(lr={lr}, momentum={plan.momentum:g}, "
+            f"weight_decay={plan.weight_decay:g}, trust_match={bool(plan.trust_match)})")
+
+
 def train_snippet(result: ConvertResult) -> str:
     """Source of ``train_snippet.py``: the training loop that uses the converted schedule.
 
-    The three lbconvert lines are ``convert`` (GhostBatchNorm model and plan),
-    ``make_optimizer`` (LARS, You et al. 2017, or the original optimizer with the scaled
-    LR) and ``make_scheduler`` (warmup, Goyal et al. 2017, then the rescaled schedule).
+    The three lbconvert lines are ``convert`` (GhostBatchNorm model and plan, with the
+    plan's optimizer choice), ``make_optimizer`` (LARS, You et al. 2017; LAMB, You et al.
+    2020; or the original optimizer with the scaled LR, Adam's β/ε by Malladi et al. 2022)
+    and ``make_scheduler`` (warmup, Goyal et al. 2017, then the rescaled schedule).
     """
     plan = result.plan
     cfg_path = getattr(result.config, "path", None)
@@ -179,7 +195,9 @@ def train_snippet(result: ConvertResult) -> str:
         "    \"\"\"Train the converted model; returns it.\"\"\"",
         (f"    model = load_model({spec!r}, model_kwargs={model_kwargs!r}).module"
          if model_kwargs else f"    model = load_model({spec!r}).module") if from_spec else None,
-        f"    res = lbconvert.convert(model, {str(cfg_path)!r}, target_batch={plan.target_batch})",
+        f"    res = lbconvert.convert(model, {str(cfg_path)!r}, target_batch={plan.target_batch}"
+        f", optimizer={plan.optimizer_new!r})",
+        f"    # {_optimizer_line(plan)}",
         "    model = res.model.to(device)",
         "    optimizer = res.make_optimizer(model)",
         "    scheduler = res.make_scheduler(optimizer, len(train_loader) // ACCUM)",
