@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 from typer.testing import CliRunner
@@ -39,9 +40,22 @@ def test_runs_only_gate_fails_on_an_undertrained_run(tmp_path):
         f"'{ROOT / 'fixtures/runs/adapted-bs4096'}']\n")
     report = run_check(tmp_path)
     assert report.exit_code == 1
-    assert [bool(r.findings) for r in report.runs] == [True, False]
+    # The gate (fail-on error) fails on exactly one finding: LB001, too few updates, on the
+    # undertrained run; the adapted run (same batch, epochs × M) has none.
+    errors = [(f.rule_id, Path(f.run).name) for r in report.runs for f in r.findings
+              if f.severity == "error"]
+    assert errors == [("LB001", "undertrained-bs4096")]
+    assert report.runs[1].findings == []
+    lb001 = report.runs[0].findings[0]
+    ev = lb001.evidence
+    assert lb001.rule_id == "LB001" and ev["M"] == 4096 / 128
+    assert ev["updates"] < ev["baseline_updates"]
+    assert ev["updates_ratio"] == pytest.approx(ev["updates"] / ev["baseline_updates"], rel=1e-3)
     r = runner.invoke(app, ["check", str(tmp_path), "--runs-only", "-f", "junit"])
     assert r.exit_code == 1 and r.output.startswith("<?xml")
+    failed = [case.get("name") for case in ET.fromstring(r.output).iter("testcase")
+              if case.find("failure") is not None]
+    assert failed == ["LB001 Too few updates for the batch size"]
 
 
 def test_check_fixture_repo_converts_and_verifies_the_model():
