@@ -33,6 +33,7 @@ class AuditReport:
 
     runs: list[RunAudit] = field(default_factory=list)
     baseline: str | None = None
+    baseline_updates: float | None = None  # the reference's optimizer updates (sweep ratio)
     fail_on: str = "error"
     models: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)  # {"run", "error"}
@@ -164,7 +165,8 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
     else:
         baseline = _reference(reference_batch, reference_lr, reference_epochs,
                               reference_updates)
-    report = AuditReport(baseline=baseline.source if baseline else None, fail_on=fail_on)
+    report = AuditReport(baseline=baseline.source if baseline else None, fail_on=fail_on,
+                         baseline_updates=baseline.updates if baseline else None)
     seen: set[tuple[str, str | None]] = set()
     base_key = base_ref.key() if base_ref is not None else None
     for d in run_dirs:

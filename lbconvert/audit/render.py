@@ -20,18 +20,32 @@ from lbconvert.audit.analyze.findings import Finding, severity_rank
 from lbconvert.audit.analyze.rules import RULES
 from lbconvert.audit.pipeline import AuditReport
 
-FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github")
+FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github", "html")
 GITHUB_MAX_PER_LEVEL = 10  # GitHub shows at most 10 warnings and 10 errors per step
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFO_URI = "https://github.com/lbconvert/lbconvert"
 
 
 def render(report: AuditReport, fmt: str, *, width: int = 120, verbose: bool = False) -> str:
-    """The report as text in ``fmt`` (one of :data:`FORMATS`); ``verbose`` lists tags."""
-    return {"table": lambda r: render_table(r, width=width, verbose=verbose),
+    """The report as text in ``fmt`` (one of :data:`FORMATS`); ``verbose`` lists tags.
+
+    Several runs: table and Markdown open with the sweep summary (worst first); ``html``
+    is the sweep report (:mod:`lbconvert.audit.render_sweep`).
+    """
+    if fmt == "html":
+        from lbconvert.audit.render_sweep import render_html
+
+        return render_html(report)
+    text = {"table": lambda r: render_table(r, width=width, verbose=verbose),
             "json": render_json,
             "markdown": render_markdown, "sarif": render_sarif, "junit": render_junit,
             "gitlab": render_gitlab, "github": render_github}[fmt](report)
+    if fmt in ("table", "markdown") and len(report.runs) > 1:
+        from lbconvert.audit import sweep
+
+        text = (sweep.summary_table(report, width) if fmt == "table"
+                else sweep.summary_markdown(report)) + text
+    return text
 
 
 def _rel(path: str | None) -> str | None:

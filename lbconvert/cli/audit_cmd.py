@@ -18,7 +18,7 @@ from lbconvert.errors import LbconvertError
 
 HELP = "Audit finished or running training runs for large-batch mistakes (no torch for logs)."
 
-OUTPUT_FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github")
+OUTPUT_FORMATS = ("table", "json", "markdown", "sarif", "junit", "gitlab", "github", "html")
 
 
 def write_output(text: str, output: Optional[Path], flag: str = "--output") -> None:
@@ -39,7 +39,8 @@ def write_output(text: str, output: Optional[Path], flag: str = "--output") -> N
 
 
 # --output's suffix names the format when --format is not given: `-o audit.sarif` writes SARIF.
-_SUFFIX_FORMATS = {".sarif": "sarif", ".json": "json", ".md": "markdown", ".xml": "junit"}
+_SUFFIX_FORMATS = {".sarif": "sarif", ".json": "json", ".md": "markdown", ".xml": "junit",
+                   ".html": "html"}
 
 
 def resolve_format(fmt: Optional[str], output: Optional[Path]) -> str:

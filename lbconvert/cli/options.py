@@ -75,8 +75,9 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: t
 ReportFormatOpt = Annotated[
     Optional[str],
     typer.Option("--format", "-f",
-                 help="table, json, markdown, sarif, junit, gitlab or github (default: from the "
-                 "--output suffix .sarif/.json/.md/.xml, else table)."),
+                 help="table, json, markdown, sarif, junit, gitlab, github or html (the "
+                 "sweep report; default: from the --output suffix .sarif/.json/.md/.xml/.html, "
+                 "else table)."),
 ]
 OutputOpt = Annotated[
     Optional[Path],

@@ -134,24 +134,32 @@ def first_lr_drop(history: RunHistory) -> float | None:
     return None
 
 
-def _late_checkpoints(path: Path, history: RunHistory) -> bool:
-    """Logs first: True (and a note) when the checkpoints all start at or after the logs'
-    first LR drop, so a distance from them could judge nothing the logs do not.
+MIN_BEFORE_DROP = 3  # LB004 fits ‖w − w0‖ against ln t before the drop: 3 points at least
 
-    Reading them would import torch (seconds, hundreds of MB) to replace the train-loss
-    judgement of the LR drop by "not judged". Steps come from the file names (HF's
-    ``checkpoint-N``, ``step=N``), no file is opened.
+
+def _late_checkpoints(path: Path, history: RunHistory) -> bool:
+    """Logs first: True (and a note) when the checkpoints cannot judge the LR drop the logs
+    show — none at update 0 and fewer than 3 before the first drop — so reading them
+    would only import torch (seconds, hundreds of MB) and turn the logs' judgement of the
+    drop (LB004 on the train loss) into "not judged".
+
+    HF's ``save_total_limit`` keeps the last checkpoints only, typically all after the
+    drop. Steps come from the file names (``checkpoint-N``, ``step=N``): no file is opened.
     """
     from lbconvert.audit.read.checkpoints import checkpoint_files, step_from_name
 
     drop = first_lr_drop(history)
     steps = [step_from_name(p) for p in checkpoint_files(path)]
-    if drop is None or not steps or any(s is None for s in steps) or min(steps) < drop:
+    if drop is None or not steps or any(s is None for s in steps) or min(steps) == 0:
+        return False
+    before = sum(1 for s in steps if s < drop)
+    if before >= MIN_BEFORE_DROP:
         return False
     history.notes.append(
-        f"checkpoints not read: the first is at update {min(steps)}, at or after the LR "
-        f"drop at update {drop:g} (HF save_total_limit keeps only the last ones); the logs "
-        "judge the run (a weight distance needs checkpoints from before the drop)")
+        f"checkpoints not read: {len(steps)} from update {min(steps)}, {before} before the "
+        f"LR drop at update {drop:g} (HF save_total_limit keeps only the last ones) and "
+        f"none at update 0; the logs judge the run (LB004 needs {MIN_BEFORE_DROP} "
+        "checkpoints before the drop)")
     return True
 
 
