@@ -12,6 +12,14 @@ is the peak minus the RSS after imports. Printed as a table::
 CPU time is printed beside wall time: on a shared machine the wall clock includes waiting
 for a core. EventAccumulator runs with ``size_guidance`` 0 (every point kept, as the audit
 does); ``--no-accumulator`` skips it (it needs the ``tensorboard`` package).
+
+Issue 22's rows (``--sweep N``, ``--csv-rows R``, either skips the event-file table): a
+sweep folder of N small Lightning CSV runs (``metrics.csv`` of 100 rows + ``hparams.yaml``,
+4 batch sizes, half of them naive) audited in one fresh process, target 10,000 runs in
+≤ 30 s on 2 cores; and one ``metrics.csv`` of R rows (2,000,000 ≈ 40 MB) whose traced peak
+(tracemalloc) must stay ≤ 2× the file's size::
+
+    .venv/bin/python benchmarks/audit.py --sweep 10000 --csv-rows 2000000 [--cache DIR]
 """
 
 from __future__ import annotations
@@ -57,6 +65,84 @@ else:
 print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
                   "peak": rss(), "growth": rss() - base, "points": n}))
 """
+
+
+SWEEP = r"""
+import json, resource, sys, time, tracemalloc
+from lbconvert.audit.pipeline import audit_runs
+from lbconvert.audit.render import render
+which, run = sys.argv[1], sys.argv[2]
+if which == "csv":
+    import numpy, yaml  # imported by the reader anyway: not counted
+    tracemalloc.start()
+t0, c0 = time.perf_counter(), time.process_time()
+rep = audit_runs([run])
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+peak = tracemalloc.get_traced_memory()[1] if which == "csv" else None
+t1 = time.perf_counter()
+summary = render(rep, "markdown").count("\n") if which == "sweep" else 0
+print(json.dumps({"wall": wall, "cpu": cpu, "runs": len(rep.runs), "traced_peak": peak,
+                  "render": time.perf_counter() - t1,
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "errors": rep.counts()["error"]}))
+"""
+
+
+def write_sweep(root: Path, n: int) -> None:
+    """``n`` small Lightning CSV runs: batch 16/64/256/1024, LR as is (naive) or ×√M."""
+    for i in range(n):
+        d = root / f"trial_{i:05d}"
+        d.mkdir(parents=True, exist_ok=True)
+        batch = (16, 64, 256, 1024)[i % 4]
+        lr = 0.05 if (i // 4) % 2 == 0 else 0.05 * math.sqrt(batch / 16)
+        (d / "hparams.yaml").write_text(f"batch_size: {batch}\nlr: {lr}\nmax_epochs: 10\n"
+                                        "dataset_size: 3200\n")
+        total = math.ceil(3200 / batch) * 10
+        every = max(1, total // 100)
+        rows = "".join(f"{s // max(1, total // 10)},{lr},{s},{2.0 / math.log(s + 3):.5f}\n"
+                       for s in range(0, total, every))
+        (d / "metrics.csv").write_text("epoch,lr-SGD,step,train_loss_step\n" + rows)
+
+
+def write_big_csv(run: Path, rows: int) -> None:
+    """One Lightning-style metrics.csv: loss every row, LR every 1000th."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "hparams.yaml").write_text("batch_size: 256\nlr: 0.1\nmax_epochs: 100\n")
+    with (run / "metrics.csv").open("w") as fh:
+        fh.write("epoch,step,train_loss,lr-SGD\n")
+        for s in range(rows):
+            fh.write(f"{s // 20000},{s},{2 / math.log(s + 3):.6f},"
+                     f"{'0.1' if s % 1000 == 0 else ''}\n")
+
+
+def sweep_benchmarks(args) -> None:
+    """Issue 22's rows: a sweep of ``--sweep`` runs and a ``--csv-rows`` metrics.csv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = args.cache or Path(tmp)
+        print("| case | size | wall s | CPU s | summary render s | peak |")
+        print("|---|---|---|---|---|---|")
+        if args.sweep:
+            root = base / f"sweep{args.sweep}"
+            if not (root / f"trial_{args.sweep - 1:05d}").is_dir():
+                write_sweep(root, args.sweep)
+            r = _measure_sweep("sweep", root)
+            print(f"| sweep of small Lightning CSV runs | {r['runs']} runs | {r['wall']:.1f} | "
+                  f"{r['cpu']:.1f} | {r['render']:.1f} | {r['rss']:.0f} MB RSS |")
+        if args.csv_rows:
+            run = base / f"csv{args.csv_rows}"
+            if not (run / "metrics.csv").is_file():
+                write_big_csv(run, args.csv_rows)
+            size = (run / "metrics.csv").stat().st_size / 1e6
+            r = _measure_sweep("csv", run)
+            print(f"| one metrics.csv | {args.csv_rows:,} rows, {size:.1f} MB | {r['wall']:.1f} "
+                  f"| {r['cpu']:.1f} | - | {r['traced_peak'] / 1e6:.1f} MB traced "
+                  f"({r['traced_peak'] / 1e6 / size:.2f}× the file), {r['rss']:.0f} MB RSS |")
+
+
+def _measure_sweep(which: str, run: Path) -> dict:
+    p = subprocess.run([sys.executable, "-c", SWEEP, which, str(run)], capture_output=True,
+                       text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def write_summarywriter(run: Path, n: int) -> None:
@@ -109,7 +195,12 @@ def main() -> None:
     ap.add_argument("--writer", choices=("summarywriter", "proto"), default=None)
     ap.add_argument("--cache", type=Path, default=None,
                     help="reuse (or create) the run folder here")
+    ap.add_argument("--sweep", type=int, default=0, help="audit a sweep of N small runs")
+    ap.add_argument("--csv-rows", type=int, default=0, help="audit one metrics.csv of R rows")
     args = ap.parse_args()
+    if args.sweep or args.csv_rows:
+        sweep_benchmarks(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         run = args.cache or Path(tmp) / "run"
         run.mkdir(parents=True, exist_ok=True)
