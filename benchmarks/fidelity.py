@@ -236,7 +236,8 @@ def smoke(pair: Pair, original: Any, converted: Any, plan: Any, seed: int, setti
         kwargs["smoke_batch"] = settings.get("smoke_batch") or pair.small
     from lbconvert.smoke.options import SmokeOptions
 
-    options = SmokeOptions(data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device="cpu",
+    device = "cpu" if path == "cli" else settings.get("device", "cpu")
+    options = SmokeOptions(data=f"{HERE / 'fidelity_data.py'}:{pair.name}_train", device=device,
                            seed=seed, calibrate=calibrate, progress=False, **kwargs)
     return run_smoke(original, converted, plan, options, input_shape=pair.input_shape,
                      num_classes=pair.classes)
@@ -336,6 +337,10 @@ def run_job(job: tuple[Pair, str, int, dict]) -> dict[str, Any]:
                 res = smoke(pair, original, converted, plan, seed, settings, path="cli")
                 out["cli_verdict"] = res.verdict.level
                 out["cli_smoke"] = smoke_summary(res, pair.classes)
+    # Module.to moves parameters in place, so the optimizer built above keeps them.
+    dev = settings.get("device", "cpu")
+    model.to(dev)
+    x, y, xt, yt = (t.to(dev) for t in (x, y, xt, yt))
     w0 = [p.detach().clone() for p in model.parameters()]
     ok = train(model, opt, sched, x, y, batch, updates, seed)
     out.update(acc=evaluate(model, xt, yt) if ok else float("nan"),
@@ -473,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke-batch", type=int, default=None,
                     help="the smoke test's proxy small batch (its --smoke-batch); e.g. the "
                     "original batch, so a CPU runs the real pair instead of the CPU proxy")
+    ap.add_argument("--device", default="cpu", help="where the arms train and the real-batch "
+                    "smoke runs (e.g. cuda for --full); the CLI-path rows stay on the CPU")
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI-path smoke rows")
     ap.add_argument("--no-ghost", action="store_true", help="skip the ghost-size curves")
     ap.add_argument("--cli-steps", default=None, help="LABEL=N,...: the CLI rows' update "
@@ -485,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         return render(args.render, args.full)
     settings = dict(FULL if args.full else QUICK)
     settings["smoke_batch"] = args.smoke_batch
+    settings["device"] = args.device
     pairs = settings.pop("pairs")
     seeds = settings.pop("seeds")
     if args.pairs:
