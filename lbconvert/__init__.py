@@ -25,6 +25,7 @@ _LAZY = {
     "verify": "lbconvert.rewrite.verify",
     "make_optimizer": "lbconvert.optim.factory",
     "make_scheduler": "lbconvert.optim.scheduler",
+    "PlanOptions": "lbconvert.plan.options",
     "SmokeOptions": "lbconvert.smoke.options",
     "ExportOptions": "lbconvert.export.options",
     "GhostBatchNorm": "lbconvert.nn.ghost_batchnorm",
@@ -36,7 +37,7 @@ _LAZY = {
 # stage: the name ``plan`` is the subpackage ``lbconvert.plan``.
 __all__ = [
     "convert", "ConvertResult", "load_config", "TrainConfig", "make_plan", "Plan", "rewrite",
-    "verify", "SmokeOptions", "ExportOptions", "make_optimizer", "make_scheduler",
+    "verify", "PlanOptions", "SmokeOptions", "ExportOptions", "make_optimizer", "make_scheduler",
     "GhostBatchNorm", "LARS", "LAMB", "LbconvertError", "__version__",
 ]
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.optim.lamb import LAMB
     from lbconvert.optim.lars import LARS
     from lbconvert.optim.scheduler import make_scheduler
+    from lbconvert.plan.options import PlanOptions
     from lbconvert.plan.plan import Plan, make_plan
     from lbconvert.result import ConvertResult
     from lbconvert.rewrite.surgery import rewrite

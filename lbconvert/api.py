@@ -18,6 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbconvert.errors import LbconvertError
+from lbconvert.plan.options import (
+    BatchIs,
+    OptimizerChoice,
+    PlanOptions,
+    RegimeName,
+    Rule,
+    check_batch_is,
+)
 from lbconvert.result import ConvertResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,15 +76,16 @@ def convert(
     config: TrainConfig | str | Path | None = None,
     *,
     target_batch: int,
-    rule: str = "sqrt",
-    regime: str = "adapt",
+    plan_options: PlanOptions | None = None,
+    rule: Rule | None = None,
+    regime: RegimeName | float | None = None,
     warmup: str | float | None = None,
     ghost_batch: int | None = None,
     devices: int | None = None,
     max_per_device: int | None = None,
-    optimizer: str = "auto",
+    optimizer: OptimizerChoice | None = None,
     overrides: dict[str, Any] | None = None,
-    batch_is: str | None = None,
+    batch_is: BatchIs | None = None,
     weights: str | Path | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     input_shape: str | Sequence[int] | None = None,
@@ -101,6 +110,8 @@ def convert(
             (then ``overrides`` or the ImageNet reference recipe fill it, and the result says
             so). Every form is read through the same key aliases as a file.
         target_batch: the global batch of the new run (B_L).
+        plan_options: the plan's knobs together, a :class:`PlanOptions`; or pass them one by
+            one as the keywords below (None: PlanOptions' default), not both.
         rule: LR scaling ``"sqrt"`` (Hoffer et al. 2017), ``"linear"`` (Goyal et al. 2017)
             or ``"none"``.
         regime: ``"adapt"`` (same number of updates, Hoffer et al. 2017), ``"budget"`` (same
@@ -144,13 +155,15 @@ def convert(
     # Everything the caller chose is checked before the model is built: the config values,
     # the plan's options (rule, regime, warmup, ghost batch, devices), the input shape and
     # the outputs — a bad value fails in milliseconds, not after loading and verifying.
+    options = _plan_options(plan_options, rule=rule, regime=regime, warmup=warmup,
+                            ghost_batch=ghost_batch, devices=devices,
+                            max_per_device=max_per_device, optimizer=optimizer)
+    check_batch_is(batch_is)
     smoke_options = _smoke_options(smoke)
     with _timed(timings, "plan"):
         cfg = _read_config(config, overrides=overrides, batch_is=batch_is)
         parse_input_shape(input_shape)
-        plan = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
-                         ghost_batch=ghost_batch, devices=devices,
-                         max_per_device=max_per_device, optimizer=optimizer)
+        plan = make_plan(cfg, target_batch, **options.plan_kwargs())
         if cfg.raw:  # every batch/length key of the config: rewritten or listed with why
             from lbconvert.export.config_account import config_account
             from lbconvert.export.config_writer import rewrite_document
@@ -299,6 +312,24 @@ def _resolve_shapes(model: nn.Module, flag: str | Sequence[int] | None, cfg: Tra
     if shape is not None:
         num_classes = probe_output(model, shape, num_classes, strict=False).num_classes
     return shape, num_classes, note
+
+
+def _plan_options(options: PlanOptions | None, **knobs: Any) -> PlanOptions:
+    """``convert(plan_options=...)`` or its loose keywords → one checked :class:`PlanOptions`
+    (a bad value raises one error naming the argument)."""
+    given = {name: value for name, value in knobs.items() if value is not None}
+    if options is None:
+        options = PlanOptions(**given)
+    elif not isinstance(options, PlanOptions):
+        raise LbconvertError(f"plan_options={options!r} is not a PlanOptions",
+                             hint="pass lbconvert.PlanOptions(rule=..., ...) or None")
+    elif given:
+        raise LbconvertError(
+            "plan_options and " + ", ".join(f"{name}=" for name in given) + " both given",
+            hint="put every plan knob in plan_options=PlanOptions(...), or pass them all as "
+                 "keywords")
+    options.check()
+    return options
 
 
 def _smoke_options(smoke: bool | SmokeOptions | Mapping[str, Any] | None) -> SmokeOptions | None:

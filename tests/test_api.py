@@ -161,3 +161,75 @@ def test_in_memory_config_values_are_validated_like_a_file(values, key):
             lbconvert.convert(_tiny_bn_net(), config, target_batch=8192, verify=False,
                               input_shape=(3, 8, 8))
         assert key in str(info.value) and "\n" not in str(info.value)
+
+
+_DICT_CONFIG = {"batch_size": 128, "lr": 0.1, "epochs": 10}
+
+
+def test_plan_options_and_keywords_plan_the_same_run():
+    import lbconvert
+
+    by_options = lbconvert.convert(
+        _tiny_bn_net(), _DICT_CONFIG, target_batch=2048, verify=False, input_shape=(3, 8, 8),
+        plan_options=lbconvert.PlanOptions(rule="linear", regime="budget", ghost_batch=32))
+    by_keywords = lbconvert.convert(
+        _tiny_bn_net(), _DICT_CONFIG, target_batch=2048, verify=False, input_shape=(3, 8, 8),
+        rule="linear", regime="budget", ghost_batch=32)
+    for res in (by_options, by_keywords):
+        # M = 2048/128 = 16: linear rule × 16, budget regime keeps the 10 epochs.
+        assert res.plan.lr_new == pytest.approx(0.1 * 16)
+        assert res.plan.epochs_new == pytest.approx(10)
+        assert res.plan.ghost_batch_size == 32
+    default = lbconvert.convert(_tiny_bn_net(), _DICT_CONFIG, target_batch=2048, verify=False,
+                                input_shape=(3, 8, 8))
+    assert default.plan.lr_new == pytest.approx(0.1 * 4)  # PlanOptions(): sqrt rule, √16
+    assert default.plan.epochs_new == pytest.approx(10 * 16)  # adapt: same updates
+
+
+@pytest.mark.parametrize("knob, value, named", [
+    ("rule", "sqr", "rule='sqr' (CLI --rule)"),
+    ("regime", "adpt", "regime='adpt' (CLI --regime)"),
+    ("regime", -2.0, "regime=-2.0 (CLI --regime)"),
+    ("optimizer", "adam", "optimizer='adam' (CLI --optimizer)"),
+    ("ghost_batch", 0, "ghost_batch=0 (CLI --ghost-batch)"),
+    ("devices", 2.5, "devices=2.5 (CLI --devices)"),
+    ("max_per_device", -1, "max_per_device=-1 (CLI --max-per-device)"),
+    ("warmup", [5], "warmup=[5] (CLI --warmup)"),
+    ("batch_is", "local", "batch_is='local' (CLI --batch-is)"),
+])
+def test_a_bad_plan_knob_is_one_error_naming_the_argument_before_any_work(knob, value, named):
+    import lbconvert
+
+    # A model spec that does not exist: the knob must be refused before the model loads.
+    with pytest.raises(lbconvert.LbconvertError) as info:
+        lbconvert.convert("no/such/model.py", _DICT_CONFIG, target_batch=2048, **{knob: value})
+    message = str(info.value)
+    assert message.startswith(named) and "\n" not in message, message
+    if knob != "batch_is":
+        with pytest.raises(lbconvert.LbconvertError, match=re.escape(named)):
+            lbconvert.PlanOptions(**{knob: value}).check()
+
+
+def test_plan_options_and_keywords_together_are_refused():
+    import lbconvert
+
+    with pytest.raises(lbconvert.LbconvertError, match="plan_options and rule=, devices= both"):
+        lbconvert.convert(_tiny_bn_net(), _DICT_CONFIG, target_batch=2048, verify=False,
+                          plan_options=lbconvert.PlanOptions(), rule="sqrt", devices=2)
+
+
+def test_the_literal_types_list_what_the_plan_accepts():
+    """The typed choices and the plan's own checks agree: every Literal value plans, and
+    make_plan's optimizer table is exactly the Literal's."""
+    from lbconvert.config.read import TrainConfig
+    from lbconvert.plan.options import OPTIMIZER_CHOICES, REGIMES, RULES, PlanOptions
+    from lbconvert.plan.plan import OPTIMIZERS, make_plan
+
+    assert tuple(OPTIMIZERS) == OPTIMIZER_CHOICES
+    cfg = TrainConfig(batch_size=128, lr=0.1, epochs=10.0)
+    for rule in RULES:
+        for regime in REGIMES:
+            for optimizer in OPTIMIZER_CHOICES:
+                options = PlanOptions(rule=rule, regime=regime, optimizer=optimizer)
+                options.check()
+                make_plan(cfg, 1024, **options.plan_kwargs())
