@@ -34,3 +34,13 @@ def test_snippet_settings_are_what_make_optimizer_builds():
     g = opt.param_groups[0]
     assert f"betas={tuple(g['betas'])}" in source and f"eps={g['eps']:g}" in source
     assert type(opt).__name__ == "LAMB"
+
+
+def test_snippet_of_a_bn_free_model_states_no_ghost_batch():
+    from lbconvert.rewrite.surgery import SurgeryResult
+
+    result = _with(make_result(), optimizer_new="lamb", betas=[0.9, 0.999], eps=1e-6)
+    assert "ghost batch" in train_snippet(result)
+    result.surgery = SurgeryResult(model=nn.Linear(2, 2), rows=[])
+    source = train_snippet(result)
+    assert "ghost batch" not in source and "no BatchNorm converted, optimizer lamb" in source
