@@ -485,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli-steps", default=None, help="LABEL=N,...: the CLI rows' update "
                     "counts instead of measuring a default 60 s run per pair")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    ap.add_argument("--resume", default=None, metavar="JSON", help="rows saved by an earlier "
+                    "--out run of the same settings: kept, and their jobs not run again")
     ap.add_argument("--render", nargs="+", default=None, metavar="JSON",
                     help="print the tables from rows saved by --out (several runs merged)")
     args = ap.parse_args(argv)
@@ -515,9 +517,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"made {res['arm_steps']} updates (proxy {res['proxy']}), "
                       f"{res['level']}", file=sys.stderr, flush=True)
             settings["cli_steps"] = {k: v["steps"] for k, v in cli_runs.items()}
-        rows = []
-        for r in pool.imap_unordered(run_job, jobs_for(pairs, arms, seeds, settings,
-                                                       not args.no_ghost)):
+        rows = json.loads(Path(args.resume).read_text())["rows"] if args.resume else []
+        done = {(r["pair"], r["arm"], r["seed"]) for r in rows}
+        todo = [j for j in jobs_for(pairs, arms, seeds, settings, not args.no_ghost)
+                if (j[0].label, j[1], j[2]) not in done]
+        for r in pool.imap_unordered(run_job, todo):
             rows.append(r)
             if args.out:  # after every row: a run stopped early keeps what finished
                 _write(args.out, cli_runs, settings, rows, "")
@@ -539,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     print(tables(rows, pairs, seeds))
     print(fidelity_count.agreement_section(rows, pairs))
     print(fidelity_count.ghost_table(rows, pairs))
+    print(fidelity_count.loss_section(rows))
     if args.out:
         _write(args.out, cli_runs, settings, rows, cmd.strip())
     return 0
@@ -563,6 +568,7 @@ def render(paths: list[str], full: bool) -> int:
     print(tables(rows, pairs, seeds))
     print(fidelity_count.agreement_section(rows, pairs))
     print(fidelity_count.ghost_table(rows, pairs))
+    print(fidelity_count.loss_section(rows))
     return 0
 
 

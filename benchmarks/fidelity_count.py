@@ -169,5 +169,32 @@ def ghost_table(rows: list[dict[str, Any]], pairs: list[Any]) -> str:
     return "\n".join(out)
 
 
+def loss_section(rows: list[dict[str, Any]], arms: tuple[str, ...] = ("linear", "recipe")) -> str:
+    """Issue 23 item 5: does the smoke run's training loss see a collapse? Per smoke-tested
+    row of ``arms``: the converted arm's loss at its first and last mark, the original arm's
+    last loss, chance (ln classes), beside the trained run's held-out accuracy. "Sees it" =
+    the converted loss ends above where it started or within 10% of chance."""
+    out = ["\n### The smoke run's training loss (converted arm) against the trained outcome\n",
+           "| pair | arm | seed | trained held-out acc | path | smoke updates "
+           "| converted loss first → last | original last | chance ln C | loss sees a collapse |",
+           "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: (r["pair"], r["arm"], r["seed"])):
+        if r["arm"] not in arms:
+            continue
+        for path, key in (("real", "smoke"), ("CLI", "cli_smoke")):
+            sm = r.get(key) or {}
+            loss = sm.get("loss") or {}
+            conv, orig = loss.get("converted"), loss.get("original")
+            if not conv:
+                continue
+            chance = sm.get("chance_loss", float("nan"))
+            sees = conv[1] >= conv[0] or conv[1] >= 0.9 * chance
+            out.append(f"| {r['pair']} | {r['arm']} | {r['seed']} | {100 * r['acc']:.2f}% "
+                       f"| {path} | {sm.get('steps')} | {conv[0]:.3f} → {conv[1]:.3f} "
+                       f"| {_f(orig[1] if orig else None)} | {chance:.3f} "
+                       f"| {'yes' if sees else 'no'} |")
+    return "\n".join(out)
+
+
 def _f(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}"
