@@ -26,6 +26,7 @@ from lbconvert.smoke.budget import (
     END_SHARE,
     MAX_STEPS,
     MEASURE_SHARE,
+    MIN_STEPS,
     SmokeBudgetError,
     interleave,
     measure_step_time,
@@ -160,8 +161,9 @@ def _run(
     out_dim, num_classes, note = _probe_output(original, input_shape, num_classes)
     if note:
         notes.append(note)
+    predicted = None
     if steps is None:  # a fixed number of updates was asked for: no budget to protect
-        _preflight(original, input_shape, proxy, dev, time_budget, ctx, clock)
+        predicted = _preflight(original, input_shape, proxy, dev, time_budget, ctx, clock)
     from lbconvert.smoke.data import make_pool
 
     bytes_per = 4 * math.prod(input_shape)
@@ -195,9 +197,17 @@ def _run(
 
     setup = ArmSetup(original, converted, plan, proxy, pool, dev, opts.max_micro_batch, ctx)
     t0 = clock()
-    own_step_times = {name: measure_step_time(setup, name, seed, clock=clock,
-                                              max_seconds=MEASURE_SHARE * time_budget / 3)
-                      for name in ARMS}
+    if predicted is not None and ctx is None and dev == "cpu":
+        # The preflight's per-sample cost × each arm's batch: on one CPU process a separate
+        # measurement (a warm-up and a timed step per arm, no OOM to retry) took 27 s of a
+        # 60 s budget for ResNet-18 and only sized the plan, which the arms re-plan from
+        # their own rate anyway (budget.interleave).
+        per_sample = predicted / ((proxy.small_batch + 2 * proxy.large_batch) * (MIN_STEPS + 1))
+        own_step_times = {name: per_sample * setup.share(name) for name in ARMS}
+    else:
+        own_step_times = {name: measure_step_time(setup, name, seed, clock=clock,
+                                                  max_seconds=MEASURE_SHARE * time_budget / 3)
+                          for name in ARMS}
     step_times = dict(own_step_times)
     if ctx is not None:  # the slowest rank sets the pace of all
         step_times = dict(zip(ARMS, distributed.all_reduce(list(step_times.values()), ctx, "max")))
@@ -461,16 +471,16 @@ def _progress(enabled: bool, console: Any) -> Any:
 
 
 def _preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Any, device: str,
-               time_budget: float, ctx: DistContext | None, clock: Any) -> None:
-    """:func:`preflight`, agreed over the ranks: if one rank's prediction is over, all stop."""
+               time_budget: float, ctx: DistContext | None, clock: Any) -> float:
+    """:func:`preflight`, agreed over the ranks: if one rank's prediction is over, all stop.
+    Returns this rank's predicted seconds."""
     if ctx is None:
-        preflight(model, input_shape, proxy, device, time_budget, clock=clock)
-        return
+        return preflight(model, input_shape, proxy, device, time_budget, clock=clock)
     from lbconvert.smoke import distributed
 
-    error = None
+    error, predicted = None, 0.0
     try:
-        preflight(model, input_shape, proxy, device, time_budget, clock=clock)
+        predicted = preflight(model, input_shape, proxy, device, time_budget, clock=clock)
     except SmokeBudgetError as exc:
         error = exc
     if distributed.all_reduce([float(error is not None)], ctx, "max")[0] > 0:
@@ -478,6 +488,7 @@ def _preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Any, devic
             "smoke test not run: another rank predicted more than its time budget",
             hint="raise --smoke-time or lower --smoke-batch",
         )
+    return predicted
 
 
 def _layout(setup: ArmSetup, ctx: DistContext | None,
