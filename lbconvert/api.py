@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @contextmanager
-def _seeded(seed: int):
+def _seeded(seed: int) -> Iterator[None]:
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -46,7 +46,7 @@ def _seeded(seed: int):
 
 
 @contextmanager
-def _timed(timings: dict[str, float], stage: str):
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
         yield
@@ -287,7 +287,7 @@ def _assume_reference_recipe(cfg: TrainConfig) -> None:
             setattr(cfg, key, list(value) if isinstance(value, list) else value)
             cfg.sources[key] = "assumed: ImageNet reference recipe (Goyal et al. 2017)"
             filled.append(key)
-    if "batch_size" in filled:
+    if "batch_size" in filled and cfg.batch_size is not None:
         cfg.per_device_batch = cfg.batch_size // max(cfg.devices * cfg.grad_accum, 1)
         cfg.sources.setdefault("per_device_batch", "assumed with batch_size")
     cfg.notes.append(

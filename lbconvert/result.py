@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.config.read import TrainConfig
     from lbconvert.export.written import ExportResult
     from lbconvert.model.load import LoadedModel
-    from lbconvert.plan.plan import Plan
+    from lbconvert.plan.types import Plan
     from lbconvert.report.files import ReportFiles
     from lbconvert.rewrite.surgery import SurgeryResult
     from lbconvert.rewrite.verify import Verification

@@ -128,14 +128,15 @@ def _parse_toml(text: str, where: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=1)  # one class, not one per file: a sweep reads thousands
-def _lenient_loader():
+def _lenient_loader() -> type[Any]:
     import yaml
 
     # libyaml's parser when built in (7× faster; same nodes and marks for the key lines)
-    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    # The base is chosen at run time, so the type checker cannot see it.
+    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
         """SafeLoader that reads python/* and custom ``!`` tags as plain data."""
 
-    def _any(loader, suffix, node):
+    def _any(loader: Any, suffix: str, node: Any) -> Any:
         if isinstance(node, yaml.MappingNode):
             return loader.construct_mapping(node, deep=True)
         if isinstance(node, yaml.SequenceNode):

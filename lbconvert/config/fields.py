@@ -116,6 +116,18 @@ def number(v: Any) -> bool:
     return as_number(v) is not None
 
 
+def positive_number(v: Any) -> bool:
+    """Readable as a finite number > 0."""
+    x = as_number(v)
+    return x is not None and x > 0
+
+
+def non_negative_number(v: Any) -> bool:
+    """Readable as a finite number ≥ 0."""
+    x = as_number(v)
+    return x is not None and x >= 0
+
+
 def string(v: Any) -> bool:
     """A non-blank string."""
     return isinstance(v, str) and v.strip() != ""

@@ -165,7 +165,7 @@ class KeyLookup:
         (``val``, ``test`` ...) never match.
         """
         preferred = PREFERRED_SECTIONS.get(name, ())
-        best: tuple[tuple, str, Any] | None = None
+        best: tuple[tuple[bool, int, int, int], str, Any] | None = None
         for order, (path, value) in enumerate(self.items):
             norm = [norm_key(c) for c in path if norm_key(c) != "init_args"]
             if any(c in EVAL_SECTIONS for c in norm[:-1]):

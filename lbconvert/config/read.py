@@ -20,6 +20,7 @@ No torch import here: ``lbconvert plan`` must start fast.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from lbconvert.config.fields import (
     as_number,
     devices_value,
     milestone_list,
+    non_negative_number,
     number,
     positive_int,
+    positive_number,
     string,
 )
 from lbconvert.config.keys import (
@@ -47,6 +50,10 @@ from lbconvert.config.keys import (
 from lbconvert.errors import LbconvertError
 
 __all__ = ["TrainConfig", "config_from_document", "detect_format", "load_config"]
+
+# ``take(field, accept, convert=..., patterns=...)``: the one key lookup of config_from_document,
+# handed to each group of fields (it records the key and source of what it finds).
+Take = Callable[..., Any]
 
 
 _BATCH_IS = {"global": "global", "per-device": "per-device", "per_device": "per-device",
@@ -143,7 +150,9 @@ def config_from_document(doc: Document | None, *, overrides: dict[str, Any] | No
                           format=fmt if fmt and detected == "plain" else detected)
     look = KeyLookup(data)
 
-    def take(name: str, accept, convert=lambda v: v, patterns=None):
+    def take(name: str, accept: Callable[[Any], bool],
+             convert: Callable[[Any], Any] = lambda v: v,
+             patterns: tuple[str, ...] | None = None) -> Any:
         hit = look.find(name, patterns or FIELD_KEYS[name], accept)
         if hit is None:
             return None
@@ -171,7 +180,7 @@ def config_from_document(doc: Document | None, *, overrides: dict[str, Any] | No
     return cfg
 
 
-def _read_schedule_fields(cfg: TrainConfig, take) -> None:
+def _read_schedule_fields(cfg: TrainConfig, take: Take) -> None:
     name = take("schedule", string)
     if name is not None:
         short = name.rsplit(".", 1)[-1]  # class_path "torch.optim.lr_scheduler.StepLR"
@@ -214,12 +223,12 @@ def _read_schedule_fields(cfg: TrainConfig, take) -> None:
         cfg.sources["poly_power"] = "default of HF get_polynomial_decay_schedule_with_warmup"
 
 
-def _beta(v) -> bool:
+def _beta(v: Any) -> bool:
     x = as_number(v)
     return x is not None and 0 <= x < 1
 
 
-def _read_adam_fields(cfg: TrainConfig, take) -> None:
+def _read_adam_fields(cfg: TrainConfig, take: Take) -> None:
     """(β1, β2) and ε of an Adam-family optimizer: a pair (timm ``opt_betas``, torch/Lightning
     ``betas``) or two keys (HF ``adam_beta1``/``adam_beta2``); ``eps``/``opt_eps``/
     ``adam_epsilon``. timm writes ``opt_betas: null`` for the optimizer's default: None here."""
@@ -236,10 +245,10 @@ def _read_adam_fields(cfg: TrainConfig, take) -> None:
             betas = (found.get("beta1", 0.9), found.get("beta2", 0.999))
             cfg.sources["betas"] = ", ".join(cfg.sources.get(n, n) for n in found)
     cfg.betas = betas
-    cfg.eps = take("eps", lambda v: number(v) and as_number(v) > 0, as_number)
+    cfg.eps = take("eps", positive_number, as_number)
 
 
-def _read_model_fields(cfg: TrainConfig, take) -> None:
+def _read_model_fields(cfg: TrainConfig, take: Take) -> None:
     shape = take("input_shape", lambda v: positive_int(v) or (
         isinstance(v, list) and 2 <= len(v) <= 4 and all(positive_int(x) for x in v)))
     if shape is not None:
@@ -252,13 +261,13 @@ def _read_model_fields(cfg: TrainConfig, take) -> None:
     cfg.num_classes = take("num_classes", positive_int, as_int)
 
 
-def _read_length_fields(cfg: TrainConfig, take) -> None:
-    cfg.epochs = take("epochs", lambda v: number(v) and as_number(v) > 0, as_number)
+def _read_length_fields(cfg: TrainConfig, take: Take) -> None:
+    cfg.epochs = take("epochs", positive_number, as_number)
     cfg.max_steps = take("max_steps", lambda v: positive_int(v), as_int)
-    cfg.warmup_epochs = take("warmup_epochs", lambda v: number(v) and as_number(v) >= 0,
+    cfg.warmup_epochs = take("warmup_epochs", non_negative_number,
                              as_number)
-    steps = take("warmup_steps", lambda v: number(v) and as_number(v) >= 0, as_number)
-    ratio = take("warmup_ratio", lambda v: number(v) and as_number(v) >= 0, as_number)
+    steps = take("warmup_steps", non_negative_number, as_number)
+    ratio = take("warmup_ratio", non_negative_number, as_number)
     if steps is not None and 0 < steps < 1:
         # Recent transformers accept a fraction in warmup_steps; it means a ratio.
         cfg.warmup_ratio = steps
@@ -273,7 +282,8 @@ def _read_length_fields(cfg: TrainConfig, take) -> None:
         cfg.warmup_ratio = None
 
 
-def _read_batch(cfg: TrainConfig, look: KeyLookup, take, overrides, stance_override) -> None:
+def _read_batch(cfg: TrainConfig, look: KeyLookup, take: Take, overrides: dict[str, Any],
+                stance_override: str | None) -> None:
     raw_batch, stance, key = None, None, None
     best = None
     for pattern, key_stance in BATCH_KEYS:
@@ -290,7 +300,7 @@ def _read_batch(cfg: TrainConfig, look: KeyLookup, take, overrides, stance_overr
     if stance_override:
         stance, why = stance_override, "--batch-is"
     elif stance:
-        why = f"the key name {key.rsplit('.', 1)[-1]}"
+        why = f"the key name {str(key).rsplit('.', 1)[-1]}"
     else:
         stance, why = format_stance, f"the {_FORMAT_LABEL[cfg.format]} convention"
     cfg.batch_is = stance
@@ -352,14 +362,14 @@ def _read_batch(cfg: TrainConfig, look: KeyLookup, take, overrides, stance_overr
                      f"batch {cfg.batch_size}; pass --batch-is global|per-device to change")
 
 
-def _read_lr(cfg: TrainConfig, take, overrides) -> None:
+def _read_lr(cfg: TrainConfig, take: Take, overrides: dict[str, Any]) -> None:
     if "lr" in overrides:
         cfg.lr = float(overrides["lr"])
         cfg.sources["lr"] = "flag --lr"
         if cfg.format == "timm":
             cfg.keys["lr"] = "lr"
         return
-    cfg.lr = take("lr", lambda v: number(v) and as_number(v) > 0, as_number)
+    cfg.lr = take("lr", positive_number, as_number)
     if cfg.lr is not None or cfg.format != "timm":
         return
     # timm writes args.yaml before resolving `lr: null`: lr = lr_base × ratio (or √ratio),
@@ -397,7 +407,7 @@ def _apply_plain_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> None:
         cfg.sources[name] = f"flag --{name.replace('_', '-')}"
 
 
-def _read_dataset_size(cfg: TrainConfig, look: KeyLookup, take) -> None:
+def _read_dataset_size(cfg: TrainConfig, look: KeyLookup, take: Take) -> None:
     if cfg.dataset_size is None:
         cfg.dataset_size = take("dataset_size", positive_int, as_int)
     if cfg.dataset_size is not None:

@@ -20,6 +20,7 @@ is larger than the run has epochs; a length whose unit cannot be told, and extra
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ def _norm(key: str) -> str:
     return key.strip().lower().replace("-", "_")
 
 
-def _walk(node: Any):
+def _walk(node: Any) -> Iterator[tuple[tuple[str, ...], float]]:
     """(key path, number) for every numeric leaf (bools are not numbers here)."""
     for path, value in _walk_all(node):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -93,7 +94,8 @@ def _per_update(doc: dict[str, Any]) -> bool:
     return False
 
 
-def _walk_all(node: Any, prefix: tuple[str, ...] = ()):
+def _walk_all(node: Any,
+              prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     """(key path, value) for every leaf of nested mappings."""
     if isinstance(node, dict):
         for k, v in node.items():

@@ -59,7 +59,7 @@ def _min_factor(plan: Plan, which: str) -> float:
     return plan.min_lr / base
 
 
-def _shape(plan: Plan, which: str) -> tuple[float, float, list[float]]:
+def _shape(plan: Plan, which: str) -> tuple[float, float | None, list[float]]:
     """(warmup epochs, total epochs, milestones) of the chosen run."""
     if which not in ("new", "old"):
         raise LbconvertError(f"which must be 'new' or 'old' (got {which!r})")
@@ -94,13 +94,13 @@ def decay_multiplier(plan: Plan, t_epochs: float, which: str = "new") -> float:
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
     if name == "poly":
         power = plan.poly_power or 2.0
-        return floor + (1.0 - floor) * (1.0 - p) ** power
+        return floor + (1.0 - floor) * float((1.0 - p) ** power)
     if name == "linear":
         return floor + (1.0 - floor) * (1.0 - p)
     # exponential: keep the original total decay gamma^epochs_old over the new length
     gamma = 0.95 if plan.gamma is None else plan.gamma
     old_len = plan.epochs_old or total
-    return gamma ** (p * old_len)
+    return float(gamma ** (p * old_len))
 
 
 def warmup_multiplier(plan: Plan, t_epochs: float, which: str = "new") -> float:
