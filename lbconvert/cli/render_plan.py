@@ -114,8 +114,9 @@ def cost_table(plan: Plan) -> Table:
         rows.insert(2, ("max steps", plan.max_steps_old, plan.max_steps_new))
     for label, before, after in rows:
         table.add_row(label, fmt_value(before), fmt_value(after))
+    ghost = "" if plan.has_batchnorm is False else f", ghost {plan.ghost_batch_size}"
     table.add_row("layout", "", f"{plan.devices} device(s) × {plan.per_device_batch} × "
-                  f"{plan.grad_accum} accum, ghost {plan.ghost_batch_size}")
+                  f"{plan.grad_accum} accum{ghost}")
     return table
 
 

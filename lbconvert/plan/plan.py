@@ -491,6 +491,7 @@ def without_batchnorm(plan: Plan, *, attention: bool, left_alone: int = 0) -> No
     to 32K, You et al. 2017); for transformers (``attention``) the large-batch optimizer of
     the literature is LAMB (You et al. 2020), so LARS there is a warning, not a note.
     """
+    plan.has_batchnorm = False
     plan.changes = [c for c in plan.changes if c.field != "ghost_batch_size"]
     plan.notes = [n for n in plan.notes if "ghost batch" not in n]
     plan.warnings = [w for w in plan.warnings if "ghost batch" not in w]

@@ -95,6 +95,8 @@ class Plan:
     optimizer_new: str = "lars"  # lars | lamb | keep
     # which rule picked optimizer_new, in words with the paper (e.g. "Adam-family run → LAMB")
     optimizer_rule: str = ""
+    # False once the model is known to have no BatchNorm (``without_batchnorm``): no ghost batch
+    has_batchnorm: bool | None = None
     # Adam-family (β1, β2) and ε: the config's (None where it sets none: torch's defaults
     # apply) and the new run's (LAMB's, or the Adam SDE rule's under keep)
     betas_old: list[float] | None = None

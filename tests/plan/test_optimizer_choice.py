@@ -106,7 +106,16 @@ def test_bn_free_lamb_plan_has_no_ghost_rows_and_no_lars_warning():
     without_batchnorm(plan, attention=True)
     assert not any(c.field == "ghost_batch_size" for c in plan.changes)
     assert not any("ghost" in w.lower() or "LARS" in w for w in plan.warnings)
-    assert plan.optimizer_new == "lamb"
+    assert plan.optimizer_new == "lamb" and plan.has_batchnorm is False
+    from io import StringIO
+
+    from rich.console import Console
+
+    from lbconvert.cli.render_plan import cost_table
+
+    out = StringIO()
+    Console(file=out, width=200).print(cost_table(plan))
+    assert "accum" in out.getvalue() and "ghost" not in out.getvalue()
 
 
 # --- reading β and ε from each format ------------------------------------------------------
