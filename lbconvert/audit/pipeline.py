@@ -113,9 +113,18 @@ def _reference(reference_batch: int | None, reference_lr: float | None,
                     length_assumed=assumed)
 
 
+def _refs(where: str | Path, **filters: Any) -> list[RunRef]:
+    """The runs under a folder (or of an mlflow.db); a ``wandb://`` address is one run."""
+    from lbconvert.audit.read.wandb import is_uri
+
+    if is_uri(where):
+        return [RunRef(Path(str(where)), str(where), Path(str(where)))]
+    return find_runs(where, **filters)
+
+
 def _baseline_run(baseline_dir: str | Path, baseline_run: str | None,
                   read: Callable[[RunRef], RunHistory]) -> tuple[RunRef, RunHistory]:
-    refs = find_runs(baseline_dir, run=baseline_run, run_flag="--baseline-run") or \
+    refs = _refs(baseline_dir, run=baseline_run, run_flag="--baseline-run") or \
         [RunRef(Path(baseline_dir), Path(baseline_dir).name, Path(baseline_dir))]
     if len(refs) > 1:
         names = ", ".join(r.name for r in refs)
@@ -170,7 +179,7 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
     seen: set[tuple[str, str | None]] = set()
     base_key = base_ref.key() if base_ref is not None else None
     for d in run_dirs:
-        refs = find_runs(d, run=run, run_id=run_id, run_name=run_name)
+        refs = _refs(d, run=run, run_id=run_id, run_name=run_name)
         if not refs:
             refs = [RunRef(Path(d), Path(d).name, Path(d))]  # read_run says what is missing
         for ref in refs:

@@ -139,3 +139,42 @@ def test_hf_checkpoints_kept_after_the_lr_drop_do_not_displace_the_logs(tmp_path
     assert "LB004" in {f["rule_id"] for f in audit["findings"]}
     assert "LB004" not in audit["skipped"]
     assert any("checkpoints not read" in n for n in audit["run"]["notes"])
+
+
+class _FakeRun:
+    """What wandb.Api().run() returns, as far as the reader uses it."""
+
+    name = "naive"
+    config = {"batch_size": 512, "lr": 0.05, "epochs": 20, "dataset_size": 1500}
+
+    def scan_history(self):
+        for u in range(1, 61):
+            yield {"_step": u, "train/loss": 1.0 / math.log(u + 2), "lr": 0.05,
+                   "_runtime": 0.1 * u, "media": "not a number"}
+
+
+class _FakeApi:
+    asked: list[str] = []
+
+    def run(self, address):
+        _FakeApi.asked.append(address)
+        if address != "team/proj/abc123":
+            raise ValueError(f"Could not find run {address}")
+        return _FakeRun()
+
+
+def test_wandb_uri_reads_through_the_api(monkeypatch):
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", _FakeApi)
+    report = audit_runs(["wandb://team/proj/abc123"], reference_batch=16,
+                        reference_epochs=20)
+    h = report.runs[0].history
+    assert _FakeApi.asked[-1] == "team/proj/abc123"
+    assert h.path == "wandb://team/proj/abc123" and h.batch_size == 512
+    assert h.total_updates == 60 and h.series["train_loss"].steps == list(range(1, 61))
+    assert "_runtime" not in h.raw_series and "media" not in h.raw_series
+    assert "LB001" in {f.rule_id for f in report.runs[0].findings}
+    with pytest.raises(LbconvertError) as exc:
+        audit_runs(["wandb://team/proj/missing"])
+    assert "Could not find run" in str(exc.value) and "wandb login" in exc.value.hint

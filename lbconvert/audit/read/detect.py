@@ -47,6 +47,15 @@ def read_run(run_dir: str | Path | RunRef, *, format_in: str | None = None,
     """
     ref = run_dir if isinstance(run_dir, RunRef) else None
     path = ref.path if ref else Path(run_dir)
+    from lbconvert.audit.read import wandb
+
+    if wandb.is_uri(path):  # wandb://entity/project/run_id, through the W&B API
+        history = wandb.read_uri(path)
+        history.name = history.path
+        complete_config(history, config_file=config_file, batch_size=batch_size,
+                        devices=devices, dataset_size=dataset_size)
+        steps_as_epochs(history)
+        return history
     if not path.is_dir():
         raise not_a_run_folder(path)
     if ref is None:

@@ -150,6 +150,14 @@ def read(run_dir: Path) -> RunHistory:
     except _Damaged as exc:
         history.notes.append(f"{log.name}: damaged record at byte {exc.offset}; the "
                              f"{len(rows)} history rows before it are read")
+    history.notes.append(f"W&B run {folder.name}" + (f" ({name!r})" if name else "") +
+                         f": {len(rows)} history rows from {log.name}")
+    return _fill(history, rows, config, f"W&B config ({log.name})")
+
+
+def _fill(history: RunHistory, rows: list[tuple[float, dict[str, float]]],
+          config: dict[str, Any], label: str) -> RunHistory:
+    """History rows (``(_step, {key: value})``) and the run's config into ``history``."""
     counter = next((c for c in _COUNTERS if any(c in r for _, r in rows)), None)
     history.step_note = (f"W&B history: the logged {counter!r} = optimizer updates" if counter
                          else "W&B history _step (one per wandb.log call unless step= is "
@@ -166,7 +174,51 @@ def read(run_dir: Path) -> RunHistory:
     if user:
         from lbconvert.audit.read.common import apply_config, config_document
 
-        apply_config(history, config_document(user, f"W&B config ({log.name})"))
-    history.notes.append(f"W&B run {folder.name}" + (f" ({name!r})" if name else "") +
-                         f": {len(rows)} history rows from {log.name}")
+        apply_config(history, config_document(user, label))
     return history.finalize()
+
+
+URI = "wandb://"
+
+
+def is_uri(path: str | Path) -> bool:
+    """True for ``wandb://entity/project/run_id`` (also as a Path collapses it: ``wandb:/``)."""
+    return str(path).startswith("wandb:/")
+
+
+def read_uri(uri: str | Path) -> RunHistory:
+    """Read ``wandb://entity/project/run_id`` through ``wandb.Api()`` (the user's credentials:
+    ``wandb login`` or ``WANDB_API_KEY``): the run's full history (``scan_history``, every
+    row, not the sampled ``history()``) and its config. Same step semantics as a folder."""
+    text = str(uri)
+    parts = [p for p in text.split(":", 1)[1].split("/") if p]
+    if len(parts) != 3:
+        raise LbconvertError(f"{text!r} is not a W&B run address",
+                             hint="use wandb://ENTITY/PROJECT/RUN_ID")
+    try:
+        import wandb
+    except ImportError as exc:
+        raise LbconvertError(f"reading {text} needs the wandb package",
+                             hint="pip install 'lbconvert[wandb]'") from exc
+    address = "/".join(parts)
+    try:
+        run = wandb.Api().run(address)
+        rows = []
+        for row in run.scan_history():
+            nums = {k: float(v) for k, v in row.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if "_step" in nums:
+                rows.append((nums["_step"], nums))
+        config = dict(run.config)
+    except LbconvertError:
+        raise
+    except Exception as exc:  # no credentials, no such run, no network: one line
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise LbconvertError(f"cannot read {URI}{address} through the W&B API "
+                             f"({type(exc).__name__}: {first})",
+                             hint="check the address, and log in (wandb login or "
+                                  "WANDB_API_KEY); or audit the run folder") from exc
+    history = RunHistory(path=f"{URI}{address}", format=NAME)
+    history.notes.append(f"W&B run {address} ({getattr(run, 'name', '') or parts[2]!r}): "
+                         f"{len(rows)} history rows through wandb.Api()")
+    return _fill(history, rows, config, f"W&B config ({URI}{address})")
