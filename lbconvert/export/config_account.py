@@ -190,6 +190,8 @@ def _change_reason(plan: Plan, field_name: str | None) -> str | None:
     wanted = "warmup_epochs" if field_name.startswith("warmup") else field_name
     if field_name in ("grad_accum", "devices"):
         wanted = "per_device_batch"
+    if field_name == "betas":  # one key holds both: the plan's rows are beta1 and beta2
+        return "; ".join(c.reason for c in plan.changes if c.field in ("beta1", "beta2")) or None
     for change in plan.changes:
         if change.field == wanted:
             return change.reason

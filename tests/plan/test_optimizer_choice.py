@@ -215,3 +215,14 @@ def test_hf_lamb_says_how():
     plan = make_plan(hf, hf.batch_size * 4)
     notes = rewrite_document(hf, plan).notes
     assert any("lbconvert.LAMB(model, lr=" in n for n in notes)
+
+
+def test_config_account_gives_the_adam_rule_for_beta_and_eps_keys():
+    from lbconvert.export.config_account import config_account
+
+    cfg = load_config(ADAMW_VIT)
+    plan = make_plan(cfg, 1024, optimizer="keep")  # M = 4: both β change
+    rows = {r.key: r for r in config_account(cfg, plan, rewrite_document(cfg, plan))}
+    for key in ("opt_betas", "opt_eps"):
+        assert rows[key].status == "rewritten" and "Malladi et al. 2022" in rows[key].why
+    assert rows["opt_betas"].new == pytest.approx([0.6, 0.996])
