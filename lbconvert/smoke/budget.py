@@ -27,8 +27,9 @@ MIN_ROUNDS = 3
 MEASURE_SHARE = 0.1
 #: Most of the time budget the preflight's timed probe steps may take.
 PREFLIGHT_SHARE = 0.15
-#: Kept free at the end of the budget for the fits, the verdict and the collapse check.
-END_SHARE = 0.03
+#: Kept free at the end of the budget for the fits, the verdict and the collapse check (they
+#: took under 1 s of 60 on CIFAR ResNet-20; 3% left the run 13% short of its budget).
+END_SHARE = 0.015
 #: A smoke run predicted to need more than this many budgets is not started (see preflight).
 OVER_BUDGET_LIMIT = 3.0
 

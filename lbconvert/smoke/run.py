@@ -243,6 +243,8 @@ def _run(
     noise_points: list[dict[str, Any]] = []
     _noise_point(setup, opts, noise_size, original, "init", 0, noise_points, timings, notes,
                  clock, clock() + noise_half)
+    if noise_points:  # keep for the second point what the first took (+50%), not the whole half
+        deadline += max(0.0, noise_half - 1.5 * timings["noise_scale"])
     runners = {name: setup.build(name) for name in ARMS}
     evals: dict[str, dict[str, Any]] = {}
     if holdout is not None or has_real_data(pool.source):
