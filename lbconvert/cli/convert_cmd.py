@@ -174,13 +174,16 @@ def convert(
 
     from lbconvert.api import convert as run_convert
     from lbconvert.cli.render_convert import StageRenderer
+    from lbconvert.plan.options import PlanOptions
 
     renderer = StageRenderer(console, config_path=config)
     try:
         result = run_convert(
-            model, config, target_batch=target_batch, rule=rule, regime=regime, warmup=warmup,
-            ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
-            optimizer=optimizer, overrides=overrides, batch_is=batch_is, weights=weights,
+            model, config, target_batch=target_batch,
+            plan_options=PlanOptions(rule=rule, regime=regime, warmup=warmup,
+                                     ghost_batch=ghost_batch, devices=devices,
+                                     max_per_device=max_per_device, optimizer=optimizer),
+            overrides=overrides, batch_is=batch_is, weights=weights,
             model_kwargs=kwargs,
             input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
             verify=not (no_verify or smoke_only), smoke=smoke, export=export, on_stage=renderer,

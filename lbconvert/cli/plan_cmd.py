@@ -65,8 +65,13 @@ def plan(
 ) -> None:
     """Plan LR, epochs, warmup, ghost batch and LARS settings for --target-batch."""
     from lbconvert.config.read import load_config
+    from lbconvert.plan.options import PlanOptions
     from lbconvert.plan.plan import make_plan
 
+    options = PlanOptions(rule=rule, regime=regime, warmup=warmup,
+                          ghost_batch=ghost_batch, devices=devices,
+                          max_per_device=max_per_device, optimizer=optimizer)
+    options.check()  # the CLI's strings are checked against the typed choices here
     if output_format not in ("table", "json"):
         raise LbconvertError(f"--format {output_format!r} is not known",
                              hint="use --format table or --format json")
@@ -78,9 +83,7 @@ def plan(
     overrides = {"batch_size": batch_size, "lr": lr, "epochs": epochs,
                  "dataset_size": dataset_size, "devices": devices}
     cfg = load_config(config, overrides=overrides, batch_is=batch_is)
-    result = make_plan(cfg, target_batch, rule=rule, regime=regime, warmup=warmup,
-                       ghost_batch=ghost_batch, devices=devices, max_per_device=max_per_device,
-                       optimizer=optimizer)
+    result = make_plan(cfg, target_batch, **options.plan_kwargs())
     from lbconvert.export.config_account import config_account
     from lbconvert.export.config_writer import rewrite_document
 
