@@ -132,3 +132,18 @@ def test_large_metrics_csv_streams_below_twice_its_size(tmp_path):
     assert len(h.series["train_loss"]) == rows and len(h.series["lr"]) == rows // 1000
     assert h.total_updates == rows  # Lightning step + 1
     assert peak <= 2 * size, (peak, size)
+
+
+def test_cli_writes_the_html_report_from_the_output_suffix_and_also(tmp_path):
+    from typer.testing import CliRunner
+
+    from lbconvert.cli import app
+
+    out, also = tmp_path / "sweep.html", tmp_path / "also.html"
+    r = CliRunner().invoke(app, ["audit", str(REAL / "raytune" / "sweep"), "-o", str(out),
+                                 "--also", f"html:{also}", "--reference-batch", "16",
+                                 "--reference-epochs", "20"])
+    assert r.exit_code == 1, r.output  # the naive trial: LB001 error
+    for page in (out, also):
+        text = page.read_text()
+        assert text.startswith("<!DOCTYPE html>") and text.count('class="run ') == 3
