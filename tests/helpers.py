@@ -7,6 +7,8 @@ imports from, so no test module imports another.
 - :func:`noise_measurement` — a noise-scale measurement with known numbers.
 - :data:`SARIF_SCHEMA` — the SARIF 2.1.0 rules the audit's output must follow.
 - :class:`TinyNet`, :func:`tiny_plan`, :func:`run_tiny` — the smoke stage's tiny model.
+- :func:`audit_run`, :func:`check_rule` — audit histories and one rule's result.
+- :func:`curve_arm`, :func:`fit_arm` — smoke arms on a given distance curve.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import copy
 import functools
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lbconvert.audit.analyze.findings import Baseline, RuleContext
+from lbconvert.audit.analyze.rules import RULES_BY_ID
+from lbconvert.audit.history import RunHistory
 from lbconvert.config.read import load_config
 from lbconvert.export.onnx import OnnxExport
 from lbconvert.export.written import ExportResult
@@ -302,3 +308,45 @@ def run_tiny(model: nn.Module, conv: nn.Module, plan: Plan, **kw: Any) -> Diffus
     input_shape, num_classes = kw.pop("input_shape"), kw.pop("num_classes")
     return run_smoke(model, conv, plan, SmokeOptions(**kw), input_shape=input_shape,
                      num_classes=num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit histories
+
+
+def audit_run(batch: int = 4096, lr: float | None = None, updates: int = 2000,
+              **cfg: Any) -> RunHistory:
+    """A run history at ``batch`` with ``updates`` updates and the given config values."""
+    h = RunHistory(path="run", format="test")
+    h.set("batch_size", batch, "test")
+    if lr is not None:
+        h.set("lr", lr, "test", file="cfg.yaml", line=3)
+    for k, v in cfg.items():
+        h.set(k, v, "test")
+    h.total_updates = updates
+    return h
+
+
+def check_rule(rule: str, h: RunHistory, base: Baseline | None = None) -> Any:
+    """One audit rule's result on ``h`` against ``base``."""
+    return RULES_BY_ID[rule].check(RuleContext(h, base))
+
+
+# ---------------------------------------------------------------------------------------------
+# Smoke arms on a given curve
+
+
+def curve_arm(name: str, fn: Callable[[int], float], steps: int = 1000, optimizer: str = "sgd",
+              **kw: Any) -> Arm:
+    """An arm at batch 8 whose distance follows ``fn(t)`` at log-spaced steps (not fitted)."""
+    arm = Arm(name=name, description="", batch=8, micro_batch=8, accumulation=1, lr=0.1,
+              optimizer=optimizer, steps=steps, **kw)
+    for t in log_spaced_steps(steps):
+        arm.marks.append(Mark(t, fn(t), {"all": fn(t)}, 1.0, t * 8, 0.1))
+    return arm
+
+
+def fit_arm(arm: Arm, window: tuple[int, int]) -> Arm:
+    """``arm`` with its log-t fit over ``window``."""
+    arm.fit = fit_log_slope([m.t for m in arm.marks], [m.distance for m in arm.marks], window)
+    return arm

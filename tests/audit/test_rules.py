@@ -9,31 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbconvert.audit.analyze.findings import Baseline, RuleContext
-from lbconvert.audit.analyze.rules import RULES_BY_ID
+from lbconvert.audit.analyze.findings import Baseline
 from lbconvert.audit.analyze.trend import fit, fit_log
 from lbconvert.audit.history import RunHistory
 from lbconvert.audit.pipeline import analyze
-
-
-def run(batch=4096, lr=None, updates=2000, **cfg) -> RunHistory:
-    h = RunHistory(path="run", format="test")
-    h.set("batch_size", batch, "test")
-    if lr is not None:
-        h.set("lr", lr, "test", file="cfg.yaml", line=3)
-    for k, v in cfg.items():
-        h.set(k, v, "test")
-    h.total_updates = updates
-    return h
+from tests.helpers import audit_run as run
+from tests.helpers import check_rule as check
 
 
 def series(h: RunHistory, tag: str, steps, values) -> None:
     for s, v in zip(steps, values):
         h.add_scalar(tag, float(s), float(v))
-
-
-def check(rule, h, base=None):
-    return RULES_BY_ID[rule].check(RuleContext(h, base))
 
 
 BASE = Baseline(batch_size=128, source="b", lr=0.1, epochs=90, updates=64000)

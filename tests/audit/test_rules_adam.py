@@ -11,7 +11,8 @@ import torch
 
 from lbconvert.audit.analyze.findings import Baseline
 from lbconvert.audit.read.checkpoints import read_distance
-from tests.audit.test_rules import check, run
+from tests.helpers import audit_run as run
+from tests.helpers import check_rule as check
 
 BASE = Baseline(batch_size=256, source="b", lr=1e-3, epochs=300, updates=150000)
 

@@ -15,10 +15,8 @@ from lbconvert.smoke.diffusion import (
     INCONCLUSIVE,
     PASS,
     WARN,
-    Arm,
     Calibration,
     DiffusionResult,
-    Mark,
 )
 from lbconvert.smoke.fit import fit_log_slope, interpolate_log_t, log_spaced_steps
 from lbconvert.smoke.verdict import (
@@ -33,28 +31,8 @@ from lbconvert.smoke.verdict import (
     predicted_distance,
     report_points,
 )
-
-
-def _arm(name: str, fn, steps: int = 1000, optimizer: str = "sgd", **kw) -> Arm:
-    arm = Arm(
-        name=name,
-        description="",
-        batch=8,
-        micro_batch=8,
-        accumulation=1,
-        lr=0.1,
-        optimizer=optimizer,
-        steps=steps,
-        **kw,
-    )
-    for t in log_spaced_steps(steps):
-        arm.marks.append(Mark(t, fn(t), {"all": fn(t)}, 1.0, t * 8, 0.1))
-    return arm
-
-
-def _fit_arm(arm: Arm, window) -> Arm:
-    arm.fit = fit_log_slope([m.t for m in arm.marks], [m.distance for m in arm.marks], window)
-    return arm
+from tests.helpers import curve_arm as _arm
+from tests.helpers import fit_arm as _fit_arm
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,7 +8,8 @@ import pytest
 
 from lbconvert.smoke.diffusion import FAIL, INCONCLUSIVE, PASS
 from lbconvert.smoke.verdict import decide
-from tests.smoke.test_diffusion import _arm, _fit_arm
+from tests.helpers import curve_arm as _arm
+from tests.helpers import fit_arm as _fit_arm
 
 WINDOW = (100, 1000)
 
