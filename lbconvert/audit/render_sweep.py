@@ -103,8 +103,9 @@ def _legend() -> str:
     items = []
     for i, v in enumerate(VERDICTS):
         x = PAD + 10 + i * 90
-        items.append(f'<circle cx="{x}" cy="{PAD + 12}" r="5" fill="{COLOURS[v]}"/>'
-                     f'<text x="{x + 9}" y="{PAD + 16}">{v}</text>')
+        # between the title and the frame: never over a data point
+        items.append(f'<circle cx="{x}" cy="{PAD - 14}" r="5" fill="{COLOURS[v]}"/>'
+                     f'<text x="{x + 9}" y="{PAD - 10}">{v}</text>')
     return "".join(items)
 
 
