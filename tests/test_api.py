@@ -233,3 +233,20 @@ def test_the_literal_types_list_what_the_plan_accepts():
                 options = PlanOptions(rule=rule, regime=regime, optimizer=optimizer)
                 options.check()
                 make_plan(cfg, 1024, **options.plan_kwargs())
+
+
+def test_a_type_checker_catches_a_misspelt_plan_knob(tmp_path):
+    """The Literal types reach a caller's type checker through the lazy ``lbconvert`` facade."""
+    api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "caller.py"
+    snippet.write_text("import lbconvert\n"
+                       "lbconvert.convert('m.py', None, target_batch=8, rule='sqr')\n"
+                       "lbconvert.PlanOptions(optimizer='adam')\n"
+                       "lbconvert.convert('m.py', None, target_batch=8, rule='linear',"
+                       " regime=2.0, optimizer='lamb', batch_is='per-device')\n")
+    out, _, status = api.run([str(snippet), "--config-file", str(ROOT / "pyproject.toml"),
+                              "--cache-dir", str(tmp_path / "cache")])
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert status == 1 and len(errors) == 2, out
+    assert "caller.py:2:" in errors[0] and "Literal['sqrt', 'linear', 'none']" in errors[0]
+    assert "caller.py:3:" in errors[1] and "Literal['auto', 'lars', 'lamb', 'keep']" in errors[1]
