@@ -66,8 +66,9 @@ def parse_input_shape(text: str | Sequence[int] | None) -> tuple[int, ...] | Non
     except ValueError:
         shape = ()
     if not shape or any(v <= 0 for v in shape):
-        raise LbconvertError(f"--input-shape {text!r} is not a shape",
-                             hint="give the per-sample shape, e.g. --input-shape 3,32,32")
+        raise LbconvertError(f"input_shape={text!r} (CLI --input-shape) is not a shape",
+                             hint="give the per-sample shape, e.g. input_shape=(3, 32, 32) "
+                                  "(CLI --input-shape 3,32,32)")
     return shape
 
 
@@ -221,7 +222,8 @@ def convert(
         if shape is None:
             raise LbconvertError(
                 f"cannot infer the input shape of {spec}",
-                hint="pass --input-shape C,H,W (per sample), or set input_shape in the config",
+                hint="pass input_shape=(C, H, W) per sample (CLI --input-shape C,H,W), or "
+                     "set input_shape in the config",
             )
         from lbconvert.rewrite.verify import verify as run_verify
 
@@ -234,7 +236,8 @@ def convert(
     if smoke_options is not None:
         if shape is None:
             raise LbconvertError(f"the smoke test needs the input shape of {spec}",
-                                 hint="pass --input-shape C,H,W, or --no-smoke")
+                                 hint="pass input_shape=(C, H, W) (CLI --input-shape "
+                                      "C,H,W), or smoke=False (CLI --no-smoke)")
         from lbconvert.smoke.run import SmokeBudgetError, run_smoke
 
         if smoke_options.noise_scale and smoke_options.noise_probe is None:

@@ -250,3 +250,11 @@ def test_a_type_checker_catches_a_misspelt_plan_knob(tmp_path):
     assert status == 1 and len(errors) == 2, out
     assert "caller.py:2:" in errors[0] and "Literal['sqrt', 'linear', 'none']" in errors[0]
     assert "caller.py:3:" in errors[1] and "Literal['auto', 'lars', 'lamb', 'keep']" in errors[1]
+
+
+def test_a_bad_input_shape_names_the_argument_and_the_flag():
+    import lbconvert
+
+    with pytest.raises(lbconvert.LbconvertError) as info:
+        lbconvert.convert(_tiny_bn_net(), _DICT_CONFIG, target_batch=2048, input_shape="3,a,8")
+    assert str(info.value).startswith("input_shape='3,a,8' (CLI --input-shape) is not a shape")
