@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
-from lbconvert.plan.plan import Plan
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.smoke.arms import ArmRunner, DistanceTracker, param_groups_for_distance
 from lbconvert.smoke.data import make_pool
