@@ -73,9 +73,20 @@ class Series:
     values: list[float]
     tag: str = ""
     _arrays: Any = field(default=None, repr=False, compare=False)
+    logged: int | None = None  # points logged, when this holds a thinned copy (compact())
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self.logged if self.logged is not None else len(self.values)
+
+    def thinned(self, keep: int) -> Series:
+        """``keep`` evenly spaced points plus the first and last; ``len`` stays the number
+        logged. For a run already judged: its outputs need no more."""
+        n = len(self.values)
+        if n <= keep:
+            return self
+        idx = sorted({round(i * (n - 1) / max(1, keep - 1)) for i in range(keep)} | {n - 1})
+        return Series(self.name, [self.steps[i] for i in idx], [self.values[i] for i in idx],
+                      self.tag, logged=len(self))
 
     def arrays(self):
         """(steps, values) as float64 numpy arrays, cached: call only once reading is done."""
@@ -189,6 +200,19 @@ class RunHistory:
             last = [s.steps[-1] for s in self.raw_series.values() if s.steps]
             self.total_updates = max(last) if last else None
         return self
+
+    def compact(self, curve_points: int = 400) -> None:
+        """Keep of each series its first and last points (``‖w − w0‖``: ``curve_points``),
+        once the rules have judged the run: a sweep of thousands of runs then holds the
+        points of the run being read, not of all runs. Point counts, last values and tags
+        (what the outputs show) are unchanged."""
+        thin: dict[int, Series] = {}
+        for store in (self.series, self.raw_series):
+            for key, s in store.items():
+                keep = curve_points if s.name.startswith("weight_distance") else 1
+                if id(s) not in thin:
+                    thin[id(s)] = s.thinned(keep)
+                store[key] = thin[id(s)]
 
     @property
     def batch_size(self) -> int | None:

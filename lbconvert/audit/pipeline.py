@@ -12,6 +12,11 @@ from lbconvert.audit.history import RunHistory
 from lbconvert.audit.read.discover import RunRef, find_runs
 from lbconvert.errors import LbconvertError
 
+# Runs in one folder above which each judged run keeps only what the outputs show (first
+# and last points, ‖w − w0‖ curves thinned to 400 points): memory follows the largest run,
+# not the sweep.
+COMPACT_ABOVE = 100
+
 
 @dataclass
 class RunAudit:
@@ -198,5 +203,8 @@ def audit_runs(run_dirs: list[str | Path], *, baseline_dir: str | Path | None = 
                 report.unreadable.append({"run": ref.name, "path": str(ref.path),
                                           "error": str(exc)})
                 continue
-            report.runs.append(analyze(history, baseline))
+            audit = analyze(history, baseline)
+            if len(refs) > COMPACT_ABOVE:
+                history.compact()  # judged: a sweep keeps what its outputs show, not every point
+            report.runs.append(audit)
     return report

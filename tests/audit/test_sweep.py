@@ -147,3 +147,18 @@ def test_cli_writes_the_html_report_from_the_output_suffix_and_also(tmp_path):
     for page in (out, also):
         text = page.read_text()
         assert text.startswith("<!DOCTYPE html>") and text.count('class="run ') == 3
+
+
+def test_a_large_sweep_keeps_only_what_its_outputs_show(tmp_path, monkeypatch):
+    import lbconvert.audit.pipeline as pipeline
+
+    _sweep(tmp_path, 12)
+    monkeypatch.setattr(pipeline, "COMPACT_ABOVE", 10)
+    small = audit_runs([tmp_path], reference_batch=16, reference_epochs=1)
+    assert all(len(s.values) == 2 and len(s) == 20
+               for r in small.runs for s in r.history.raw_series.values())
+    monkeypatch.setattr(pipeline, "COMPACT_ABOVE", 10**9)
+    full = audit_runs([tmp_path], reference_batch=16, reference_epochs=1)
+    assert all(len(s.values) == 20 for r in full.runs for s in r.history.raw_series.values())
+    for fmt in ("json", "markdown", "table", "sarif", "html"):
+        assert render(small, fmt) == render(full, fmt), fmt
