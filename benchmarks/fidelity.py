@@ -561,7 +561,7 @@ def render(paths: list[str], full: bool) -> int:
               + (f"; CLI-path rows at {saved['cli_steps']} updates" if saved.get("cli_steps")
                  else ""))
         rows += saved["rows"]
-        labels += [r["pair"] for r in saved["rows"] if r["pair"] not in labels]
+        labels += sorted({r["pair"] for r in saved["rows"]} - set(labels))
     known = {p.label: p for p in (FULL if full else QUICK)["pairs"]}
     pairs = [known[label] for label in labels if label in known]
     seeds = sorted({r["seed"] for r in rows})
