@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{'/'.join(str(p[2]) for p in pts)})")
         for gi, ci, *_, default in pts:
             if default:
-                ax.plot([gi], [ci], marker="*", markersize=16, color=line.get_color())
+                ax.plot([gi], [100 * ci], marker="*", markersize=16, color=line.get_color())
     ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
     ax.axhline(100, color="grey", linestyle=":", linewidth=0.8)
     ax.axhline(0, color="black", linewidth=0.6)
