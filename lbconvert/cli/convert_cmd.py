@@ -87,7 +87,8 @@ def convert(
     smoke_only: Annotated[bool, typer.Option(
         "--smoke-only", help="Only rerun the smoke test (no verify, export or report).")] = False,
     smoke_time: Annotated[float, typer.Option(
-        "--smoke-time", help="Smoke-test time budget in seconds (all three arms).",
+        "--smoke-time", help="Smoke-test time budget in seconds (the whole smoke test: "
+        "measurement, noise scale and the three arms).",
         min=1.0)] = 60.0,
     smoke_batch: Annotated[Optional[int], typer.Option(
         "--smoke-batch", help="Proxy small batch for the smoke test (≥ 2: BatchNorm needs two "

@@ -175,8 +175,11 @@ def plan_devices(plan: Plan, cfg: TrainConfig, devices: int | None,
         plan.notes.append(f"one device takes the whole batch of {micro}: pass --devices N and/or "
                           "--max-per-device B to split it with gradient accumulation")
     if micro % ghost:
+        rest = micro % ghost
+        where = (f"merge into the last ghost batch ({ghost + rest} samples)" if 2 * rest < ghost
+                 else "form one smaller ghost batch")
         plan.notes.append(f"per-device batch {micro} is not a multiple of the ghost batch {ghost}: "
-                          f"the last {micro % ghost} samples form a smaller ghost batch")
+                          f"the last {rest} samples {where} (lbconvert.nn.ghost_chunks)")
     if ghost > MASTERS_LUSCHI_BN_BATCH:
         plan.warnings.append(f"ghost batch {ghost} > {MASTERS_LUSCHI_BN_BATCH}: Masters & Luschi "
                              "2018 found BN batches of about 8 generalize best; consider "

@@ -110,3 +110,16 @@ def test_coverage_matches_an_independent_reading_of_the_config():
     beyond, _ = beyond_coverage(cfg, n_params=GHOST_EVIDENCE.max_params + 1)
     assert beyond == [f"parameters {GHOST_EVIDENCE.max_params + 1:,} > "
                       f"{GHOST_EVIDENCE.max_params:,}"]
+
+
+@pytest.mark.parametrize("micro, ghost", [(100, 32), (120, 32), (130, 128), (200, 128)])
+def test_remainder_note_says_what_ghost_batchnorm_does_with_it(micro, ghost):
+    from lbconvert.nn.ghost_chunks import chunk_sizes
+
+    plan = make_plan(small_cfg(batch_size=micro), micro, ghost_batch=ghost)
+    note = next(n for n in plan.notes if "not a multiple of the ghost batch" in n)
+    sizes = chunk_sizes(micro, ghost, values_per_sample=4)
+    if sizes[-1] > ghost:  # merged: the note names the size GhostBatchNorm really uses
+        assert f"merge into the last ghost batch ({sizes[-1]} samples)" in note
+    else:
+        assert sizes[-1] == micro % ghost and "form one smaller ghost batch" in note
