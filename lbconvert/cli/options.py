@@ -10,6 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from lbconvert.plan.devices import SMALL_GHOST_BATCH
+from lbconvert.plan.evidence import GHOST_EVIDENCE as _EV
+
 ConfigOpt = Annotated[
     Optional[Path],
     typer.Option("--config", "-c", help="Training config: YAML/TOML/JSON (timm args.yaml, HF "
@@ -33,8 +36,11 @@ WarmupOpt = Annotated[
 ]
 GhostBatchOpt = Annotated[
     Optional[int],
-    typer.Option("--ghost-batch", help="Ghost batch size (default 4, at most the original and "
-                 "the per-device batch: Masters & Luschi 2018, docs/fidelity.md).", min=1)
+    typer.Option("--ghost-batch", help=(
+        f"Ghost batch size. Default: {SMALL_GHOST_BATCH} within what the fidelity benchmark "
+        f"covered (≤ {_EV.max_samples:,} samples, ≤ {_EV.max_classes} classes, original "
+        f"per-device batch ≤ {_EV.max_per_device_batch}; docs/fidelity.md), else the original "
+        "per-device batch (Hoffer et al. 2017); at most the per-device batch."), min=1)
 ]
 DevicesOpt = Annotated[
     Optional[int], typer.Option("--devices", help="Number of data-parallel devices (processes).",
