@@ -9,14 +9,17 @@ Two routes (DESIGN.md, stage "rewrite"):
 * **swap** (the default output): BatchNorm modules are replaced in place inside the user's own
   class, so ``isinstance``, methods and the forward stay the user's. Plain BatchNorm1d/2d/3d and
   SyncBatchNorm become :class:`GhostBatchNorm`; BatchNorm subclasses with behaviour of their own
-  (timm's ``BatchNormAct2d`` applies drop + activation) get a dynamic subclass that runs their
-  own forward once per ghost batch, so the extras are kept; uninitialized lazy BatchNorm becomes
-  :class:`LazyGhostBatchNorm` (it materializes on the first forward, like LazyBatchNorm).
+  (timm's ``BatchNormAct2d`` applies drop + activation) get a dynamic subclass
+  (:mod:`lbconvert.nn.ghost_variants`) that runs their own forward once per ghost batch, so the
+  extras are kept; uninitialized lazy BatchNorm becomes :class:`LazyGhostBatchNorm` (it
+  materializes on the first forward, like LazyBatchNorm).
 * **fx**: the model is traced with torch.fx (BatchNorm modules are leaves) to find
   ``F.batch_norm`` calls in the forward, which module swapping cannot reach. Only when there are
   such calls does the result become the traced ``GraphModule``, with those calls replaced by a
   parameter-free GhostBatchNorm call, so no state-dict key changes. When tracing fails
-  (data-dependent control flow, ...), the swap route is used and the reason recorded.
+  (data-dependent control flow, ...), the swap route is used and the reason recorded; when the
+  pass fails its pre- or post-condition (:class:`FunctionalBatchNormPass`), the rewritten graph
+  is discarded, the swap route is used, and route and notes say which condition failed.
 
 TorchScript blocks (``torch.jit.ScriptModule`` subclasses, ``torch.jit.script(...)`` output)
 holding a BatchNorm are first rebuilt as the eager modules they were scripted from
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,6 +52,7 @@ from torch.nn.modules.batchnorm import _BatchNorm, _LazyNormBase, _NormBase
 from lbconvert._text import clip
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm, LazyGhostBatchNorm, ghost_batch_norm
+from lbconvert.nn.ghost_variants import GhostChunkedMixin, ghost_class_for
 from lbconvert.plan.devices import SMALL_GHOST_BATCH
 from lbconvert.rewrite.scripted import is_scripted, replace_scripted_blocks
 from lbconvert.rewrite.source_calls import functional_calls
@@ -119,52 +122,6 @@ class SurgeryResult:
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),
         }
-
-
-# --------------------------------------------------------------------------- BN subclasses
-
-class _GhostChunkedMixin:
-    """Runs a BatchNorm subclass's own forward once per ghost batch in training.
-
-    Exact for subclasses whose additions act per sample (activation, dropout, drop-path), as
-    timm's BatchNormAct2d does; the running statistics are updated by their own forward, ghost
-    batch by ghost batch.
-    """
-
-    ghost_batch_size: int
-
-    def forward(self, input, *args, **kwargs):  # noqa: D102 - documented on the class
-        parent = super().forward  # type: ignore[misc]
-        if not self.training or input.shape[0] <= self.ghost_batch_size:  # type: ignore[attr-defined]
-            return parent(input, *args, **kwargs)
-        return torch.cat([parent(c, *args, **kwargs) for c in input.split(self.ghost_batch_size)])
-
-
-_GHOST_CLASSES: dict[type, type] = {}
-
-
-def ghost_class_for(cls: type) -> type:
-    """A subclass of BatchNorm subclass ``cls`` that computes ghost-batch statistics.
-
-    It keeps ``cls``'s forward (and so its extra behaviour) and is also a GhostBatchNorm for
-    ``isinstance``. Cached, and published in this module under a unique name so that pickling
-    the class by reference works within a process.
-    """
-    if cls in _GHOST_CLASSES:
-        return _GHOST_CLASSES[cls]
-    name = f"Ghost{cls.__name__}"
-    own_forward = cls.forward is not _BatchNorm.forward
-    bases = (_GhostChunkedMixin, cls, GhostBatchNorm) if own_forward else (cls, GhostBatchNorm)
-    body: dict[str, Any] = {"__module__": __name__}
-    if not own_forward:
-        body["forward"] = GhostBatchNorm.forward
-        body["_check_input_dim"] = cls._check_input_dim
-    new = type(name, bases, body)
-    unique = f"_{name}_{len(_GHOST_CLASSES)}"
-    new.__qualname__ = unique
-    setattr(sys.modules[__name__], unique, new)
-    _GHOST_CLASSES[cls] = new
-    return new
 
 
 # --------------------------------------------------------------------------- the fx pass
@@ -393,7 +350,7 @@ def _replacement(m: nn.Module, ghost: int, keep_syncbn: bool) -> tuple[nn.Module
     m.__class__ = new_cls
     m.ghost_batch_size = ghost
     m.strategy = "auto"
-    how = "own forward run per ghost batch" if issubclass(new_cls, _GhostChunkedMixin) else (
+    how = "own forward run per ghost batch" if issubclass(new_cls, GhostChunkedMixin) else (
         "subclass kept")
     return m, "swap", f"BatchNorm subclass: {how}"
 
@@ -485,6 +442,11 @@ def clone_module(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+#: What each step of the fx pass checks or does, as the failure message names it.
+_PASS_STEP = {"requires": "its pre-condition", "call": "while rewriting the graph",
+              "ensures": "its post-condition"}
+
+
 def _one_line(exc: BaseException) -> str:
     return clip(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 300)
 
@@ -550,10 +512,11 @@ def rewrite(model: nn.Module, ghost_batch_size: int, *, skip: Sequence[str] = ()
             fx_pass.requires(graph_module)
             step = "call"
             fx_pass.call(graph_module)
-            step = "ensures (post-condition)"
+            step = "ensures"
             fx_pass.ensures(graph_module)
         except Exception as exc:  # noqa: BLE001 - a failed pass is reported, then swap
-            fx_error = f"{type(fx_pass).__name__}.{step} failed: {_one_line(exc)}"
+            fx_error = (f"fx rewrite failed {_PASS_STEP[step]}: {_one_line(exc)} "
+                        f"({type(fx_pass).__name__}.{step})")
             failure, graph_module = "pass", None
     functional = [r for r in fx_pass.rows if r.route == "fx"] if graph_module is not None else []
     extra_rows: list[SurgeryRow] = []
@@ -563,13 +526,16 @@ def rewrite(model: nn.Module, ghost_batch_size: int, *, skip: Sequence[str] = ()
         notes.append("output is a torch.fx GraphModule: the forward calls F.batch_norm directly")
         extra_rows = _dropped_rows(work, graph_module)
     elif failure == "pass":
-        target, route = work, f"swap (fx pass failed: {fx_error})"
-        notes.append(f"torch.fx pass {fx_error}; fell back to module swapping: BatchNorm "
-                     "modules were swapped, the F.batch_norm calls of the traced forward are "
-                     "not converted (listed as left alone)")
+        # The rewritten graph is discarded whole: a graph that broke its contract is not shipped.
+        target, route = work, f"swap ({fx_error})"
+        calls = len(functional_nodes)
+        notes.append(f"{fx_error}; fell back to module swapping: BatchNorm modules were swapped, "
+                     f"the {calls} F.batch_norm call(s) of the traced forward were not converted "
+                     "(listed as left alone) and still normalize over the whole batch in "
+                     "training")
         extra_rows = [SurgeryRow(f"F.batch_norm[{name}]", "F.batch_norm", "F.batch_norm", None,
-                                 "left", f"not converted: the fx pass failed ({fx_error})",
-                                 "functional") for name in functional_nodes]
+                                 "left", f"not converted, fell back to module swapping: "
+                                 f"{fx_error}", "functional") for name in functional_nodes]
     elif failure == "trace":
         target, route = work, f"swap (fx trace failed: {fx_error})"
         notes.append("torch.fx could not trace the model, so F.batch_norm calls inside forward "

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from fixtures.models.bn_models import DataDependentFunctional, Functional
 from fixtures.models.scripted_blocks import ScriptedBlocksNet
+from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 from lbconvert.rewrite import surgery as surgery_mod
 from lbconvert.rewrite.census import count_sites
 from lbconvert.rewrite.surgery import rewrite
@@ -185,13 +186,34 @@ def test_failed_fx_post_condition_is_reported_as_such(monkeypatch):
     monkeypatch.setattr(surgery_mod.FunctionalBatchNormPass, "ensures", broken)
     model = Functional()
     result = rewrite(model, 2)
-    assert result.route.startswith("swap (fx pass failed: FunctionalBatchNormPass.ensures "
-                                   "(post-condition) failed")
+    what = ("fx rewrite failed its post-condition: RuntimeError: F.batch_norm at batch_norm was"
+            " not converted (FunctionalBatchNormPass.ensures)")
+    assert result.fx_error == what
+    assert result.route == f"swap ({what})"
     assert "trace" not in result.route
-    assert any("fell back to module swapping" in n for n in result.notes)
+    (note,) = [n for n in result.notes if n.startswith(what)]
+    assert note.startswith(f"{what}; fell back to module swapping: BatchNorm modules were "
+                           "swapped, the 1 F.batch_norm call(s) of the traced forward were not "
+                           "converted")
+    # the fallback itself: the user's class with GhostBatchNorm swapped in, not a GraphModule
+    assert type(result.model) is Functional
+    assert isinstance(result.model.bn, GhostBatchNorm)
     (fn,) = [r for r in result.rows if r.kind == "functional"]
-    assert fn.route == "left" and "fx pass failed" in fn.reason
+    assert fn.route == "left" and fn.reason.endswith(what)
+    assert "fell back to module swapping" in fn.reason
     assert account_check(count_sites(model), result.rows)[0] == 0
+
+
+def test_failed_fx_pre_condition_is_reported_as_such(monkeypatch):
+    def broken(self, graph_module):
+        raise RuntimeError("graph does not lint")
+
+    monkeypatch.setattr(surgery_mod.FunctionalBatchNormPass, "requires", broken)
+    result = rewrite(Functional(), 2)
+    assert result.route == ("swap (fx rewrite failed its pre-condition: RuntimeError: graph does"
+                            " not lint (FunctionalBatchNormPass.requires))")
+    assert type(result.model) is Functional
+    assert any("; fell back to module swapping: " in n for n in result.notes)
 
 
 def test_no_verify_is_not_a_pass():
