@@ -10,7 +10,6 @@ report — each a plain function over dataclasses, and collects their results::
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -240,10 +239,6 @@ def convert(
                                       "C,H,W), or smoke=False (CLI --no-smoke)")
         from lbconvert.smoke.run import SmokeBudgetError, run_smoke
 
-        if smoke_options.noise_scale and smoke_options.noise_probe is None:
-            from lbconvert.monitor.noise_probe import probe_noise_scale
-
-            smoke_options = dataclasses.replace(smoke_options, noise_probe=probe_noise_scale)
         with _timed(timings, "smoke"):
             try:
                 result.smoke = run_smoke(original, surgery.model, plan,

@@ -4,8 +4,8 @@ Hoffer et al. 2017 ("Train longer, generalize better", §3, Fig. 2) observe that
 travelled by the weights grows like log t, ‖w_t − w_0‖ ~ log t, and that a large-batch run
 that has not travelled as far as its small-batch baseline has not finished exploring. The
 smoke test measures it in short arms (``lbconvert.smoke``); :class:`DiffusionMonitor`
-measures it in the user's own training loop, with the same parameter groups
-(``lbconvert.smoke.arms.param_groups_for_distance``), and — when the optimizer is
+measures it in the user's own training loop with the same measurement and parameter groups
+(:class:`lbconvert.measure.distance.WeightDistance`), and — when the optimizer is
 :class:`lbconvert.optim.lars.LARS` — the per-layer trust ratios
 ``η‖w‖ / (‖∇w‖ + β‖w‖)`` (You et al. 2017, Algorithm 1) as median, min and max.
 
@@ -65,10 +65,10 @@ def unwrap_model(model: Any) -> Any:
 
 def refuse_sharded(named: list[tuple[str, Any]], who: str) -> None:
     """Raise for FSDP2 (DTensor) parameters: a shard's norm is not the tensor's norm."""
-    from lbconvert.optim.lars import _is_dtensor
+    from lbconvert.optim.lars import is_dtensor
 
     for name, p in named:
-        if _is_dtensor(p):
+        if is_dtensor(p):
             raise LbconvertError(
                 f"{who} got a DTensor (sharded, e.g. FSDP2) parameter {name!r}: ‖w_t − w_0‖ and"
                 " per-layer norms need full tensors, and a shard's norm is not the layer's norm;"
@@ -100,8 +100,8 @@ class DiffusionMonitor:
         w0_dtype: the dtype w_0 is kept in (None = the parameter's); e.g. ``torch.bfloat16``
             with ``w0_device="cpu"`` halves the fp32 cost (see the module docstring).
         groups: ``{group: [parameter names]}``; default: the smoke test's grouping
-            (:func:`lbconvert.smoke.arms.param_groups_for_distance`).
-        noise_scale: an optional :class:`lbconvert.monitor.noise_scale.NoiseScale` fed by the
+            (:func:`lbconvert.measure.distance.param_groups_for_distance`).
+        noise_scale: an optional :class:`lbconvert.measure.noise_scale.NoiseScale` fed by the
             training loop (or an integration); its B_simple, standard error, 𝒢 and 𝒮 are
             added to each measurement once it has a step.
         resumed_at: the update count training resumed at (0: a fresh start). When > 0 the
@@ -118,9 +118,7 @@ class DiffusionMonitor:
                  w0_device: Any = None, w0_dtype: Any = None,
                  groups: dict[str, list[str]] | None = None, noise_scale: Any = None,
                  resumed_at: int = 0):
-        import torch
-
-        from lbconvert.smoke.arms import param_groups_for_distance
+        from lbconvert.measure.distance import WeightDistance, param_groups_for_distance
 
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise LbconvertError(f"DiffusionMonitor: every_n_steps={every_n_steps!r} must be an"
@@ -141,19 +139,24 @@ class DiffusionMonitor:
         if unknown:
             raise LbconvertError(f"DiffusionMonitor: groups name unknown parameters {unknown[:3]}:"
                                  " use names from model.named_parameters()")
-        self.order = [n for g in self.groups.values() for n in g]
-        self.params = [named[n] for n in self.order]
-        with torch.no_grad():
-            self.w0 = [p.detach().to(device=w0_device or p.device, dtype=w0_dtype or p.dtype,
-                                     copy=True) for p in self.params]
-        self._same = all(w.device == p.device and w.dtype == p.dtype
-                         for w, p in zip(self.w0, self.params))
+        self.distance = WeightDistance(module, self.groups, w0_device=w0_device,
+                                       w0_dtype=w0_dtype)
         self.last: dict[str, float] = {}
+
+    @property
+    def params(self) -> list[Any]:
+        """The parameters measured, in group order."""
+        return self.distance.params
+
+    @property
+    def w0(self) -> list[Any]:
+        """The copy of the weights distances are measured from (in :attr:`params` order)."""
+        return self.distance.w0
 
     @property
     def memory_bytes(self) -> int:
         """Bytes held for w_0."""
-        return sum(w.numel() * w.element_size() for w in self.w0)
+        return self.distance.memory_bytes
 
     def describe(self) -> str:
         """One line: what is kept where, and what it costs."""
@@ -173,33 +176,22 @@ class DiffusionMonitor:
         """Measure now: ``{tag: value}`` with the total, per-group distances and trust ratios.
 
         Distances are ``sqrt(Σ ‖w_t − w_0‖²)`` over the tensors of the model / group,
-        accumulated in float32 (float64 parameters stay float64). One host sync.
+        accumulated in float32 (float64 parameters stay float64)
+        (:class:`lbconvert.measure.distance.WeightDistance`).
         """
         import torch
 
         with torch.no_grad():
-            cur = [p.detach() for p in self.params]
-            if self._same:
-                diffs = torch._foreach_sub(cur, self.w0)
-            else:
-                w0 = [w.to(device=p.device, dtype=p.dtype, non_blocking=True)
-                      for w, p in zip(self.w0, cur)]
-                diffs = torch._foreach_sub(cur, w0)
-            norms = _stack_norms(diffs)
-            del diffs
+            norms = self.distance.norms()
             trust = self._trust_ratios()
-            host = norms.cpu().tolist()
-            tr = trust.cpu().tolist() if trust is not None else None
+            n = norms.numel()
+            if trust is not None:  # one device→host copy for both: one sync per measurement
+                norms = torch.cat([norms, trust.to(device=norms.device, dtype=norms.dtype)])
+            every = norms.cpu().tolist()
+            host, tr = every[:n], (every[n:] if trust is not None else None)
         out: dict[str, float] = {}
-        total_sq = 0.0
-        i = 0
-        per: dict[str, float] = {}
-        for g, names in self.groups.items():
-            sq = sum(v * v for v in host[i:i + len(names)])
-            i += len(names)
-            per[g] = math.sqrt(sq)
-            total_sq += sq
-        out[self.distance_tag] = math.sqrt(total_sq)
+        total, per = self.distance.combine(host)
+        out[self.distance_tag] = total
         for g, v in per.items():
             out[f"{self.distance_tag}/{g}"] = v
         if tr:
@@ -245,6 +237,7 @@ class DiffusionMonitor:
         ``trust_clip``); None when the optimizer is not LARS or no gradient is present."""
         import torch
 
+        from lbconvert.measure.distance import stack_norms
         from lbconvert.optim.lars import LARS, trust_lr
 
         if not isinstance(self.optimizer, LARS):
@@ -256,27 +249,9 @@ class DiffusionMonitor:
             ps = [p for p in group["params"] if p.grad is not None]
             if not ps:
                 continue
-            wn = _stack_norms([p.detach() for p in ps])
-            gn = _stack_norms([p.grad.detach() for p in ps])
+            wn = stack_norms([p.detach() for p in ps])
+            gn = stack_norms([p.grad.detach() for p in ps])
             # trust_lr gives γ·local_lr; with γ = 1 it is the trust ratio itself.
             parts.append(trust_lr(wn, gn, {**group, "lr": 1.0}).float())
         return torch.cat(parts) if parts else None
 
-
-def _stack_norms(tensors: list[Any]):
-    """Per-tensor L2 norms as one float32 (float64 kept) vector, grouped by device/dtype."""
-    import torch
-
-    out: list[Any] = [None] * len(tensors)
-    buckets: dict[tuple[Any, Any], list[int]] = {}
-    for i, t in enumerate(tensors):
-        buckets.setdefault((t.device, t.dtype), []).append(i)
-    for (_, dtype), idx in buckets.items():
-        # half-precision norms are accumulated and returned in float32 (no fp16 overflow)
-        acc = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-        norms = torch._foreach_norm([tensors[i] for i in idx], 2, dtype=acc)
-        for i, n in zip(idx, norms):
-            out[i] = n
-    dev = tensors[0].device
-    dt = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-    return torch.stack([n.to(device=dev, dtype=dt) for n in out])

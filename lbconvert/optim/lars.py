@@ -30,15 +30,16 @@ from lbconvert.optim.param_groups import ExcludeSpec, param_groups
 __all__ = ["LARS"]
 
 
-def _is_dtensor(p: torch.Tensor) -> bool:
-    # nn.Parameter(DTensor) keeps the DTensor type (FSDP2's sharded parameters)
+def is_dtensor(p: torch.Tensor) -> bool:
+    """Whether ``p`` is a DTensor (FSDP2's sharded parameters): its norm is a shard's norm."""
+    # nn.Parameter(DTensor) keeps the DTensor type
     cls = type(p)
     return cls is not torch.nn.Parameter and cls is not torch.Tensor and any(
         k.__name__ == "DTensor" for k in cls.__mro__)
 
 
 def _refuse_dtensor(p: torch.Tensor) -> None:
-    if _is_dtensor(p):
+    if is_dtensor(p):
         raise LbconvertError(
             "LARS got a DTensor (sharded, e.g. FSDP2) parameter: the trust ratio needs the norm"
             " of the full tensor, and a shard's norm would give a wrong step; use LARS with DDP"

@@ -24,6 +24,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable
 
 from lbconvert._text import clip
+from lbconvert.measure.distance import WeightDistance
 from lbconvert.smoke.diffusion import Arm, Mark
 from lbconvert.smoke.fit import log_spaced_steps
 
@@ -111,47 +112,9 @@ class ArmRunner:
         return float(self.optimizer.param_groups[0]["lr"])
 
 
-def param_groups_for_distance(model: nn.Module) -> dict[str, list[str]]:
-    """Trainable parameter names grouped by top-level module (two levels if there is one)."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    depth = 1
-    if len({n.split(".")[0] for n in names}) == 1 and any(n.count(".") >= 2 for n in names):
-        depth = 2
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        parts = n.split(".")
-        key = ".".join(parts[:depth]) if len(parts) > depth else parts[0]
-        groups.setdefault(key, []).append(n)
-    return groups
-
-
-class DistanceTracker:
-    """‖w_t − w_0‖ over all trainable parameters and per group (Hoffer et al. 2017, §3)."""
-
-    def __init__(self, model: nn.Module):
-        named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        self.groups = param_groups_for_distance(model)
-        self.order = [n for g in self.groups.values() for n in g]
-        self.params = [named[n] for n in self.order]
-        self.w0 = [p.detach().clone() for p in self.params]
-
-    def measure(self) -> tuple[float, dict[str, float]]:
-        """Total distance and per-group distances now (one host sync)."""
-        import torch
-
-        with torch.no_grad():
-            diffs = torch._foreach_sub([p.detach() for p in self.params], self.w0)
-            sq = torch.stack([d.float().pow(2).sum() for d in diffs]).cpu().tolist()
-        per = {}
-        i = 0
-        for g, names in self.groups.items():
-            per[g] = math.sqrt(sum(sq[i : i + len(names)]))
-            i += len(names)
-        return math.sqrt(sum(sq)), per
-
-
 class ArmTrainer:
-    """One arm trained update by update, recording ‖w_t − w_0‖ at log-spaced t.
+    """One arm trained update by update, recording ‖w_t − w_0‖ at log-spaced t
+    (:class:`lbconvert.measure.distance.WeightDistance`: the monitor's measurement).
 
     The smoke test steps its three arms in turn (round-robin, :mod:`lbconvert.smoke.run`) so
     that start-up cost and a slow machine fall on every arm alike; :func:`run_arm` steps one
@@ -166,7 +129,7 @@ class ArmTrainer:
         torch.manual_seed(seed)  # dropout and the like: the same stream in every arm
         self.runner, self.planned, self.clock = runner, planned, clock
         self.stream = runner.pool.stream(seed)
-        self.tracker = DistanceTracker(runner.model)
+        self.tracker = WeightDistance(runner.model)
         self.marks_at = set(log_spaced_steps(planned))
         self.seconds = 0.0
         self.stopped = False

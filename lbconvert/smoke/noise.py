@@ -6,8 +6,7 @@ before training (``init``) and at the end of the original arm — from the smoke
 stream and loss, in train mode as training sees it: ``k`` batches of b_s (the proxy small
 batch, each with the original arm's micro-batching) and their accumulation (B_big = k·b_s,
 b_l when the budget allows) at the same weights, in ``rounds`` rounds for a standard error
-(:func:`lbconvert.monitor.noise_probe.probe_noise_scale`, which the caller passes in as
-``SmokeOptions.noise_probe``: the monitor layer sits above smoke).
+(:func:`lbconvert.measure.noise_probe.probe_noise_scale`, the estimator the monitor uses too).
 
 The probe runs on a copy of the model, so the arms' weights and BatchNorm statistics are
 untouched; dropout draws from a forked, seeded RNG. Cost: 2 × rounds × k forward/backward
@@ -117,8 +116,8 @@ def fit_size(size: ProbeSize, per_pass: float, seconds: float) -> ProbeSize:
     return new
 
 
-def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[str, Any]],
-                  size: ProbeSize, seed: int, *, clock: Callable[[], float] = time.perf_counter,
+def measure_point(setup: ArmSetup, model: nn.Module, size: ProbeSize, seed: int, *,
+                  clock: Callable[[], float] = time.perf_counter,
                   deadline: float = math.inf) -> dict[str, Any]:
     """B_simple of ``model``'s current weights (a copy is probed), from the smoke's stream.
 
@@ -128,6 +127,7 @@ def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[s
     the budget (it took 42 s of a 60 s budget on a loaded CPU, issue 23)."""
     import torch
 
+    from lbconvert.measure.noise_probe import probe_noise_scale
     from lbconvert.model.probe import logits_of
 
     net = copy.deepcopy(model).to(setup.device)
@@ -156,7 +156,7 @@ def measure_point(setup: ArmSetup, model: nn.Module, probe: Callable[..., dict[s
         streams.append(pool.stream(seed))
         torch.manual_seed(seed)
         fitted = fit_size(size, per_pass, deadline - clock())
-        out = probe(net, small_grad, b_small=b_s, k=fitted.k, rounds=fitted.rounds)
+        out = probe_noise_scale(net, small_grad, b_small=b_s, k=fitted.k, rounds=fitted.rounds)
         out["pilot_passes"] = 2  # timed before the probe, in the smoke's noise_scale timing
         return out
 

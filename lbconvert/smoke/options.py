@@ -36,10 +36,8 @@ class SmokeOptions:
         dist_timeout: seconds a collective waits for the other ranks before the run fails
             with an error naming the rank (a failed or stuck peer never hangs the run).
         noise_scale: measure the gradient noise scale B_simple at the original weights
-            (:mod:`lbconvert.smoke.noise`; a few extra passes, reported).
-        noise_probe: what measures it: ``lbconvert.monitor.noise_probe.probe_noise_scale``
-            or a callable with its signature. ``lbconvert.convert`` passes that one when
-            ``noise_scale`` is on (the monitor layer sits above smoke); ``None``: not measured.
+            (:mod:`lbconvert.smoke.noise` with :mod:`lbconvert.measure.noise_probe`; a few
+            extra passes, reported).
         clock: seconds as a callable (``None``: ``time.perf_counter``); every part of the
             budget — measurement, noise scale, the arms' deadline — reads it, so a test can
             run the scheduling on simulated time.
@@ -60,7 +58,6 @@ class SmokeOptions:
     nproc_per_node: int = 1
     dist_timeout: float = 300.0
     noise_scale: bool = True
-    noise_probe: Any = None
     clock: Any = None
 
     @classmethod

@@ -85,7 +85,7 @@ def run_smoke(
     FAIL; with synthetic data ``collapse`` says the verdict cannot see a collapse.
     ``calibrate`` then spends up to another budget searching the converted LR multiplier;
     ``sharpness`` adds Keskar et al. 2017 sharpness of the original and naive end points;
-    ``noise_probe`` (with ``noise_scale``) measures the gradient noise scale B_simple at the
+    ``noise_scale`` measures the gradient noise scale B_simple at the
     original weights before and after the original arm (:mod:`lbconvert.smoke.noise`). Each
     arm keeps its own RNG stream, so interleaving changes no arm's numbers. Same ``seed`` and
     device → identical curves on CPU (CUDA kernels may not be bitwise deterministic).
@@ -213,7 +213,7 @@ def _run(
         step_times = dict(zip(ARMS, distributed.all_reduce(list(step_times.values()), ctx, "max")))
     timings["measure"] = clock() - t0
     noise_size = None
-    if opts.noise_scale and opts.noise_probe is not None:  # B_simple (smoke.noise)
+    if opts.noise_scale:  # B_simple (smoke.noise)
         from lbconvert.smoke.noise import size_probe
 
         noise_size = size_probe(setup, step_times["original"], time_budget)
@@ -370,7 +370,7 @@ def _noise_point(setup: ArmSetup, opts: SmokeOptions, size: ProbeSize | None, mo
 
     t0 = clock()
     try:
-        point = measure_point(setup, model, opts.noise_probe, size, opts.seed, clock=clock,
+        point = measure_point(setup, model, size, opts.seed, clock=clock,
                               deadline=deadline)
     except OverShare:
         notes.append(f"noise scale not measured at {at}: it would have run past its "

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from lbconvert.errors import LbconvertError
+from lbconvert.measure.distance import param_groups_for_distance
 from lbconvert.monitor.diffusion import DISTANCE_TAG, DiffusionMonitor
 from lbconvert.optim.lars import LARS
-from lbconvert.smoke.arms import param_groups_for_distance
 
 
 def _model():

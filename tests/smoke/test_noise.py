@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lbconvert.monitor.noise_probe import probe_noise_scale
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.smoke.arms import ArmSetup
 from lbconvert.smoke.data import make_pool
@@ -78,7 +77,7 @@ def test_measure_point_matches_an_independent_computation(micro_cap):
     setup = _setup(model, micro_cap)
     state = copy.deepcopy(model.state_dict())
     size = ProbeSize(k=6, rounds=3)
-    got = measure_point(setup, model, probe_noise_scale, size, seed=3)
+    got = measure_point(setup, model, size, seed=3)
     want = _independent(model, setup.pool, 4, setup.micro["original"], 6, 3, seed=3)
     assert got["b_simple"] == pytest.approx(want, rel=1e-9)
     assert (got["b_small"], got["b_big"], got["rounds"], got["passes"]) == (4, 24, 3, 18)
@@ -114,7 +113,7 @@ def measured():
     torch.manual_seed(0)
     model = TinyNet()
     conv = rewrite(copy.deepcopy(model), 4).model
-    result = _run(model, conv, _plan(), steps=12, seed=0, noise_probe=probe_noise_scale)
+    result = _run(model, conv, _plan(), steps=12, seed=0)
     return model, result
 
 
@@ -143,10 +142,9 @@ def test_run_smoke_records_the_noise_scale_at_the_original_weights(measured):
     assert d["b_small"] == ns["b_small"] and math.isfinite(d["points"][0]["b_simple"])
 
 
-def test_not_measured_without_a_probe_or_when_switched_off():
+def test_not_measured_when_switched_off():
     torch.manual_seed(0)
     model = TinyNet()
     conv = rewrite(copy.deepcopy(model), 4).model
-    assert _run(model, conv, _plan(), steps=6).noise_scale is None
-    off = _run(model, conv, _plan(), steps=6, noise_probe=probe_noise_scale, noise_scale=False)
+    off = _run(model, conv, _plan(), steps=6, noise_scale=False)
     assert off.noise_scale is None and "noise_scale" not in off.timings

@@ -9,13 +9,12 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from lbconvert.errors import LbconvertError
 from lbconvert.nn.ghost_batchnorm import GhostBatchNorm
 from lbconvert.rewrite.surgery import rewrite
-from lbconvert.smoke.arms import ArmRunner, DistanceTracker, param_groups_for_distance
+from lbconvert.smoke.arms import ArmRunner
 from lbconvert.smoke.data import make_pool
 from lbconvert.smoke.diffusion import FAIL, INCONCLUSIVE, PASS, WARN
 from lbconvert.smoke.options import SmokeOptions
@@ -120,35 +119,6 @@ def test_accumulated_gradients_equal_full_batch_with_ghost_batchnorm():
     g_full, _ = grads(copy.deepcopy(plain), 32)
     g_acc, _ = grads(copy.deepcopy(plain), 8)
     assert not torch.allclose(g_full["conv1.weight"], g_acc["conv1.weight"], rtol=1e-6)
-
-
-def test_distance_tracker_matches_direct_norm():
-    torch.manual_seed(0)
-    model = TinyNet()
-    tracker = DistanceTracker(model)
-    w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    total, groups = tracker.measure()
-    ref = math.sqrt(
-        sum(float((p.detach() - w0[n]).pow(2).sum()) for n, p in model.named_parameters())
-    )
-    assert total == pytest.approx(ref, rel=1e-6)
-    assert set(groups) == {"conv1", "bn1", "conv2", "bn2", "fc"}
-    assert math.sqrt(sum(v * v for v in groups.values())) == pytest.approx(ref, rel=1e-6)
-    ref_bn1 = math.sqrt(
-        sum(
-            float((p.detach() - w0[n]).pow(2).sum())
-            for n, p in model.named_parameters()
-            if n.startswith("bn1.")
-        )
-    )
-    assert groups["bn1"] == pytest.approx(ref_bn1, rel=1e-6)
-    # One top-level container: groups go one level deeper.
-    assert set(
-        param_groups_for_distance(nn.Sequential(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))))
-    ) == {"0.0", "0.1"}
 
 
 def test_three_arms_with_fits_and_strict_json(tiny_result):

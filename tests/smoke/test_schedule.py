@@ -18,7 +18,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lbconvert.monitor.noise_probe import probe_noise_scale
 from lbconvert.plan.plan import Plan
 from lbconvert.rewrite.surgery import rewrite
 from lbconvert.smoke.budget import END_SHARE, interleave, settle_budget
@@ -136,7 +135,7 @@ def _smoke(budget: float):
     _simulated(model, now, seen)
     _simulated(conv, now, seen)
     opts = SmokeOptions(time_budget=budget, device="cpu", progress=False,
-                        noise_probe=probe_noise_scale, clock=lambda: now[0])
+                        clock=lambda: now[0])
     result = run_smoke(model, conv, _plan(), opts, input_shape=(3, 6, 6), num_classes=4)
     return result, now[0]
 

@@ -1,15 +1,16 @@
 """B_simple at fixed weights: the gradient noise scale of a model *now*, from a few extra passes.
 
-:class:`~lbconvert.monitor.noise_scale.NoiseScale` follows B_simple while training runs. The
-smoke test instead asks once, at given weights (the original run's), how noisy the gradient
-is, so it measures both batch sizes on purpose at the *same* weights (McCandlish et al. 2018,
-appendix A): a round draws ``k`` fresh batches of ``b_small`` samples, takes each one's
-gradient ``g_i`` (|G_small|² = the mean of the k squared norms — k unbiased estimates of
-E|G_{b_small}|² averaged) and their mean ``ḡ`` (|G_big|² with B_big = k·b_small: the
-accumulated gradient), and feeds the two to the estimator; ``rounds`` rounds give the mean
-(``ema=1``) and its standard error. Batches of b_small accumulated, rather than one forward of
-B_big, keep BatchNorm's statistics per b_small batch, exactly as the small-batch run sees them,
-and keep memory at one b_small batch plus one gradient-sized buffer.
+:class:`~lbconvert.measure.noise_scale.NoiseScale` follows B_simple while training runs (fed
+by the monitor). The smoke test (:mod:`lbconvert.smoke.noise`) instead asks once, at given
+weights (the original run's), how noisy the gradient is, so it measures both batch sizes on
+purpose at the *same* weights (McCandlish et al. 2018, appendix A): a round draws ``k`` fresh
+batches of ``b_small`` samples, takes each one's gradient ``g_i`` (|G_small|² = the mean of
+the k squared norms — k unbiased estimates of E|G_{b_small}|² averaged) and their mean ``ḡ``
+(|G_big|² with B_big = k·b_small: the accumulated gradient), and feeds the two to the
+estimator; ``rounds`` rounds give the mean (``ema=1``) and its standard error. Batches of
+b_small accumulated, rather than one forward of B_big, keep BatchNorm's statistics per b_small
+batch, exactly as the small-batch run sees them, and keep memory at one b_small batch plus one
+gradient-sized buffer.
 
 Cost: ``rounds × k`` forward/backward passes of ``b_small`` samples, no optimizer step; the
 model's weights are not changed (train-mode buffers such as BatchNorm running statistics
@@ -23,7 +24,7 @@ import time
 from typing import Any, Callable
 
 from lbconvert.errors import LbconvertError
-from lbconvert.monitor.noise_scale import NoiseScale, grad_sq_norm
+from lbconvert.measure.noise_scale import NoiseScale, grad_sq_norm
 
 #: Rounds per measurement: 4 gives the standard error (NoiseScale needs ≥ 3) for 4·k passes.
 ROUNDS = 4

@@ -1,4 +1,4 @@
-"""B_simple at fixed weights (lbconvert.monitor.noise_probe): against a hand computation of the
+"""B_simple at fixed weights (lbconvert.measure.noise_probe): against a hand computation of the
 two gradient norms and against a case with a known answer."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from lbconvert.errors import LbconvertError
-from lbconvert.monitor.noise_probe import probe_noise_scale
+from lbconvert.measure.noise_probe import probe_noise_scale
 
 
 def _hand_estimate(grads_by_round, b_small):

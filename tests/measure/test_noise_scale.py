@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from lbconvert.errors import LbconvertError
-from lbconvert.monitor.noise_scale import NoiseScale, grad_sq_norm, unbiased_estimates
+from lbconvert.measure.noise_scale import NoiseScale, grad_sq_norm, unbiased_estimates
 
 D = 6
 
