@@ -60,7 +60,7 @@ def probe_noise_scale(
     start = time.perf_counter()
     for _ in range(rounds):
         acc = [torch.zeros_like(p) for p in plist]
-        small_sum = None
+        small_sum: Any = None
         for _ in range(k):
             for p in plist:
                 p.grad = None

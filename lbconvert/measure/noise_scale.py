@@ -50,7 +50,7 @@ def unbiased_estimates(g_small_sq: float, b_small: float, g_big_sq: float,
     return g2, trace
 
 
-def grad_sq_norm(params_or_model: Any, scale: float = 1.0):
+def grad_sq_norm(params_or_model: Any, scale: float = 1.0) -> Any:
     """``scale² · Σ‖∇w‖²`` over parameters with a gradient, as a 0-d device tensor (no sync)."""
     import torch
 

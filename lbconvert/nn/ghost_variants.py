@@ -32,7 +32,7 @@ class GhostChunkedMixin:
 
     ghost_batch_size: int
 
-    def forward(self, input, *args, **kwargs):  # noqa: D102 - documented on the class
+    def forward(self, input: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         parent = super().forward  # type: ignore[misc]
         if not self.training or input.shape[0] <= self.ghost_batch_size:  # type: ignore[attr-defined]
             return parent(input, *args, **kwargs)
