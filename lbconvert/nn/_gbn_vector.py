@@ -39,7 +39,7 @@ def _cat(parts: list[Tensor]) -> Tensor:
 
 def _values(x: Tensor, samples: int) -> int:
     """Values per channel in a ghost batch of ``samples`` samples."""
-    return samples * math.prod(x.shape[2:])
+    return samples * int(math.prod(x.shape[2:]))
 
 
 def _work_dtype(x: Tensor) -> torch.dtype:

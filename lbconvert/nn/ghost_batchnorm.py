@@ -38,7 +38,7 @@ device and input (:func:`pick_strategy`).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.fx
@@ -280,8 +280,8 @@ class GhostBatchNorm(_BatchNorm):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
         *,
         strategy: Strategy = "auto",
     ) -> None:
@@ -299,7 +299,7 @@ class GhostBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", ghost_batch_size={self.ghost_batch_size}"
+        return str(super().extra_repr()) + f", ghost_batch_size={self.ghost_batch_size}"
 
     def forward(self, input: Tensor) -> Tensor:
         """Ghost-batch statistics in training, running statistics in eval (exactly BatchNorm)."""
@@ -355,10 +355,10 @@ class LazyGhostBatchNorm(LazyModuleMixin, GhostBatchNorm):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         # Placeholders first (affine/track False), then uninitialized tensors, as
         # torch.nn.modules.batchnorm._LazyNormBase does.
         super().__init__(0, ghost_batch_size, eps, momentum, False, False, **factory)
