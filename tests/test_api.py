@@ -124,7 +124,7 @@ def test_convert_refuses_a_config_of_the_wrong_type_in_one_line(bad):
 def test_convert_refuses_unknown_smoke_option():
     import lbconvert
 
-    with pytest.raises(lbconvert.LbconvertError, match="smoke_options: unknown key"):
+    with pytest.raises(lbconvert.LbconvertError, match="smoke: unknown SmokeOptions field"):
         lbconvert.convert(_tiny_bn_net(), {"batch_size": 128, "lr": 0.1, "epochs": 2},
                           target_batch=1024, verify=False, input_shape=(3, 8, 8),
                           smoke={"time": 5})
@@ -258,3 +258,39 @@ def test_a_bad_input_shape_names_the_argument_and_the_flag():
     with pytest.raises(lbconvert.LbconvertError) as info:
         lbconvert.convert(_tiny_bn_net(), _DICT_CONFIG, target_batch=2048, input_shape="3,a,8")
     assert str(info.value).startswith("input_shape='3,a,8' (CLI --input-shape) is not a shape")
+
+
+def test_the_library_draws_nothing_unless_asked(monkeypatch, capfd):
+    """convert(smoke=True) from Python writes nothing to the terminal, even one rich takes for
+    a terminal (FORCE_COLOR): the progress bar is the CLI's to ask for."""
+    import lbconvert
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    res = lbconvert.convert(_tiny_bn_net(), _DICT_CONFIG, target_batch=2048, verify=False,
+                            input_shape=(3, 8, 8),
+                            smoke={"steps": 4, "device": "cpu", "noise_scale": False})
+    assert res.smoke is not None and res.smoke.arms["converted"].steps == 4
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
+@pytest.mark.parametrize("field, value, flag, shown", [
+    ("tolerance", 0.0, "--tolerance", "0.0"),
+    ("device", "gpu0", "--device", "gpu0"),
+])
+def test_a_bad_smoke_option_names_the_argument_in_python_and_the_flag_in_the_cli(
+        tmp_path, field, value, flag, shown):
+    from typer.testing import CliRunner
+
+    import lbconvert
+    from lbconvert.cli import app
+
+    with pytest.raises(lbconvert.LbconvertError) as info:
+        lbconvert.convert(_tiny_bn_net(), _DICT_CONFIG, target_batch=2048, verify=False,
+                          input_shape=(3, 8, 8), smoke={field: value})
+    assert str(info.value).startswith(f"{field}={value!r} ") and "--" not in str(info.value)
+    res = CliRunner().invoke(app, [str(EXAMPLE_MODEL), "--target-batch", "1024", "--out",
+                                   str(tmp_path / "o"), flag, str(value)], prog_name="lbconvert")
+    assert res.exit_code == 2, res.output
+    line = " ".join(res.output.split())
+    assert f"{flag} {shown} " in line and f"{field}=" not in line, line

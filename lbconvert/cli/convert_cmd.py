@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -28,6 +30,28 @@ def _out_dir(out: Path | None, model: str) -> Path:
     tail = model.split(":")[-1] if ":" in model and not model.endswith(".py") else model
     name = Path(tail.split(":")[0]).stem or "model"
     return Path("lbconvert-out") / re.sub(r"[^\w.-]", "_", name)
+
+
+#: SmokeOptions fields → the flags that set them: a library error names the field, the CLI
+#: user typed the flag.
+_SMOKE_FLAGS = {"time_budget": "--smoke-time", "smoke_batch": "--smoke-batch",
+                "tolerance": "--tolerance", "device": "--device",
+                "nproc_per_node": "--nproc-per-node", "data": "--data"}
+
+
+@contextmanager
+def _smoke_flags() -> Iterator[None]:
+    """Re-raise a :class:`SmokeOptionError` (``time_budget=0 must be positive``) as the same
+    error in the CLI's words (``--smoke-time 0 must be positive``)."""
+    from lbconvert.smoke.options import SmokeOptionError
+
+    try:
+        yield
+    except SmokeOptionError as exc:
+        flag = _SMOKE_FLAGS.get(exc.argument)
+        if flag is None:
+            raise
+        raise LbconvertError(f"{flag} {exc.value} {exc.problem}", hint=exc.hint) from exc
 
 
 def _check_extras(model: str, data: str | None, safetensors: bool) -> None:
@@ -163,7 +187,8 @@ def convert(
                              smoke_batch=smoke_batch, seed=seed, tolerance=tolerance,
                              calibrate=calibrate, sharpness=sharpness, noise_scale=noise_scale,
                              progress=console.is_terminal, nproc_per_node=nproc_per_node)
-        smoke.check()
+        with _smoke_flags():
+            smoke.check()
     _check_extras(model, data if smoke else None, safetensors and not (no_export or smoke_only))
     export = None
     if not (no_export or smoke_only) and main_rank:
@@ -179,16 +204,17 @@ def convert(
 
     renderer = StageRenderer(console, config_path=config)
     try:
-        result = run_convert(
-            model, config, target_batch=target_batch,
-            plan_options=PlanOptions(rule=rule, regime=regime, warmup=warmup,
-                                     ghost_batch=ghost_batch, devices=devices,
-                                     max_per_device=max_per_device, optimizer=optimizer),
-            overrides=overrides, batch_is=batch_is, weights=weights,
-            model_kwargs=kwargs,
-            input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
-            verify=not (no_verify or smoke_only), smoke=smoke, export=export, on_stage=renderer,
-        )
+        with _smoke_flags():
+            result = run_convert(
+                model, config, target_batch=target_batch,
+                plan_options=PlanOptions(rule=rule, regime=regime, warmup=warmup,
+                                         ghost_batch=ghost_batch, devices=devices,
+                                         max_per_device=max_per_device, optimizer=optimizer),
+                overrides=overrides, batch_is=batch_is, weights=weights,
+                model_kwargs=kwargs,
+                input_shape=input_shape, skip=tuple(skip or ()), keep_syncbn=keep_syncbn,
+                verify=not (no_verify or smoke_only), smoke=smoke, export=export, on_stage=renderer,
+            )
     except Exception as exc:
         if not worker or os.environ.get("LBCONVERT_DEBUG", "") not in ("", "0"):
             raise

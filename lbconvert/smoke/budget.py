@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from lbconvert.errors import LbconvertError
+from lbconvert.smoke.verdict import MIN_CONCLUSIVE_UPDATES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -32,6 +33,11 @@ PREFLIGHT_SHARE = 0.15
 END_SHARE = 0.015
 #: A smoke run predicted to need more than this many budgets is not started (see preflight).
 OVER_BUDGET_LIMIT = 3.0
+#: Rounds a hint's budget is sized for: the verdict's minimum updates per arm, +20% margin.
+CONCLUSIVE_ROUNDS = int(math.ceil(1.2 * MIN_CONCLUSIVE_UPDATES))
+#: How far past its budget the whole smoke test may end (issue 23: "within its budget ± 10%");
+#: arms whose fewest rounds would end later are not started (:func:`min_rounds_overrun`).
+OVERRUN_LIMIT = 0.10
 
 
 class SmokeBudgetError(LbconvertError):
@@ -81,7 +87,7 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
             f"smoke test not run: about {predicted:.0f}s predicted on {device} for "
             f"{MIN_STEPS} updates of the proxy batches {proxy.small_batch}/{proxy.large_batch} "
             f"({per_sample * 1e3:.0f} ms per sample), over {OVER_BUDGET_LIMIT:g}× the "
-            f"--smoke-time {time_budget:g}s",
+            f"time budget of {time_budget:g}s",
             hint=budget_hint(predicted, proxy, device),
         )
     return predicted
@@ -113,13 +119,41 @@ def size_steps(remaining: float, step_time: float, time_budget: float,
     return steps, False, None
 
 
-def budget_hint(predicted: float, proxy: Proxy, device: str) -> str:
-    """What would let the smoke test run, as flags with values the CLI accepts: the
-    ``--smoke-time`` that covers the prediction, a smaller ``--smoke-batch`` only where one
-    exists (≥ 2, the smallest batch BatchNorm normalises), a GPU only when not on one."""
-    import math
+def min_rounds_overrun(elapsed: float, round_seconds: float, time_budget: float,
+                       reserve: float = 0.0) -> str | None:
+    """Why the arms should not start, or ``None`` when they may: :data:`MIN_ROUNDS` rounds of
+    the three arms at ``round_seconds`` each, after the ``elapsed`` seconds the smoke test has
+    already spent and before the ``reserve`` kept for the verdict, would end it past
+    ``(1 + OVERRUN_LIMIT)`` × ``time_budget``.
 
-    ways = [f"--smoke-time {math.ceil(predicted / OVER_BUDGET_LIMIT)}"]
+    The arms always make at least :data:`MIN_ROUNDS` rounds once started (a fit needs
+    points), so this is the last point at which the budget can still be kept. A run that
+    short would be INCONCLUSIVE anyway (the verdict needs far more updates per arm); stopping
+    here gives the same verdict and its hint within the budget instead of overrunning it
+    (docs/smoke-budget.md measures both on CIFAR models, and says why a smaller proxy pair
+    is not chosen instead).
+    """
+    end = elapsed + MIN_ROUNDS * round_seconds + reserve
+    if end <= (1 + OVERRUN_LIMIT) * time_budget:
+        return None
+    return (f"the arms were not started: {MIN_ROUNDS} rounds (the fewest a fit takes) at "
+            f"{round_seconds:.3g}s per round of the three arms, after {elapsed:.3g}s of "
+            f"set-up, would end the smoke test at about {end:.0f}s, past its {time_budget:g}s "
+            f"budget + {OVERRUN_LIMIT:.0%}; a run that short is INCONCLUSIVE anyway")
+
+
+def budget_hint(predicted: float, proxy: Proxy, device: str) -> str:
+    """What would let the smoke test run and settle its verdict, as flags with values the CLI
+    accepts: the ``--smoke-time`` that gives :data:`CONCLUSIVE_ROUNDS` rounds at the
+    preflight's predicted rate (:func:`settle_budget`; the prediction covers ``MIN_STEPS`` + 1
+    rounds), a smaller ``--smoke-batch`` only where one exists (≥ 2, the smallest batch
+    BatchNorm normalises), a GPU only when not on one. A budget sized to admit the run alone
+    gave a run of a few rounds, INCONCLUSIVE with a second, larger hint."""
+    from lbconvert.smoke.noise import BUDGET_SHARE as NOISE_SHARE
+
+    per_round = predicted / (MIN_STEPS + 1)
+    need = settle_budget(0.0, per_round, CONCLUSIVE_ROUNDS, END_SHARE + NOISE_SHARE)
+    ways = [f"--smoke-time {need}"]
     if proxy.small_batch > 2:
         ways.append(f"--smoke-batch {max(2, proxy.small_batch // 4)} (proxy batches "
                     f"{proxy.small_batch}/{proxy.large_batch} now)")

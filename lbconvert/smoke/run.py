@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lbconvert._text import clip
 from lbconvert.errors import LbconvertError
 from lbconvert.smoke.arms import ARMS, ArmRunner, ArmSetup, ArmTrainer
 from lbconvert.smoke.budget import (
+    CONCLUSIVE_ROUNDS,
     END_SHARE,
     MAX_STEPS,
     MEASURE_SHARE,
@@ -30,19 +31,28 @@ from lbconvert.smoke.budget import (
     SmokeBudgetError,
     interleave,
     measure_step_time,
+    min_rounds_overrun,
     preflight,
     settle_budget,
     size_steps,
 )
 from lbconvert.smoke.collapse import has_real_data, split_holdout
 from lbconvert.smoke.compare import by_samples, by_updates, ratios
-from lbconvert.smoke.diffusion import FAIL, PASS, WARN, Arm, DiffusionResult
+from lbconvert.smoke.diffusion import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    WARN,
+    Arm,
+    Calibration,
+    DiffusionResult,
+    Verdict,
+)
 from lbconvert.smoke.fit import fit_log_slope
 from lbconvert.smoke.noise import BUDGET_SHARE as NOISE_SHARE
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy, resolve_device
 from lbconvert.smoke.verdict import (
-    MIN_CONCLUSIVE_UPDATES,
     choose_window,
     decide,
     extrapolation_note,
@@ -56,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lbconvert.smoke.data import SamplePool
     from lbconvert.smoke.distributed import DistContext
     from lbconvert.smoke.noise import ProbeSize
+    from lbconvert.smoke.proxy import Proxy
 
 __all__ = ["SmokeBudgetError", "SmokeOptions", "run_smoke"]
 
@@ -132,6 +143,42 @@ def run_smoke(
         distributed.close(ctx)
 
 
+@dataclasses.dataclass
+class _Inputs:
+    """What the arms train on: the proxy batches, the data pool (less the slice real data keeps
+    for the collapse guard) and the preflight's prediction (``None``: a fixed update count)."""
+
+    proxy: Proxy
+    pool: SamplePool
+    holdout: SamplePool | None
+    predicted: float | None
+
+
+@dataclasses.dataclass
+class _Schedule:
+    """How long the arms run: planned updates, their deadline (``fixed``: a count was asked
+    for, no deadline), the noise scale's probe size and the half of its share it keeps, and
+    why the arms are not started at all (``not_started``: their fewest rounds cannot fit)."""
+
+    steps: int
+    fixed: bool
+    deadline: float
+    noise_size: ProbeSize | None
+    noise_half: float
+    not_started: str | None = None
+
+
+@dataclasses.dataclass
+class _Trained:
+    """The arms after training: their runners (models), records, rounds made, whether the
+    deadline cut them, and the collapse guard's evaluations (empty with synthetic data)."""
+
+    runners: dict[str, ArmRunner]
+    arms: dict[str, Arm]
+    rounds: int
+    evals: dict[str, dict[str, Any]]
+
+
 def _run(
     original: nn.Module,
     converted: nn.Module,
@@ -144,38 +191,97 @@ def _run(
     input_shape: tuple[int, ...],
     num_classes: int | None,
 ) -> DiffusionResult:
-    """run_smoke after its checks: in this process, or as one rank of a data-parallel run."""
+    """run_smoke after its checks, in this process or as one rank of a data-parallel run: the
+    pipeline preflight and data → step times → schedule → noise scale → arms → verdict."""
     from lbconvert.smoke import distributed
 
     clock = opts.clock or time.perf_counter
-    time_budget, smoke_batch, seed = opts.time_budget, opts.smoke_batch, opts.seed
-    steps, data, tolerance = opts.steps, opts.data, opts.tolerance
-    world = 1 if ctx is None else ctx.world_size
-    progress = opts.progress and (ctx is None or ctx.is_main)
     if ctx is not None:
         dev = ctx.device
     distributed.reset_peak_memory(dev)
-    proxy = choose_proxy(plan, dev.split(":")[0], smoke_batch, world=world)
     timings: dict[str, float] = {}
+    inputs = _prepare(original, plan, opts, ctx, dev, clock, input_shape, num_classes, notes)
+    timings["data"] = clock() - t_start
 
+    setup = ArmSetup(original, converted, plan, inputs.proxy, inputs.pool, dev,
+                     opts.max_micro_batch, ctx)
+    t0 = clock()
+    own_step_times, step_times = _step_times(setup, inputs.predicted, opts, ctx, clock)
+    timings["measure"] = clock() - t0
+    sched = _schedule(setup, step_times, opts, ctx, t_start, clock, notes)
+    if not sched.fixed:
+        sched.not_started = _min_rounds_check(step_times, opts, ctx, t_start, clock)
+    if sched.not_started and sched.noise_size is not None:
+        notes.append("noise scale not measured: the arms were not started")
+
+    noise_points: list[dict[str, Any]] = []
+    _noise_point(setup, opts, None if sched.not_started else sched.noise_size, original, "init",
+                 0, noise_points, timings, notes, clock, clock() + sched.noise_half)
+    if noise_points:  # keep for the second point what the first took (+50%), not the whole half
+        sched.deadline += max(0.0, sched.noise_half - 1.5 * timings["noise_scale"])
+    trained = _train(setup, sched, step_times, inputs, opts, ctx, clock, timings)
+    _noise_point(setup, opts, None if sched.not_started else sched.noise_size,
+                 trained.runners["original"].model,
+                 "end of the original arm", trained.arms["original"].steps, noise_points,
+                 timings, notes, clock, t_start + opts.time_budget * (1 - END_SHARE))
+
+    verdict, window, n_eff, collapse = _judge(trained, sched, step_times, inputs, plan, opts,
+                                              ctx, timings, notes)
+    calibration = _extras(setup, trained, n_eff, step_times, opts, clock, timings)
+    layout = _layout(setup, ctx, own_step_times)
+    timings["total"] = clock() - t_start
+
+    proxy, pool = inputs.proxy, inputs.pool
+    proxy_d = dataclasses.asdict(proxy)
+    proxy_d["micro_batches"] = dict(setup.micro)
+    arms = trained.arms
+    return DiffusionResult(
+        arms=arms,
+        window=window,
+        ratios=ratios(arms, n_eff),
+        by_updates=by_updates(arms, n_eff),
+        by_samples=by_samples(arms, n_eff, proxy),
+        verdict=verdict,
+        proxy=proxy_d,
+        device=dev,
+        timings=timings,
+        data=pool.source,
+        seed=opts.seed,
+        notes=notes + setup.notes + proxy.notes,
+        calibration=calibration,
+        layout=layout,
+        noise_scale=_noise_summary(noise_points, pool.source),
+        collapse=collapse,
+    )
+
+
+def _prepare(original: nn.Module, plan: Plan, opts: SmokeOptions, ctx: DistContext | None,
+             dev: str, clock: Callable[[], float], input_shape: tuple[int, ...],
+             num_classes: int | None, notes: list[str]) -> _Inputs:
+    """Preflight and data: the proxy batches for this device, the output probe, the
+    preflight's prediction (which refuses a run far over budget), the sample pool (rank 0's on
+    every rank) and the warmup in proxy updates."""
+    from lbconvert.smoke import distributed
+    from lbconvert.smoke.data import make_pool
+
+    world = 1 if ctx is None else ctx.world_size
+    proxy = choose_proxy(plan, dev.split(":")[0], opts.smoke_batch, world=world)
     out_dim, num_classes, note = _probe_output(original, input_shape, num_classes)
     if note:
         notes.append(note)
     predicted = None
-    if steps is None:  # a fixed number of updates was asked for: no budget to protect
-        predicted = _preflight(original, input_shape, proxy, dev, time_budget, ctx, clock)
-    from lbconvert.smoke.data import make_pool
-
+    if opts.steps is None:  # a fixed number of updates was asked for: no budget to protect
+        predicted = _preflight(original, input_shape, proxy, dev, opts.time_budget, ctx, clock)
     bytes_per = 4 * math.prod(input_shape)
     pool_size = int(max(proxy.large_batch * 4, 2048))
     pool_size = max(proxy.large_batch, min(pool_size, (512 << 20) // bytes_per))
     pool = make_pool(
-        data,
+        opts.data,
         input_shape=tuple(input_shape),
         num_classes=num_classes,
         output_dim=out_dim,
         pool_size=pool_size,
-        seed=seed,
+        seed=opts.seed,
         device=dev,
     )
     if ctx is not None:  # every rank trains on rank 0's samples
@@ -193,25 +299,44 @@ def _run(
     proxy.warmup_steps_plan = proxy.warmup_steps = int(
         round(plan.warmup_epochs * proxy.steps_per_epoch)
     )
-    timings["data"] = clock() - t_start
+    return _Inputs(proxy, pool, holdout, predicted)
 
-    setup = ArmSetup(original, converted, plan, proxy, pool, dev, opts.max_micro_batch, ctx)
-    t0 = clock()
-    if predicted is not None and ctx is None and dev == "cpu":
+
+def _step_times(setup: ArmSetup, predicted: float | None, opts: SmokeOptions,
+                ctx: DistContext | None, clock: Callable[[], float]
+                ) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per update of each arm: ``(this rank's, the pace of all)`` — the slowest
+    rank's in a data-parallel run."""
+    from lbconvert.smoke import distributed
+
+    proxy = setup.proxy
+    if predicted is not None and ctx is None and setup.device == "cpu":
         # The preflight's per-sample cost × each arm's batch: on one CPU process a separate
         # measurement (a warm-up and a timed step per arm, no OOM to retry) took 27 s of a
         # 60 s budget for ResNet-18 and only sized the plan, which the arms re-plan from
         # their own rate anyway (budget.interleave).
         per_sample = predicted / ((proxy.small_batch + 2 * proxy.large_batch) * (MIN_STEPS + 1))
-        own_step_times = {name: per_sample * setup.share(name) for name in ARMS}
+        own = {name: per_sample * setup.share(name) for name in ARMS}
     else:
-        own_step_times = {name: measure_step_time(setup, name, seed, clock=clock,
-                                                  max_seconds=MEASURE_SHARE * time_budget / 3)
-                          for name in ARMS}
-    step_times = dict(own_step_times)
+        own = {name: measure_step_time(setup, name, opts.seed, clock=clock,
+                                       max_seconds=MEASURE_SHARE * opts.time_budget / 3)
+               for name in ARMS}
+    agreed = dict(own)
     if ctx is not None:  # the slowest rank sets the pace of all
-        step_times = dict(zip(ARMS, distributed.all_reduce(list(step_times.values()), ctx, "max")))
-    timings["measure"] = clock() - t0
+        agreed = dict(zip(ARMS, distributed.all_reduce(list(agreed.values()), ctx, "max")))
+    return own, agreed
+
+
+def _schedule(setup: ArmSetup, step_times: dict[str, float], opts: SmokeOptions,
+              ctx: DistContext | None, t_start: float, clock: Callable[[], float],
+              notes: list[str]) -> _Schedule:
+    """The arms' deadline and planned updates: the whole smoke test keeps to its budget, so
+    the arms stop at a deadline that leaves the end reserve and the second half of the noise
+    scale's share after them; the plan's warmup is compressed when it would leave no
+    post-warmup window."""
+    from lbconvert.smoke import distributed
+
+    plan, proxy, time_budget = setup.plan, setup.proxy, opts.time_budget
     noise_size = None
     if opts.noise_scale:  # B_simple (smoke.noise)
         from lbconvert.smoke.noise import size_probe
@@ -219,12 +344,10 @@ def _run(
         noise_size = size_probe(setup, step_times["original"], time_budget)
         if noise_size.note:
             notes.append(noise_size.note)
-    fixed = steps is not None
-    # The whole smoke test keeps to its budget: the arms stop at `deadline`, which leaves the
-    # end reserve and the noise scale's second half of its share after them.
+    steps, fixed = opts.steps, opts.steps is not None
     noise_half = NOISE_SHARE * time_budget / 2 if noise_size is not None else 0.0
     deadline = t_start + time_budget * (1 - END_SHARE) - noise_half
-    if not fixed:
+    if steps is None:
         remaining = deadline - clock() - noise_half
         steps, _, note = size_steps(remaining, sum(step_times.values()), time_budget,
                                     max(plan.updates_old or 0, plan.updates_new or 0))
@@ -239,29 +362,53 @@ def _run(
             f"{proxy.warmup_steps} to leave a post-warmup window in a "
             f"{steps}-update smoke run (the schedule after warmup is the plan's)"
         )
+    return _Schedule(steps, fixed, deadline, noise_size, noise_half)
 
-    noise_points: list[dict[str, Any]] = []
-    _noise_point(setup, opts, noise_size, original, "init", 0, noise_points, timings, notes,
-                 clock, clock() + noise_half)
-    if noise_points:  # keep for the second point what the first took (+50%), not the whole half
-        deadline += max(0.0, noise_half - 1.5 * timings["noise_scale"])
+
+def _min_rounds_check(step_times: dict[str, float], opts: SmokeOptions, ctx: DistContext | None,
+                      t_start: float, clock: Callable[[], float]) -> str | None:
+    """:func:`lbconvert.smoke.budget.min_rounds_overrun` from the set-up spent so far and the
+    step times, agreed over the ranks (one rank's "cannot fit" stops all)."""
+    why = min_rounds_overrun(clock() - t_start, sum(step_times.values()), opts.time_budget,
+                             END_SHARE * opts.time_budget)
+    if ctx is not None:
+        from lbconvert.smoke import distributed
+
+        if distributed.all_reduce([float(why is not None)], ctx, "max")[0] > 0:
+            why = why or ("the arms were not started: another rank predicted that their "
+                          f"fewest rounds would overrun the {opts.time_budget:g}s budget")
+    return why
+
+
+def _train(setup: ArmSetup, sched: _Schedule, step_times: dict[str, float], inputs: _Inputs,
+           opts: SmokeOptions, ctx: DistContext | None, clock: Callable[[], float],
+           timings: dict[str, float]) -> _Trained:
+    """The arms, stepped in turn (:func:`interleave`) until the deadline or the plan's end,
+    with the collapse guard's evaluations before and after when the data is real. Not
+    stepped at all when ``sched.not_started`` (they are built, at update 0, for the report)."""
+    from lbconvert.smoke import distributed
+
+    pool, holdout, plan = inputs.pool, inputs.holdout, setup.plan
     runners = {name: setup.build(name) for name in ARMS}
     evals: dict[str, dict[str, Any]] = {}
-    if holdout is not None or has_real_data(pool.source):
+    if (holdout is not None or has_real_data(pool.source)) and not sched.not_started:
         evals = {n: {"start": _evaluate(runners[n], pool, holdout, setup)}
                  for n in ("original", "converted")}
-    trainers = {name: ArmTrainer(runners[name], steps, seed, clock) for name in ARMS}
+    trainers = {name: ArmTrainer(runners[name], sched.steps, opts.seed, clock) for name in ARMS}
+    progress = opts.progress and (ctx is None or ctx.is_main)
     train_start = clock()
     with _progress(progress, opts.console) as bar:
-        tasks = {n: bar.add_task(f"smoke {n}", total=steps) for n in ARMS} if bar else {}
+        tasks = {n: bar.add_task(f"smoke {n}", total=sched.steps) for n in ARMS} if bar else {}
         agree = None
         if ctx is not None:
             def agree(late: bool) -> bool:  # every rank stops at the same round
                 return distributed.all_reduce([float(late)], ctx, "max")[0] > 0
         whole = max(plan.updates_old or 0, plan.updates_new or 0)
-        rounds, cut = interleave(trainers, None if fixed else deadline, clock, agree=agree,
-                                 max_rounds=min(whole or MAX_STEPS, MAX_STEPS),
-                                 on_step=(lambda n: bar.advance(tasks[n])) if bar else None)
+        rounds, cut = 0, False
+        if not sched.not_started:
+            rounds, cut = interleave(trainers, None if sched.fixed else sched.deadline, clock,
+                                     agree=agree, max_rounds=min(whole or MAX_STEPS, MAX_STEPS),
+                                     on_step=(lambda n: bar.advance(tasks[n])) if bar else None)
     timings["arms"] = clock() - train_start
     arms: dict[str, Arm] = {}
     for name, trainer in trainers.items():
@@ -270,30 +417,38 @@ def _run(
                                     if cut else None)
         arms[name].step_time = step_times[name]
         timings[f"arm_{name}"] = arms[name].seconds
-    if evals:
-        for n in evals:
-            evals[n]["end"] = _evaluate(runners[n], pool, holdout, setup)
-    _noise_point(setup, opts, noise_size, runners["original"].model, "end of the original arm",
-                 arms["original"].steps, noise_points, timings, notes, clock,
-                 t_start + time_budget * (1 - END_SHARE))
+    for n in evals:
+        evals[n]["end"] = _evaluate(runners[n], pool, holdout, setup)
     if setup.micro["naive"] < setup.share("naive"):
         arms["naive"].notes.append(
             "plain BatchNorm over accumulated micro-batches: statistics are "
             f"per micro-batch of {setup.micro['naive']}, not per batch"
         )
+    return _Trained(runners, arms, rounds, evals)
+
+
+def _judge(trained: _Trained, sched: _Schedule, step_times: dict[str, float], inputs: _Inputs,
+           plan: Plan, opts: SmokeOptions, ctx: DistContext | None, timings: dict[str, float],
+           notes: list[str]) -> tuple[Verdict, tuple[int, int], int, dict[str, Any]]:
+    """Fit each arm's ‖w_t − w_0‖ against ln t over one window, decide the verdict
+    (:func:`lbconvert.smoke.verdict.decide`, with the hint a too-short run needs), and let the
+    collapse guard overrule it. Returns ``(verdict, window, n_eff, collapse)``."""
+    from lbconvert.smoke import distributed
+
+    arms, rounds = trained.arms, trained.rounds
     round_seconds = timings["arms"] / rounds if rounds else sum(step_times.values())
     settle = settle_budget(timings["data"] + timings["measure"], round_seconds,
-                           int(math.ceil(1.2 * MIN_CONCLUSIVE_UPDATES)),
-                           END_SHARE + (NOISE_SHARE if noise_size is not None else 0.0))
-
+                           CONCLUSIVE_ROUNDS,
+                           END_SHARE + (NOISE_SHARE if sched.noise_size is not None else 0.0))
     n_eff = min(a.steps for a in arms.values())
     if ctx is not None:
         n_eff = int(distributed.all_reduce([n_eff], ctx, "min")[0])
-    window, problem = choose_window(n_eff, proxy.warmup_steps)
-    for k, arm in enumerate(arms.values()):
+    window, problem = choose_window(n_eff, inputs.proxy.warmup_steps)
+    for k, arm in enumerate(arms.values() if not sched.not_started else ()):
         try:
             arm.fit = fit_log_slope(
-                [m.t for m in arm.marks], [m.distance for m in arm.marks], window, seed=seed + k
+                [m.t for m in arm.marks], [m.distance for m in arm.marks], window,
+                seed=opts.seed + k
             )
         except ValueError as exc:
             arm.notes.append(f"no fit: {exc}")
@@ -304,11 +459,13 @@ def _run(
         arms["converted"],
         window,
         horizon=horizon,
-        tolerance=tolerance,
+        tolerance=opts.tolerance,
         window_problem=problem,
-        settle_time=None if fixed else settle,
+        settle_time=None if sched.fixed else settle,
     )
-    collapse = _collapse(evals, pool, holdout, arms["original"].steps)
+    if sched.not_started and verdict.level == INCONCLUSIVE:  # say why there are no updates
+        verdict = dataclasses.replace(verdict, reason=sched.not_started)
+    collapse = _collapse(trained.evals, inputs.pool, inputs.holdout, arms["original"].steps)
     if collapse.get("collapsed"):
         verdict = dataclasses.replace(
             verdict, level=FAIL, reason=collapse["line"] + f" (distance verdict: {verdict.level}, "
@@ -318,43 +475,27 @@ def _run(
     reach = extrapolation_note(horizon, window[1])
     if reach and verdict.level in (PASS, WARN, FAIL):
         notes.append(reach)
+    return verdict, window, n_eff, collapse
 
+
+def _extras(setup: ArmSetup, trained: _Trained, n_eff: int, step_times: dict[str, float],
+            opts: SmokeOptions, clock: Callable[[], float],
+            timings: dict[str, float]) -> Calibration | None:
+    """What was asked for beyond the verdict, outside the budget: the LR calibration
+    (returned) and Keskar sharpness (on the arms)."""
     calibration = None
     if opts.calibrate:
         t0 = clock()
         from lbconvert.smoke.calibrate import calibrate_lr
 
-        calibration = calibrate_lr(
-            setup, arms["original"], n_eff, step_times["converted"], time_budget, seed
-        )
+        calibration = calibrate_lr(setup, trained.arms["original"], n_eff,
+                                   step_times["converted"], opts.time_budget, opts.seed)
         timings["calibrate"] = clock() - t0
     if opts.sharpness:
         t0 = clock()
-        _add_sharpness(runners, arms, pool, setup, seed)
+        _add_sharpness(trained.runners, trained.arms, setup.pool, setup, opts.seed)
         timings["sharpness"] = clock() - t0
-    layout = _layout(setup, ctx, own_step_times)
-    timings["total"] = clock() - t_start
-
-    proxy_d = dataclasses.asdict(proxy)
-    proxy_d["micro_batches"] = dict(setup.micro)
-    return DiffusionResult(
-        arms=arms,
-        window=window,
-        ratios=ratios(arms, n_eff),
-        by_updates=by_updates(arms, n_eff),
-        by_samples=by_samples(arms, n_eff, proxy),
-        verdict=verdict,
-        proxy=proxy_d,
-        device=dev,
-        timings=timings,
-        data=pool.source,
-        seed=seed,
-        notes=notes + setup.notes + proxy.notes,
-        calibration=calibration,
-        layout=layout,
-        noise_scale=_noise_summary(noise_points, pool.source),
-        collapse=collapse,
-    )
+    return calibration
 
 
 def _noise_point(setup: ArmSetup, opts: SmokeOptions, size: ProbeSize | None, model: nn.Module,

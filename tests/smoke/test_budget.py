@@ -1,4 +1,5 @@
-"""The preflight's hint names flags with values the CLI accepts, and they would be enough."""
+"""The preflight's hint names flags with values the CLI accepts, and they would settle the
+verdict; the time-sized plan of updates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import re
 
 import pytest
 
-from lbconvert.smoke.budget import OVER_BUDGET_LIMIT, budget_hint
+from lbconvert.smoke.budget import (
+    CONCLUSIVE_ROUNDS,
+    END_SHARE,
+    MIN_STEPS,
+    OVER_BUDGET_LIMIT,
+    budget_hint,
+)
+from lbconvert.smoke.noise import BUDGET_SHARE
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import Proxy
 
@@ -24,6 +32,8 @@ def test_every_suggested_value_is_accepted_and_sufficient(small, large, device):
     hint = budget_hint(predicted, _proxy(small, large), device)
     time = float(re.search(r"--smoke-time (\d+)", hint).group(1))
     assert time * OVER_BUDGET_LIMIT >= predicted  # the suggested budget admits the run
+    # ... and settles it: the verdict's rounds at the predicted rate (9 rounds predicted)
+    assert time * (1 - END_SHARE - BUDGET_SHARE) >= CONCLUSIVE_ROUNDS * predicted / (MIN_STEPS + 1)
     batch = re.search(r"--smoke-batch (\d+)", hint)
     if small > 2:
         assert batch is not None and 2 <= int(batch.group(1)) < small

@@ -74,8 +74,6 @@ def test_proxy_keeps_m_and_scales_ghost_only_when_needed():
     assert choose_proxy(_plan(), "cpu", None).lr_scale == 1.0  # b_s = B_S: nothing scaled
     s = choose_proxy(_plan(source_batch=96, target_batch=8192, ratio=8192 / 96), "cpu", 3)
     assert s.small_batch == 3 and s.large_batch == 256 and s.large_batch % s.ghost_batch_size == 0
-    with pytest.raises(LbconvertError, match="smoke-batch"):
-        choose_proxy(_plan(), "cpu", 1)
 
 
 def test_accumulated_gradients_equal_full_batch_with_ghost_batchnorm():
@@ -249,8 +247,12 @@ def test_user_errors(tiny):
         )
     with pytest.raises(LbconvertError, match="learning rate"):
         _run(model, conv, _plan(lr_old=None), steps=6)
-    with pytest.raises(LbconvertError, match="smoke-time"):
+    # a Python caller is told the argument it passed, not a CLI flag it never typed
+    with pytest.raises(LbconvertError, match=r"^time_budget=0 must be positive") as info:
         run_smoke(model, conv, _plan(), input_shape=(3, 6, 6), num_classes=4, time_budget=0)
+    assert "--" not in str(info.value)
+    with pytest.raises(LbconvertError, match=r"^smoke_batch=1 is too small"):
+        choose_proxy(_plan(), "cpu", 1)
 
 
 def test_bundled_example_on_cpu_short_budget():
@@ -299,12 +301,13 @@ def test_progress_bar_per_arm_on_a_terminal_only(tiny):
     model, conv = tiny
     kw = dict(input_shape=(3, 6, 6), num_classes=4, device="cpu", steps=6)
     buf = io.StringIO()
-    run_smoke(model, conv, _plan(), console=Console(file=buf, force_terminal=True), **kw)
+    run_smoke(model, conv, _plan(), progress=True, console=Console(file=buf, force_terminal=True),
+              **kw)
     out = buf.getvalue()
     assert all(f"smoke {name}" in out for name in ("original", "naive", "converted"))
     quiet = io.StringIO()
-    run_smoke(model, conv, _plan(), console=Console(file=quiet, force_terminal=False), **kw)
-    run_smoke(
-        model, conv, _plan(), progress=False, console=Console(file=quiet, force_terminal=True), **kw
-    )
+    run_smoke(model, conv, _plan(), progress=True, console=Console(file=quiet,
+              force_terminal=False), **kw)
+    # the library's default: no bar even on a terminal (the CLI asks for one)
+    run_smoke(model, conv, _plan(), console=Console(file=quiet, force_terminal=True), **kw)
     assert quiet.getvalue() == ""
