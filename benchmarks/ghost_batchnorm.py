@@ -18,9 +18,10 @@ Model rows (--models): one training step (forward, backward, SGD step) of a CIFA
 (benchmarks/fidelity_data.py) with every BatchNorm converted by lbconvert's surgery, against
 the unconverted model.
 
-Each round times the reference and then every candidate once, on the same input; a ratio is
-the median over rounds of (candidate time / reference time in that round), so a shared
-machine's load slows reference and candidates alike.
+Each round times the reference and every candidate on the same input, starting one further
+along the list each round; a sample is the mean of enough back-to-back calls to last 20 ms;
+a ratio is the median over rounds of (candidate time / reference time in that round), so a
+shared machine's load slows reference and candidates alike.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import math
 import os
 import statistics
 import sys
@@ -57,21 +59,37 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _once(fn, device: str) -> float:
+def _once(fn, device: str, calls: int = 1) -> float:
+    """Seconds per call of ``calls`` back-to-back calls."""
     _sync(device)
     t = time.perf_counter()
-    fn()
+    for _ in range(calls):
+        fn()
     _sync(device)
-    return time.perf_counter() - t
+    return (time.perf_counter() - t) / calls
+
+
+#: Shortest sample: a 0.2 ms layer is timed over 100 back-to-back calls, so that one sample is
+#: not decided by whether the scheduler of a shared machine preempted that one call.
+SAMPLE_S = 0.02
 
 
 def time_ratios(fns: list, reps: int, device: str) -> tuple[float, list[float]]:
-    """Median seconds of ``fns[0]`` and, for every fn, the median over interleaved rounds of
-    its time divided by ``fns[0]``'s time in the same round."""
+    """Median seconds per call of ``fns[0]`` and, for every fn, the median over interleaved
+    rounds of its time divided by ``fns[0]``'s time in the same round. Each sample is the mean
+    of enough back-to-back calls to last :data:`SAMPLE_S`, and each round starts at the next
+    fn, so no candidate always runs right after the reference."""
     for fn in fns:
         for _ in range(2):
             fn()
-    rounds = [[_once(fn, device) for fn in fns] for _ in range(reps)]
+    calls = [max(1, math.ceil(SAMPLE_S / _once(fn, device))) for fn in fns]
+    rounds = []
+    for r in range(reps):
+        order = [(r + i) % len(fns) for i in range(len(fns))]
+        times = dict.fromkeys(order, 0.0)
+        for i in order:
+            times[i] = _once(fns[i], device, calls[i])
+        rounds.append([times[i] for i in range(len(fns))])
     ratios = [statistics.median(r[i] / r[0] for r in rounds) for i in range(len(fns))]
     return statistics.median(r[0] for r in rounds), ratios
 
