@@ -253,7 +253,8 @@ class Steppable(Protocol):
 def interleave(arms: dict[str, Steppable], deadline: float | None,
                clock: Callable[[], float] = time.perf_counter, *, min_rounds: int = MIN_ROUNDS,
                max_rounds: int = MAX_STEPS, agree: Callable[[bool], bool] | None = None,
-               on_step: Callable[[str], None] | None = None) -> tuple[int, bool]:
+               on_step: Callable[[str], None] | None = None,
+               hard_deadline: float | None = None) -> tuple[int, bool]:
     """Step the arms in turn, one update each per round, until every arm has stopped or the
     next round would end past ``deadline`` (predicted from the last round's duration, so the
     budget is kept to within the rounds' jitter rather than overrun by a whole round).
@@ -268,8 +269,11 @@ def interleave(arms: dict[str, Steppable], deadline: float | None,
     15 updates against 10, then 1 against 8 in issue 23. Interleaved, the arms make the same
     number of updates whatever the start-up costs and the load on the machine. At least
     ``min_rounds`` rounds run whatever the deadline (a curve needs points; the preflight
-    refused runs predicted far over budget). ``agree``: the ranks' common answer to "stop
-    now?" (or "extend?") in a data-parallel run.
+    refused runs predicted far over budget) — unless the next round would end past
+    ``hard_deadline`` (the budget + :data:`OVERRUN_LIMIT`): rounds slower than predicted
+    (start-up the preflight did not see) then stop the run short of a fit rather than
+    overrun it; the first round always runs (:func:`min_rounds_overrun` decided it fits).
+    ``agree``: the ranks' common answer to "stop now?" (or "extend?") in a data-parallel run.
     """
     rounds, last, recent = 0, 0.0, []
     while True:
@@ -285,6 +289,7 @@ def interleave(arms: dict[str, Steppable], deadline: float | None,
             if more < 1 or not any([a.extend(rounds + more) for a in arms.values()]):
                 return rounds, False
         late = deadline is not None and rounds >= min_rounds and now + last > deadline
+        late = late or (hard_deadline is not None and rounds > 0 and now + last > hard_deadline)
         if agree is not None:
             late = agree(late)
         if late:

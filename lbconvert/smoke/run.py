@@ -28,6 +28,7 @@ from lbconvert.smoke.budget import (
     MAX_STEPS,
     MEASURE_SHARE,
     MIN_STEPS,
+    OVERRUN_LIMIT,
     SmokeBudgetError,
     interleave,
     measure_step_time,
@@ -157,14 +158,16 @@ class _Inputs:
 @dataclasses.dataclass
 class _Schedule:
     """How long the arms run: planned updates, their deadline (``fixed``: a count was asked
-    for, no deadline), the noise scale's probe size and the half of its share it keeps, and
-    why the arms are not started at all (``not_started``: their fewest rounds cannot fit)."""
+    for, no deadline), the noise scale's probe size and the half of its share it keeps, the
+    deadline that stops even the fewest rounds (budget + 10%), and why the arms are not
+    started at all (``not_started``: their fewest rounds cannot fit)."""
 
     steps: int
     fixed: bool
     deadline: float
     noise_size: ProbeSize | None
     noise_half: float
+    hard_deadline: float
     not_started: str | None = None
 
 
@@ -362,7 +365,9 @@ def _schedule(setup: ArmSetup, step_times: dict[str, float], opts: SmokeOptions,
             f"{proxy.warmup_steps} to leave a post-warmup window in a "
             f"{steps}-update smoke run (the schedule after warmup is the plan's)"
         )
-    return _Schedule(steps, fixed, deadline, noise_size, noise_half)
+    # Past this even the fewest rounds stop: the whole test ends within its budget + 10%.
+    hard_deadline = t_start + time_budget * (1 + OVERRUN_LIMIT - END_SHARE)
+    return _Schedule(steps, fixed, deadline, noise_size, noise_half, hard_deadline)
 
 
 def _min_rounds_check(step_times: dict[str, float], opts: SmokeOptions, ctx: DistContext | None,
@@ -408,7 +413,8 @@ def _train(setup: ArmSetup, sched: _Schedule, step_times: dict[str, float], inpu
         if not sched.not_started:
             rounds, cut = interleave(trainers, None if sched.fixed else sched.deadline, clock,
                                      agree=agree, max_rounds=min(whole or MAX_STEPS, MAX_STEPS),
-                                     on_step=(lambda n: bar.advance(tasks[n])) if bar else None)
+                                     on_step=(lambda n: bar.advance(tasks[n])) if bar else None,
+                                     hard_deadline=None if sched.fixed else sched.hard_deadline)
     timings["arms"] = clock() - train_start
     arms: dict[str, Arm] = {}
     for name, trainer in trainers.items():
