@@ -7,6 +7,8 @@ imports from, so no test module imports another.
 - :func:`noise_measurement` — a noise-scale measurement with known numbers.
 - :data:`SARIF_SCHEMA` — the SARIF 2.1.0 rules the audit's output must follow.
 - :class:`TinyNet`, :func:`tiny_plan`, :func:`run_tiny` — the smoke stage's tiny model.
+- :func:`fixed_steps`, :func:`simulated_clock` — a smoke run sized by updates on simulated
+  time, for CLI tests (no wall-clock budget).
 - :func:`audit_run`, :func:`check_rule` — audit histories and one rule's result.
 - :func:`curve_arm`, :func:`fit_arm` — smoke arms on a given distance curve.
 """
@@ -14,6 +16,7 @@ imports from, so no test module imports another.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import sys
@@ -308,6 +311,42 @@ def run_tiny(model: nn.Module, conv: nn.Module, plan: Plan, **kw: Any) -> Diffus
     input_shape, num_classes = kw.pop("input_shape"), kw.pop("num_classes")
     return run_smoke(model, conv, plan, SmokeOptions(**kw), input_shape=input_shape,
                      num_classes=num_classes)
+
+
+#: Simulated seconds per sample of a forward pass, and per forward call, for :func:`fixed_steps`.
+SIMULATED_PER_SAMPLE, SIMULATED_PER_CALL = 1e-3, 0.05
+
+
+def simulated_clock(*models: nn.Module) -> Callable[[], float]:
+    """A clock that advances only when one of ``models`` (or a deep copy: the hook is a plain
+    function, which deepcopy shares) runs a forward pass, by the samples it processes."""
+    now = [0.0]
+
+    def cost(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        batch = getattr(args[0], "shape", (1,))[0] if args else 1
+        now[0] += SIMULATED_PER_CALL + SIMULATED_PER_SAMPLE * batch
+
+    for model in models:
+        model.register_forward_pre_hook(cost)
+    return lambda: now[0]
+
+
+def fixed_steps(real_run_smoke: Callable[..., DiffusionResult], steps: int
+                ) -> Callable[..., DiffusionResult]:
+    """``run_smoke`` with ``steps`` updates per arm on simulated time, whatever the caller's
+    time budget: no preflight and no deadline (``SmokeOptions.steps``), and every part the
+    budget still sizes (step-time measurement, noise-scale probe and its share) reads
+    :func:`simulated_clock`, so a CLI test's smoke run is the same on a loaded machine. The
+    hooks go on copies: the caller's models stay as they were (export sees no hook)."""
+
+    def run(original: nn.Module, converted: nn.Module, plan: Plan, options: Any = None,
+            **kwargs: Any) -> DiffusionResult:
+        original, converted = copy.deepcopy(original), copy.deepcopy(converted)
+        opts = SmokeOptions.from_mapping(options)
+        opts = dataclasses.replace(opts, steps=steps, clock=simulated_clock(original, converted))
+        return real_run_smoke(original, converted, plan, opts, **kwargs)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------

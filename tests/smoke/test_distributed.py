@@ -180,8 +180,15 @@ def test_several_processes_from_python_need_torchrun(monkeypatch):
                   input_shape=(3, 6, 6), num_classes=4)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+#: On PYTHONPATH, it makes every process's smoke run a fixed number of updates (no clock).
+FIXED_STEPS_SITE = Path(__file__).resolve().parent / "fixed_steps_site"
+
+
+def _cli(*args: str, cwd: Path, smoke_steps: int = 6) -> subprocess.CompletedProcess:
+    """``lbconvert ARGS`` in a fresh process whose smoke arms (and every rank's) make
+    ``smoke_steps`` updates on simulated time, whatever --smoke-time says."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXED_STEPS_SITE), str(ROOT)]),
+           "OMP_NUM_THREADS": "1", "LBCONVERT_TEST_SMOKE_STEPS": str(smoke_steps)}
     env.pop("WORLD_SIZE", None)
     return subprocess.run([sys.executable, "-m", "lbconvert", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -194,8 +201,11 @@ def test_cli_nproc_per_node_writes_one_report_with_two_ranks(tmp_path):
                 str(ROOT / "fixtures/examples/cifar_resnet.yaml"), "--target-batch", "8192",
                 "--nproc-per-node", "2", "--input-shape", "3,8,8", "--smoke-batch", "2",
                 "--smoke-time", "30", "--out", str(out), cwd=tmp_path)
-    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    assert (out / "report.json").exists(), proc.stderr[-3000:]
     doc = json.loads((out / "report.json").read_text())
+    assert proc.returncode == (0 if doc["verdict"]["ok"] else 1), proc.stderr[-3000:]
+    assert doc["smoke"]["run"] is True, doc["smoke"].get("reason")
+    assert {arm["steps"] for arm in doc["smoke"]["arms"].values()} == {6}  # not time-sized
     assert doc["smoke"]["layout"]["world_size"] == 2
     assert [r["rank"] for r in doc["smoke"]["layout"]["ranks"]] == [0, 1]
     assert "Smoke layout: 2 processes (gloo, torchrun)" in (out / "report.md").read_text()
