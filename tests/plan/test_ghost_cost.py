@@ -5,12 +5,16 @@ from __future__ import annotations
 from lbconvert.plan import ghost_cost
 
 
-def test_note_only_where_a_measured_ratio_is_above_the_threshold():
+def test_note_only_where_a_measured_ratio_is_above_the_threshold(monkeypatch):
     assert ghost_cost.ghost_cost_note(32, dim="2d") == ""
     note = ghost_cost.ghost_cost_note(4)
-    low, high = ghost_cost.RATIOS[("cpu", "1d", 4)]
-    assert f"BatchNorm1d layers {low:.2f}-{high:.2f}×" in note and "ghost 4" in note
-    assert "BatchNorm2d layers" in note  # 1.45× at ghost 4 on (1024, 64, 14, 14)
+    low, high = ghost_cost.RATIOS[("cpu", "nc", 4)]
+    assert f"BatchNorm1d (N, C) layers {low:.2f}-{high:.2f}×" in note and "ghost 4" in note
+    clow, chigh = ghost_cost.COMPILED_RATIOS[("cpu", "nc", 4)]
+    assert f"under torch.compile {clow:.2f}-{chigh:.2f}×" in note
+    assert "BatchNorm2d layers" not in note  # at most 1.03× at ghost 4
+    monkeypatch.setitem(ghost_cost.RATIOS, ("cpu", "2d", 4), (0.9, 1.5))
+    assert "BatchNorm2d layers 0.90-1.50×" in ghost_cost.ghost_cost_note(4)
     assert "nearest measured to 5" in ghost_cost.ghost_cost_note(5)
     assert "unmeasured" in ghost_cost.ghost_cost_note(4, device="cuda")
 
