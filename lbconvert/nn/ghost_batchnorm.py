@@ -138,12 +138,18 @@ def _fold(
 
 
 #: CPU: a ghost batch with at least this many values per channel (samples × spatial
-#: positions) goes through "native" (BatchNorm's kernels per ghost batch), a smaller one
-#: through "vector" (all ghost batches at once), whose fixed cost does not grow with the
-#: number of ghost batches. Crossover measured with benchmarks/ghost_batchnorm.py
-#: (docs/ghost-batchnorm-speed.md): (1024, 64, 40) ghost 4 (160 values) vector wins,
-#: (256, 64, 14, 14) ghost 32 (6,272 values) native wins.
+#: positions) and at least :data:`NATIVE_MIN_BYTES` goes through "native" (BatchNorm's kernels
+#: per ghost batch), any other through "vector" (all ghost batches at once), whose fixed cost
+#: does not grow with the number of ghost batches. Crossover measured with
+#: benchmarks/ghost_batchnorm.py (docs/ghost-batchnorm-speed.md): (1024, 64, 40) ghost 4 (160
+#: values) vector wins, (256, 64, 14, 14) ghost 32 (6,272 values) native wins; (N, C) inputs
+#: (at most 128 values at ghost 128) always measured faster with vector.
 NATIVE_MIN_VALUES = 512
+#: ... and the bytes of one ghost batch: native's cost is a few kernel calls per ghost batch,
+#: which a small ghost batch does not amortize. 1 thread, fwd+bwd ratio to BatchNorm, vector vs
+#: native: (128, 12, 16, 16) ghost 4 (48 KiB) 0.88× vs 2.09×, ghost 8 (96 KiB) 1.10× vs 1.17×;
+#: (8192, 64, 8, 8) ghost 8 (128 KiB) 0.97-1.03× vs 0.81-0.87×.
+NATIVE_MIN_BYTES = 128 << 10
 
 
 def pick_strategy(x: Tensor, ghost: int) -> str:
@@ -152,10 +158,10 @@ def pick_strategy(x: Tensor, ghost: int) -> str:
     Under torch.compile (any device): "fold", one BatchNorm over ghost-folded channels, so the
     graph has the same nodes whatever the number of ghost batches and Inductor fuses it.
     CPU eager: "native" for ghost batches of at least :data:`NATIVE_MIN_VALUES` values per
-    channel, else "vector" (see :data:`NATIVE_MIN_VALUES`). CUDA eager: only strategies in
-    :data:`CUDA_VERIFIED` (docs/gpu-kernels.md): the one-launch Triton kernels only once they
-    have passed the GPU test suite on hardware (not yet: they have run under Triton's
-    interpreter only, which does not test memory ordering between programs, so
+    channel and :data:`NATIVE_MIN_BYTES` bytes, else "vector" (see both). CUDA eager: only
+    strategies in :data:`CUDA_VERIFIED` (docs/gpu-kernels.md): the one-launch Triton kernels
+    only once they have passed the GPU test suite on hardware (not yet: they have run under
+    Triton's interpreter only, which does not test memory ordering between programs, so
     ``strategy="triton"`` is opt-in); else "fold" for many ghost batches or half precision
     with few wide channels, where one BatchNorm call over ghost-folded channels beat the
     per-ghost loop, and "loop" otherwise.
@@ -163,7 +169,9 @@ def pick_strategy(x: Tensor, ghost: int) -> str:
     if torch.compiler.is_compiling():
         return "fold"
     if x.device.type != "cuda":
-        return "native" if ghost * math.prod(x.shape[2:]) >= NATIVE_MIN_VALUES else "vector"
+        values = ghost * math.prod(x.shape[2:])
+        big = values * x.shape[1] * x.element_size() >= NATIVE_MIN_BYTES
+        return "native" if values >= NATIVE_MIN_VALUES and big else "vector"
     from lbconvert.nn import _gbn_triton
 
     if "triton" in CUDA_VERIFIED and _gbn_triton.available(x):

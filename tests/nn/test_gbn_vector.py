@@ -91,3 +91,16 @@ def test_vector_float32_near_float32_batchnorm_accuracy(shape, ghost, offset):
         bn_err = (bn_got.double() - want).abs().max().item()
         assert err <= 8 * bn_err + 1e-5, (tuple(want.shape), err, bn_err)
     assert gbn.num_batches_tracked.item() == len(sizes)
+
+
+@pytest.mark.parametrize(("shape", "ghost", "expected"), [
+    ((1024, 256), 128, "vector"),        # (N, C): 128 values per channel
+    ((1024, 64, 40), 4, "vector"),       # 160 values
+    ((128, 12, 16, 16), 4, "vector"),    # 1,024 values but a 48 KiB ghost batch
+    ((8192, 64, 8, 8), 8, "native"),     # 512 values, 128 KiB
+    ((256, 64, 14, 14), 4, "native"),    # 784 values, 196 KiB
+])
+def test_auto_on_cpu_follows_the_measured_crossover(shape, ghost, expected):
+    from lbconvert.nn.ghost_batchnorm import pick_strategy
+
+    assert pick_strategy(torch.empty(shape), ghost) == expected
