@@ -3,6 +3,8 @@
     PYTHONPATH=. python benchmarks/ghost_batchnorm.py --threads 1 --reps 9
     PYTHONPATH=. python benchmarks/ghost_batchnorm.py --compile --models   # + compiled, models
     PYTHONPATH=. python benchmarks/ghost_batchnorm.py --device cuda
+    PYTHONPATH=. python benchmarks/ghost_batchnorm.py --shapes 128x12x16x16 --ghosts 4,8 \
+        --strategies vector,native,loop   # chosen rows and strategy columns
 
 Layer rows: BatchNorm2d (N, C, H, W) and BatchNorm1d (N, C) and (N, C, L) shapes at per-device
 batches 256, 1024 (8192 with --big), ghost 4 (the plan's default), 8, 32 and 128. Columns:
@@ -150,12 +152,15 @@ def layer_rows(args, strategies: list[str]) -> None:
     print(head)
     print("-" * len(head))
     worst: dict[str, float] = {}
-    for shape in shapes(args.big):
+    rows = ([tuple(int(d) for d in spec.split("x")) for spec in args.shapes.split(",")]
+            if args.shapes else shapes(args.big))
+    for shape in rows:
         torch.manual_seed(0)
         x = torch.randn(*shape, device=dev, requires_grad=True)
         gy = torch.randn_like(x)
         bn = _bn(shape[1], len(shape), dev)
-        for ghost in GHOSTS:
+        for ghost in (GHOSTS if not args.ghosts else
+                      tuple(int(g) for g in args.ghosts.split(","))):
             gbns = [GhostBatchNorm(shape[1], ghost, device=dev, strategy=s)
                     for s in ["auto", *strategies]]
             fns = [_step(bn, x, gy)] + [_step(m, x, gy) for m in gbns]
@@ -241,6 +246,10 @@ def main() -> None:
     ap.add_argument("--strategies", default="vector,native",
                     help="comma-separated strategy columns besides auto (default vector,native)")
     ap.add_argument("--big", action="store_true", help="add the batch 8192 rows")
+    ap.add_argument("--shapes", default="",
+                    help="comma-separated layer shapes instead of the default rows, e.g. "
+                         "128x12x16x16,128x256")
+    ap.add_argument("--ghosts", default="", help="comma-separated ghost sizes (default 4,8,32,128)")
     ap.add_argument("--compile", action="store_true", help="add the torch.compile column")
     ap.add_argument("--backend", default="inductor", help="torch.compile backend")
     ap.add_argument("--models", action="store_true", help="add the whole-model rows")
