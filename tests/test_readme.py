@@ -24,6 +24,14 @@ def test_quickstart_has_two_lines_and_ci_runs_the_test_line():
     assert test_line in ci
 
 
+def test_the_test_line_installs_lints_checks_layers_and_types_then_tests():
+    steps = [step.strip() for step in _quickstart_lines()[1].split("&&")]
+    tools = ["pip install", "ruff check", "lint-imports", "mypy", "pytest"]
+    order = [next((i for i, step in enumerate(steps) if tool in step), -1) for tool in tools]
+    assert -1 not in order and order == sorted(order), steps
+    assert steps[order[3]] == ".venv/bin/mypy"  # bare: the files come from [tool.mypy]
+
+
 def test_quickstart_paths_exist():
     main_line = _quickstart_lines()[0]
     for path in re.findall(r"(fixtures/\S+)", main_line):

@@ -8,6 +8,7 @@ calls would (Hoffer et al. 2017, Algorithm 1: inference uses the running statist
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -37,8 +38,8 @@ def update_running_stats(running_mean: Tensor, running_var: Tensor,
     g = stats.shape[1]
     with torch.no_grad():
         stats = stats.to(running_mean.dtype)
-        if momentum is None:
-            t = num_batches_tracked.to(running_mean.dtype)
+        if momentum is None:  # num_batches_tracked is not None: checked above
+            t = cast(Tensor, num_batches_tracked).to(running_mean.dtype)
             for buf, s in zip(bufs, stats.sum(1)):
                 buf.mul_(t).add_(s).div_(t + g)
         else:
@@ -85,8 +86,8 @@ def update_running_stats_parts(running_mean: Tensor, running_var: Tensor,
             means = means.to(running_mean.dtype)
             variances = variances.to(running_mean.dtype)
             unbiased = n / max(n - 1, 1)
-            if momentum is None:
-                t = num_batches_tracked.to(running_mean.dtype)
+            if momentum is None:  # num_batches_tracked is not None: checked above
+                t = cast(Tensor, num_batches_tracked).to(running_mean.dtype)
                 ones = torch.ones(k, device=dev, dtype=running_mean.dtype)
                 running_mean.mul_(t).addmv_(means.t(), ones).div_(t + k)
                 running_var.mul_(t).addmv_(variances.t(), ones, alpha=unbiased).div_(t + k)

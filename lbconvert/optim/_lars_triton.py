@@ -93,10 +93,12 @@ class _Tables:
         self.blocks: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.addrs: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def block_table(self, numels: tuple[int, ...], device: torch.device):
+    def block_table(self, numels: tuple[int, ...], device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         key = numels + (device.index or 0,)
         if key not in self.blocks:
-            tensor_ids, starts = [], []
+            tensor_ids: list[int] = []
+            starts: list[int] = []
             for i, n in enumerate(numels):
                 for s in range(0, n, BLOCK):
                     tensor_ids.append(i)

@@ -19,7 +19,7 @@ from lbconvert.optim.param_groups import ExcludeSpec, param_groups
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from lbconvert.plan.plan import Plan
+    from lbconvert.plan.types import Plan
 
 #: optimizer_old spellings → torch.optim class name
 KEEP = {

@@ -17,6 +17,7 @@ implementations use, clamp_value 10), or φ(z) = z with ``clamp_value=None``. Wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # an optimizer module: imported only by code that trains, never on the CLI's start-up path
@@ -106,9 +107,9 @@ class LAMB(Optimizer):
                 group.setdefault(key, value)
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One LAMB update of every parameter that has a gradient (Algorithm 2)."""
-        loss = None
+        loss: float | None = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()

@@ -18,7 +18,7 @@ paper.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -141,9 +141,9 @@ class LARS(Optimizer):
                 group.setdefault(key, value)
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One LARS update of every parameter that has a gradient (Algorithm 1, steps 1–5)."""
-        loss = None
+        loss: float | None = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -300,6 +300,7 @@ def _foreach_lars(params: list[torch.Tensor], grads: list[torch.Tensor],
     """
     wd = group["weight_decay"]
     momentum = group["momentum"]
+    scaled: Callable[[list[torch.Tensor], list[torch.Tensor], Any, int], None]
     if group["lars_adapt"]:
         w_norm = torch.stack(torch._foreach_norm(params))
         g_norm = torch.stack(torch._foreach_norm(grads))

@@ -39,7 +39,8 @@ def _hook_names(model: Any) -> frozenset[str]:
     return frozenset(names or ())
 
 
-def _compile_rule(spec: ExcludeSpec, hook_names: frozenset[str], what: str):
+def _compile_rule(spec: ExcludeSpec, hook_names: frozenset[str],
+                  what: str) -> Callable[[str, Any], bool]:
     """Turn an exclusion spec into ``fn(name, param) -> bool``."""
     if spec is None:
         return lambda n, p: default_exclude(n, p, hook_names)

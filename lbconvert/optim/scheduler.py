@@ -15,7 +15,7 @@ from lbconvert.plan.schedule import _min_factor, _need_length, _schedule, _shape
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from lbconvert.plan.plan import Plan
+    from lbconvert.plan.types import Plan
 
 
 def make_scheduler(
@@ -76,7 +76,8 @@ def make_scheduler(
             return _tag(S.LambdaLR(optimizer, lam), interval)
         main = S.MultiStepLR(optimizer, milestones=steps, gamma=gamma)
     else:
-        total = int(round(_need_length(plan, total_e, "new") * units))
+        length = _need_length(plan, total_e, "new")
+        total = int(round(length * units))
         span = max(total - w, 1)
         if name == "cosine":
             base = [g["lr"] for g in optimizer.param_groups]
@@ -89,7 +90,7 @@ def make_scheduler(
             main = S.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=span)
         elif name == "exponential":
             gamma = 0.95 if plan.gamma is None else plan.gamma
-            main = S.ExponentialLR(optimizer, gamma=gamma ** ((plan.epochs_old or total_e) / span))
+            main = S.ExponentialLR(optimizer, gamma=gamma ** ((plan.epochs_old or length) / span))
         else:
             return _tag(S.LambdaLR(optimizer, lam), interval)
     if w <= 0:
