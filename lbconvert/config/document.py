@@ -131,7 +131,8 @@ def _parse_toml(text: str, where: Any) -> Any:
 def _lenient_loader() -> type[Any]:
     import yaml
 
-    # libyaml's parser when built in (7× faster; same nodes and marks for the key lines)
+    # libyaml's parser when built in (faster than the pure-Python one; same nodes and marks
+    # for the key lines)
     # The base is chosen at run time, so the type checker cannot see it.
     class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
         """SafeLoader that reads python/* and custom ``!`` tags as plain data."""

@@ -178,8 +178,7 @@ def _foreach_lamb(params: list[torch.Tensor], grads: list[torch.Tensor],
     # r = m̂/(√v̂ + ε) = m / ((1 − β1^t)/√(1 − β2^t) · √v + (1 − β1^t) · ε): both bias
     # corrections folded into the denominator. The update is built in the one buffer that
     # sqrt allocates (reciprocal, then × m) rather than in a second one from a division: on
-    # the CPU a fresh buffer per step costs page faults (an A/B of the two on the ViT-tiny
-    # parameters of benchmarks/lamb.py, 1 thread: 1.27× AdamW's step time against 1.82×)
+    # the CPU a fresh buffer per step costs page faults (the A/B is in docs/lamb.md)
     update = torch._foreach_sqrt(vs)
     torch._foreach_mul_(update, [c1 / c2 for c1, c2 in zip(bc1, bc2_sqrt)])
     torch._foreach_add_(update, [c1 * group["eps"] for c1 in bc1])

@@ -71,13 +71,13 @@ class LARS(Optimizer):
         trust_match: calibrate η once, at the first ``step()``: η becomes ``1 / median``
             over the adapted tensors of ``‖w‖/(‖∇w‖ + β‖w‖ + eps)`` on that first batch, so the
             median layer's LARS step equals the plain SGD step ``γ·‖∇w‖`` at the same γ, and
-            the other layers keep LARS's ratios around it. This is lbconvert's default (the
-            fidelity benchmark, docs/fidelity.md: with the paper's η = 0.001 and γ = the
-            scaled SGD rate the median trust ratio at initialisation was 0.004–0.011 there
-            (geometric mean 0.056 on the bundled example, issue 17), so LARS's steps were
-            18–230× smaller than SGD's and the recipe under-trained). The matched η is stored
+            the other layers keep LARS's ratios around it. This is lbconvert's default: with
+            the paper's η = 0.001 and γ = the scaled SGD rate, the median layer stepped far
+            less than SGD's and the recipe under-trained (the measured ratios are in
+            docs/fidelity.md, "How the default recipe was chosen"). The matched η is stored
             in the param groups (``trust_coefficient``, with ``trust_matched`` True), so a
-            state dict round trip keeps it. One host synchronisation, at the first step.
+            state dict round trip keeps it. The calibration copies each adapted tensor's
+            ratio to the host: one host synchronisation per tensor, at the first step only.
         exclude_adapt, exclude_decay: exclusion specs, see ``param_groups``.
         foreach: None/True use the multi-tensor path, False a per-tensor loop. On CUDA a
             fused Triton kernel is used with ``LBCONVERT_LARS_TRITON=1`` when triton is

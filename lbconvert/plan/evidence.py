@@ -121,8 +121,8 @@ def regime_alternatives_note(plan: Plan, budget_closed: str | None = None) -> st
             f"closed {measured}")
 
 
-#: What ``--regime budget`` closed of the gap in the fidelity benchmark (docs/fidelity.md,
-#: issue 23 runs, docs/fidelity/issue23/): signals1d 52% and tabular 56% at M = 8 (3 seeds),
+#: What ``--regime budget`` closed of the gap in the fidelity benchmark (docs/fidelity.md;
+#: the runs' records in docs/fidelity/issue23/): signals1d 52% and tabular 56% at M = 8 (3 seeds),
 #: tabular 71% at M = 32 (3 seeds).
 BUDGET_CLOSED = ("52% (signals1d) and 56% (tabular) of the generalization gap at M = 8, 71% "
                  "(tabular) at M = 32")

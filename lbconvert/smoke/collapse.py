@@ -2,7 +2,7 @@
 
 The diffusion verdict measures how far the weights travel, ‖w_t − w_0‖, and a run that
 collapses still travels: ``--rule linear`` at M = 32 ended at chance (10.45%) and passed on
-distance (issue 23). So when the smoke test trains on real samples (``--data`` a factory), a
+distance (docs/fidelity.md). So when the smoke test trains on real samples (``--data`` a factory), a
 slice of them is held out (:func:`split_holdout`), and the original and converted arms are
 evaluated before and after training (:func:`evaluate`): the loss on a fixed slice of the
 training samples and the loss and accuracy on the held-out slice. A converted run whose

@@ -33,7 +33,7 @@ def find_files(run_dir: Path, pattern: str, max_depth: int = MAX_DEPTH) -> list[
     """Files matching ``pattern`` at most ``max_depth`` folders below ``run_dir``, sorted.
 
     Bounded so that pointing at a folder of many runs does not merge them into one. One
-    ``scandir`` per folder (pathlib's glob costs ~10× more, and a sweep calls this per run).
+    ``scandir`` per folder (pathlib's glob costs more, and a sweep calls this per run).
     """
     out: list[Path] = []
     level = [run_dir]
