@@ -92,7 +92,8 @@ class LARS(Optimizer):
     (a plain step at γ), never NaN. Parameters without a gradient are skipped; sparse
     gradients raise. Under DDP gradients are all-reduced before ``step()``, so norms are
     global; sharded (DTensor / FSDP2) parameters are refused because a shard's norm is
-    not the layer's norm. ``step()`` performs no host synchronisation.
+    not the layer's norm. ``step()`` performs no host synchronisation, except the first
+    one of a ``trust_match`` group (see ``trust_match``).
     """
 
     def __init__(
