@@ -140,15 +140,12 @@ def _fold(
 #: CPU: a ghost batch with at least this many values per channel (samples × spatial
 #: positions) and at least :data:`NATIVE_MIN_BYTES` goes through "native" (BatchNorm's kernels
 #: per ghost batch), any other through "vector" (all ghost batches at once), whose fixed cost
-#: does not grow with the number of ghost batches. Crossover measured with
-#: benchmarks/ghost_batchnorm.py (docs/ghost-batchnorm-speed.md): (1024, 64, 40) ghost 4 (160
-#: values) vector wins, (256, 64, 14, 14) ghost 32 (6,272 values) native wins; (N, C) inputs
-#: (at most 128 values at ghost 128) always measured faster with vector.
+#: does not grow with the number of ghost batches. (N, C) inputs (at most 128 values at ghost
+#: 128) always measured faster with vector. Crossover rows: docs/ghost-batchnorm-speed.md,
+#: "How auto picks".
 NATIVE_MIN_VALUES = 512
 #: ... and the bytes of one ghost batch: native's cost is a few kernel calls per ghost batch,
-#: which a small ghost batch does not amortize. 1 thread, fwd+bwd ratio to BatchNorm, vector vs
-#: native: (128, 12, 16, 16) ghost 4 (48 KiB) 0.88× vs 2.09×, ghost 8 (96 KiB) 1.10× vs 1.17×;
-#: (8192, 64, 8, 8) ghost 8 (128 KiB) 0.97-1.03× vs 0.81-0.87×.
+#: which a small ghost batch does not amortize (same rows).
 NATIVE_MIN_BYTES = 128 << 10
 
 

@@ -3,14 +3,14 @@
 
 The tables are the ``auto`` and ``auto/comp`` columns of benchmarks/ghost_batchnorm.py (fwd+bwd
 time of GhostBatchNorm over nn.BatchNorm on the same input, eager and both under
-torch.compile with Inductor; median of 7 interleaved rounds), lowest and highest over two runs of
+torch.compile with Inductor; median of 7 interleaved rounds), per row the median of three runs of
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/ghost_batchnorm.py --threads 1 --reps 7 \
         --big --compile --models --model-batch 128
 
 on 2026-12-05, CPU only (torch 2.14.1, 1 thread, a 2-core machine shared with other jobs,
-load average 2.7-4.6; docs/ghost-batchnorm-speed.md has the full table). No GPU was lent,
-so there is no CUDA row.
+load average 2.7-4.6), then the lowest and highest of those over the rows of each kind;
+docs/ghost-batchnorm-speed.md has the tables. No GPU was lent, so there is no CUDA row.
 """
 
 from __future__ import annotations
@@ -21,38 +21,38 @@ COST_THRESHOLD = 1.2
 MEASURED_ON = "2026-12-05, benchmarks/ghost_batchnorm.py, CPU 1 thread, loaded machine"
 
 #: (device type, layer kind, ghost) -> (lowest, highest) eager ``auto`` ratio over the layer
-#: rows of two runs: "2d" rows (256,64,14,14) (256,256,14,14) (128,128,28,28)
+#: rows (each the median of three runs): "2d" rows (256,64,14,14) (256,256,14,14) (128,128,28,28)
 #: (1024,64,14,14) (8192,64,8,8); "1d" rows (1024,64,40) (8192,64,40); "nc" rows (256,256)
 #: (1024,256) (8192,256), the (N, C) inputs of BatchNorm1d after a Linear layer.
 RATIOS: dict[tuple[str, str, int], tuple[float, float]] = {
-    ("cpu", "2d", 4): (0.82, 1.03),
-    ("cpu", "2d", 8): (0.73, 1.04),
-    ("cpu", "2d", 32): (0.51, 1.05),
-    ("cpu", "2d", 128): (0.45, 1.01),
-    ("cpu", "1d", 4): (0.89, 1.17),
-    ("cpu", "1d", 8): (0.93, 1.02),
-    ("cpu", "1d", 32): (0.72, 0.96),
-    ("cpu", "1d", 128): (0.63, 0.83),
-    ("cpu", "nc", 4): (3.04, 4.28),
-    ("cpu", "nc", 8): (2.27, 3.23),
-    ("cpu", "nc", 32): (2.06, 2.77),
-    ("cpu", "nc", 128): (1.95, 2.77),
+    ("cpu", "2d", 4): (0.86, 1.03),
+    ("cpu", "2d", 8): (0.87, 1.00),
+    ("cpu", "2d", 32): (0.67, 0.96),
+    ("cpu", "2d", 128): (0.65, 1.00),
+    ("cpu", "1d", 4): (0.89, 1.09),
+    ("cpu", "1d", 8): (0.97, 0.98),
+    ("cpu", "1d", 32): (0.72, 0.93),
+    ("cpu", "1d", 128): (0.63, 0.79),
+    ("cpu", "nc", 4): (3.04, 4.10),
+    ("cpu", "nc", 8): (2.39, 3.23),
+    ("cpu", "nc", 32): (2.06, 2.72),
+    ("cpu", "nc", 128): (1.95, 2.71),
 }
 
 #: The same rows with GhostBatchNorm and BatchNorm both under torch.compile (Inductor).
 COMPILED_RATIOS: dict[tuple[str, str, int], tuple[float, float]] = {
-    ("cpu", "2d", 4): (0.71, 0.95),
-    ("cpu", "2d", 8): (0.79, 1.36),
-    ("cpu", "2d", 32): (0.97, 1.24),
-    ("cpu", "2d", 128): (0.92, 1.30),
-    ("cpu", "1d", 4): (0.76, 0.85),
-    ("cpu", "1d", 8): (0.71, 0.86),
-    ("cpu", "1d", 32): (0.87, 0.95),
-    ("cpu", "1d", 128): (0.93, 1.26),
-    ("cpu", "nc", 4): (1.10, 1.66),
-    ("cpu", "nc", 8): (1.05, 1.28),
-    ("cpu", "nc", 32): (0.97, 1.08),
-    ("cpu", "nc", 128): (0.84, 1.56),
+    ("cpu", "2d", 4): (0.85, 0.95),
+    ("cpu", "2d", 8): (0.87, 1.02),
+    ("cpu", "2d", 32): (0.97, 1.10),
+    ("cpu", "2d", 128): (0.94, 1.01),
+    ("cpu", "1d", 4): (0.76, 0.83),
+    ("cpu", "1d", 8): (0.73, 0.82),
+    ("cpu", "1d", 32): (0.93, 0.93),
+    ("cpu", "1d", 128): (0.94, 1.18),
+    ("cpu", "nc", 4): (1.23, 1.66),
+    ("cpu", "nc", 8): (1.14, 1.28),
+    ("cpu", "nc", 32): (0.97, 1.06),
+    ("cpu", "nc", 128): (0.96, 1.07),
 }
 
 #: How the plan names each layer kind.
