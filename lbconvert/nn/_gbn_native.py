@@ -37,6 +37,8 @@ On CUDA these primitives measured slower than the loop, so ``auto`` uses this on
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -61,13 +63,13 @@ def usable(x: Tensor, weight: Tensor | None) -> bool:
     if x.dtype not in (torch.float32, torch.float64) or (
             weight is not None and weight.dtype != x.dtype):
         return False
-    return x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(
-        memory_format=torch.channels_last))
+    return bool(x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(
+        memory_format=torch.channels_last)))
 
 
 def _rows(x: Tensor) -> int:
     """Samples per cache block."""
-    return max(1, BLOCK_BYTES // max(1, x[0].numel() * x.element_size()))
+    return max(1, BLOCK_BYTES // max(1, int(x[0].numel()) * int(x.element_size())))
 
 
 def _first_values(x: Tensor, start: int) -> Tensor:
@@ -83,7 +85,8 @@ class NativeGhostBatchNorm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, sizes):
+    def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,
+                sizes: list[int]) -> tuple[Tensor, Tensor]:
         c = x.shape[1]
         bshape = (c,) + (1,) * (x.dim() - 2)
         zero, one, none = x.new_zeros(c), x.new_ones(c), x.new_empty(0)
@@ -127,7 +130,8 @@ class NativeGhostBatchNorm(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out, _grad_stats):
+    def backward(ctx: Any, grad_out: Tensor,
+                 _grad_stats: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, means, invstds = ctx.saved_tensors
         grad_in = torch.empty_like(x)
         grad_out = grad_out.contiguous(memory_format=_format(x))
@@ -177,13 +181,16 @@ def _format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def native_ghost_batch_norm(x, running_mean, running_var, weight, bias, num_batches_tracked,
-                            track, momentum, eps, sizes):
+def native_ghost_batch_norm(x: Tensor, running_mean: Tensor | None,
+                            running_var: Tensor | None, weight: Tensor | None,
+                            bias: Tensor | None, num_batches_tracked: Tensor | None,
+                            track: bool, momentum: float | None, eps: float,
+                            sizes: list[int]) -> Tensor:
     """Train-mode ghost batch norm through :class:`NativeGhostBatchNorm`; the running
     statistics and ``num_batches_tracked`` end as after BatchNorm on each ghost batch in turn."""
     from lbconvert.nn.running_stats import update_running_stats
 
     y, stats = NativeGhostBatchNorm.apply(x, weight, bias, eps, list(sizes))
-    if track:
+    if track and running_mean is not None and running_var is not None:
         update_running_stats(running_mean, running_var, num_batches_tracked, stats, momentum)
     return y

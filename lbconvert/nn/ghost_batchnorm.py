@@ -381,7 +381,7 @@ class LazyGhostBatchNorm(LazyModuleMixin, GhostBatchNorm):
         if not self.has_uninitialized_params() and self.num_features != 0:
             super().reset_parameters()
 
-    def initialize_parameters(self, input: Tensor) -> None:  # type: ignore[override]
+    def initialize_parameters(self, input: Tensor) -> None:
         """Materialize parameters and buffers with ``input.shape[1]`` channels."""
         if self.has_uninitialized_params():
             self.num_features = input.shape[1]
