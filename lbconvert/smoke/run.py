@@ -195,7 +195,8 @@ def _run(
     num_classes: int | None,
 ) -> DiffusionResult:
     """run_smoke after its checks, in this process or as one rank of a data-parallel run: the
-    pipeline preflight and data → step times → schedule → noise scale → arms → verdict."""
+    pipeline preflight and data → step times → schedule → fewest-rounds check → noise scale →
+    arms → verdict → extras (calibration, sharpness)."""
     from lbconvert.smoke import distributed
 
     clock = opts.clock or time.perf_counter
@@ -214,17 +215,17 @@ def _run(
     sched = _schedule(setup, step_times, opts, ctx, t_start, clock, notes)
     if not sched.fixed:
         sched.not_started = _min_rounds_check(step_times, opts, ctx, t_start, clock)
+    probe = None if sched.not_started else sched.noise_size
     if sched.not_started and sched.noise_size is not None:
         notes.append("noise scale not measured: the arms were not started")
 
     noise_points: list[dict[str, Any]] = []
-    _noise_point(setup, opts, None if sched.not_started else sched.noise_size, original, "init",
-                 0, noise_points, timings, notes, clock, clock() + sched.noise_half)
+    _noise_point(setup, opts, probe, original, "init", 0, noise_points, timings, notes, clock,
+                 clock() + sched.noise_half)
     if noise_points:  # keep for the second point what the first took (+50%), not the whole half
         sched.deadline += max(0.0, sched.noise_half - 1.5 * timings["noise_scale"])
     trained = _train(setup, sched, step_times, inputs, opts, ctx, clock, timings)
-    _noise_point(setup, opts, None if sched.not_started else sched.noise_size,
-                 trained.runners["original"].model,
+    _noise_point(setup, opts, probe, trained.runners["original"].model,
                  "end of the original arm", trained.arms["original"].steps, noise_points,
                  timings, notes, clock, t_start + opts.time_budget * (1 - END_SHARE))
 
