@@ -20,7 +20,7 @@ from lbconvert.smoke.diffusion import FAIL, INCONCLUSIVE, PASS, WARN
 from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.proxy import choose_proxy
 from lbconvert.smoke.run import run_smoke as _run_smoke
-from tests.helpers import TinyNet
+from tests.helpers import TinyNet, simulated_clock
 from tests.helpers import run_tiny as _run
 from tests.helpers import tiny_plan as _plan
 
@@ -201,13 +201,14 @@ def test_calibrate_moves_toward_the_original_curve(tiny):
         assert cal.multiplier == 1.0 and len(cal.trials) == 1 and "keep it" in cal.notes[-1]
     elif first["class"] == "low":
         # searched upward only; the answer is the least passing multiplier
+        # (the tiny model at 16 updates ends short at 1×: this is the branch that runs here)
         assert len(cal.trials) >= 2 and all(t["multiplier"] > 1 for t in cal.trials[1:2])
-        if passing:
-            assert cal.multiplier == min(passing) and cal.final_gap >= 0
+        assert passing, "the upward search found no passing LR"
+        assert cal.multiplier == min(passing) and cal.final_gap >= 0
     else:
         assert all(t["multiplier"] < 1 for t in cal.trials[1:2])
-        if passing:
-            assert cal.multiplier == max(passing)
+        assert passing, "the downward search found no passing LR"
+        assert cal.multiplier == max(passing)
 
 
 def test_time_sized_smoke_stops_where_the_real_runs_end(tiny):
@@ -283,11 +284,20 @@ def test_bundled_example_on_cpu_short_budget():
         device="auto",
         time_budget=12,
         progress=False,
+        # simulated time: the budget sizes the run the same way on any machine
+        clock=simulated_clock(model, conv),
     )
     assert set(r.arms) == {"original", "naive", "converted"}
     assert all(a.fit is not None for a in r.arms.values())
-    assert r.verdict.level in (PASS, WARN, FAIL, INCONCLUSIVE)
     assert r.proxy["small_batch"] * 64 == r.proxy["large_batch"]
+    # the level is the one the verdict's own numbers give (not any of the four)
+    v = r.verdict
+    if min(a.steps for a in r.arms.values()) < 50:
+        assert v.level == INCONCLUSIVE
+    elif v.final_gap >= 0 and v.max_slope_ratio <= 10 and v.final_gap > v.naive_final_gap:
+        assert v.level == PASS
+    else:
+        assert v.level in (WARN, FAIL)
     assert r.timings["total"] > 0 and r.arms["converted"].step_time > 0
     if not torch.cuda.is_available():
         assert any("CPU" in n for n in r.notes)
