@@ -35,7 +35,7 @@ END_SHARE = 0.015
 OVER_BUDGET_LIMIT = 3.0
 #: Rounds a hint's budget is sized for: the verdict's minimum updates per arm, +20% margin.
 CONCLUSIVE_ROUNDS = int(math.ceil(1.2 * MIN_CONCLUSIVE_UPDATES))
-#: How far past its budget the whole smoke test may end (issue 23: "within its budget ± 10%");
+#: How far past its budget the whole smoke test may end (docs/smoke-budget.md);
 #: arms whose fewest rounds would end later are not started (:func:`min_rounds_overrun`).
 OVERRUN_LIMIT = 0.10
 
@@ -51,8 +51,8 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
 
     A forward+backward of a copy of ``model`` on ``probe_batch`` samples (at most the proxy's
     large batch): one untimed warm-up step (allocator, lazy init), then the median of
-    ``repeats`` timed steps gives a per-sample cost — one step on two samples, as before,
-    predicted 124 s, 465 s and 1535 s for the same model in three runs (issue 17). The three arms
+    ``repeats`` timed steps gives a per-sample cost (one step on two samples, as before, gave
+    predictions far apart between runs of the same model). The three arms
     process b_s + 2·b_l samples per update for ``MIN_STEPS`` updates plus the step
     measurement. Per-sample cost still falls with batch size, so this overestimates; a
     prediction above ``OVER_BUDGET_LIMIT`` budgets raises :class:`SmokeBudgetError` instead
@@ -60,7 +60,7 @@ def preflight(model: nn.Module, input_shape: tuple[int, ...], proxy: Proxy, devi
     steps are skipped only when the warm-up step alone took over twice ``PREFLIGHT_SHARE`` of
     the budget (no room to repeat it): judged from the warm-up's per-sample prediction
     instead, a loaded 2-core machine refused CIFAR ResNet-20 at 60 s on its first, start-up
-    step (3,059 s predicted, issue 23).
+    step (docs/smoke-budget.md).
     """
     import torch
 
@@ -265,8 +265,8 @@ def interleave(arms: dict[str, Steppable], deadline: float | None,
 
     Round-robin, because sizing each arm's share of the time from step times measured
     beforehand starved the arm that ran first: it paid the start-up cost (oneDNN builds
-    kernels shape by shape) that the measurement did not count — CIFAR ResNet-20, proxy 8/128:
-    15 updates against 10, then 1 against 8 in issue 23. Interleaved, the arms make the same
+    kernels shape by shape) that the measurement did not count (docs/smoke-budget.md,
+    "Before"). Interleaved, the arms make the same
     number of updates whatever the start-up costs and the load on the machine. At least
     ``min_rounds`` rounds run whatever the deadline (a curve needs points; the preflight
     refused runs predicted far over budget) — unless the next round would end past
@@ -312,7 +312,7 @@ def settle_budget(fixed: float, round_seconds: float, rounds_needed: int,
     over the share of the budget not taken by the noise scale and the end reserve
     (``shares``), rounded up to 10 s. From measured numbers, not from the measured step times
     alone: those miss start-up and load, and the old hint repeated a value that did not
-    settle the verdict (issue 23)."""
+    settle the verdict (docs/smoke-budget.md)."""
     need = (fixed + (rounds_needed + 1) * round_seconds) / max(0.05, 1.0 - shares)
     return int(10 * math.ceil(need * 1.1 / 10))
 

@@ -124,7 +124,7 @@ def measure_point(setup: ArmSetup, model: nn.Module, size: ProbeSize, seed: int,
     Two timed pilot passes first (the second is the cost per pass: the first may pay start-up)
     shrink ``size`` to what fits before ``deadline`` (on ``clock``); a pass that still ends
     past it raises :class:`OverShare`, so the measurement never takes more than its share of
-    the budget (it took 42 s of a 60 s budget on a loaded CPU, issue 23)."""
+    the budget (it once took most of it on a loaded CPU: docs/smoke-budget.md)."""
     import torch
 
     from lbconvert.measure.noise_probe import probe_noise_scale
