@@ -123,3 +123,14 @@ def test_remainder_note_says_what_ghost_batchnorm_does_with_it(micro, ghost):
         assert f"merge into the last ghost batch ({sizes[-1]} samples)" in note
     else:
         assert sizes[-1] == micro % ghost and "form one smaller ghost batch" in note
+
+
+def test_conservative_default_above_32_is_a_note_not_a_warning_against_itself():
+    cfg = small_cfg(batch_size=128, dataset_size=50_000)  # beyond the benchmark: ghost = 128
+    plan = make_plan(cfg, 8192)
+    assert plan.ghost_batch_size == 128
+    assert not any("generalize best" in w for w in plan.warnings)
+    assert any("generalize best" in n and "--ghost-batch 32" in n for n in plan.notes)
+    # the user's own choice above 32 is still warned
+    plan = make_plan(small_cfg(), 1024, ghost_batch=64)
+    assert any("ghost batch 64 > 32" in w for w in plan.warnings)
