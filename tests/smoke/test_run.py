@@ -214,9 +214,10 @@ def test_calibrate_moves_toward_the_original_curve(tiny):
 def test_time_sized_smoke_stops_where_the_real_runs_end(tiny):
     # A 60-update real run and a budget worth far more: the smoke covers the runs whole and
     # stops there; the verdict's final distances are measured, not extrapolated.
-    model, conv = tiny
-    r = _run(model, conv, _plan(updates_old=60, updates_new=60), time_budget=30,
-             noise_scale=False)
+    model, conv = (copy.deepcopy(m) for m in tiny)
+    # simulated time: the budget is worth far more than 60 updates on any machine
+    r = _run(model, conv, _plan(updates_old=60, updates_new=60), time_budget=120,
+             noise_scale=False, clock=simulated_clock(model, conv))
     assert all(a.steps == 60 for a in r.arms.values())
     assert any("the real runs end by update 60" in n for n in r.notes)
     assert r.verdict.horizon["original"] == 60 and r.verdict.horizon["converted"] == 60
