@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import re
 
-import pytest
 import torch
 import torch.nn as nn
 
@@ -70,14 +69,6 @@ def _smoke(budget: float, first_call: float = FIRST_CALL, per_sample: float = PE
     result = run_smoke(model, conv, tiny_plan(warmup_epochs=0.0), opts, input_shape=(3, 6, 6),
                        num_classes=4)
     return result, now[0]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_arms_that_cannot_fit_their_fewest_rounds_are_not_started_and_the_hint_settles_it():

@@ -9,7 +9,6 @@ import io
 import math
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn as nn
 
@@ -21,14 +20,6 @@ from lbconvert.smoke.options import SmokeOptions
 from lbconvert.smoke.run import run_smoke
 
 DATA = f"{Path(__file__).with_name('collapse_data.py')}:clusters"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _mlp() -> nn.Module:

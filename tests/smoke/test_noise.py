@@ -29,14 +29,6 @@ from tests.helpers import run_tiny as _run
 from tests.helpers import tiny_plan as _plan
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _setup(model, micro_cap=None, pool_size=256):
     proxy = Proxy(small_batch=4, large_batch=32, ratio=8.0, plan_ratio=16.0, ghost_batch_size=4,
                   plan_ghost_batch_size=4, ghost_scaled=False, steps_per_epoch=4,

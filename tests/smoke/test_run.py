@@ -25,16 +25,6 @@ from tests.helpers import run_tiny as _run
 from tests.helpers import tiny_plan as _plan
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on the shared 2-core test machine, 2 threads contend and run ~10×
-    slower on these tiny convolutions."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)

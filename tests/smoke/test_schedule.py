@@ -13,7 +13,6 @@ import copy
 import math
 import re
 
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -138,14 +137,6 @@ def _smoke(budget: float):
                         clock=lambda: now[0])
     result = run_smoke(model, conv, _plan(), opts, input_shape=(3, 6, 6), num_classes=4)
     return result, now[0]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _check_budget(result, budget: float, end: float) -> None:
